@@ -1,0 +1,158 @@
+//! "Ready means ready": a node is up when the container's EPMD knows its name and a
+//! distribution handshake with its cookie completes. Both are polled on the real signals,
+//! each attempt bounded, the whole wait bounded by the boot deadline.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use erl_dist::epmd::{EpmdClient, DEFAULT_EPMD_PORT};
+use erl_dist::handshake::ClientSideHandshake;
+use erl_dist::node::{Creation, LocalNode, NodeName};
+use tokio::net::TcpStream;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+/// How often EPMD and the handshake are retried while a node boots. Small: a node
+/// registers within a few hundred milliseconds and every poll is one local TCP connect.
+pub const POLL: Duration = Duration::from_millis(4);
+const ATTEMPT: Duration = Duration::from_millis(500);
+
+/// The step a boot was in; reported by `boot_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Create = 0,
+    Start = 1,
+    Epmd = 2,
+    Handshake = 3,
+}
+
+impl Phase {
+    pub fn atom(self) -> &'static str {
+        match self {
+            Phase::Create => "create",
+            Phase::Start => "start",
+            Phase::Epmd => "epmd",
+            Phase::Handshake => "handshake",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.atom())
+    }
+}
+
+/// The current phase, shared between a boot and whoever reports its timeout.
+#[derive(Debug, Default)]
+pub struct PhaseCell(AtomicU8);
+
+impl PhaseCell {
+    pub fn set(&self, p: Phase) {
+        self.0.store(p as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Phase {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Phase::Create,
+            1 => Phase::Start,
+            2 => Phase::Epmd,
+            _ => Phase::Handshake,
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Option<TcpStream> {
+    match tokio::time::timeout(ATTEMPT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// The node's distribution port, once its EPMD answers with it.
+async fn epmd_port(ip: Ipv4Addr, alive: &str) -> Option<u16> {
+    let stream = connect(SocketAddr::from((ip, DEFAULT_EPMD_PORT))).await?;
+    let query = EpmdClient::new(stream.compat()).get_node(alive);
+    match tokio::time::timeout(ATTEMPT, query).await {
+        Ok(Ok(Some(entry))) => Some(entry.port),
+        _ => None,
+    }
+}
+
+async fn handshake(ip: Ipv4Addr, port: u16, local: &NodeName, cookie: &str) -> bool {
+    let Some(stream) = connect(SocketAddr::from((ip, port))).await else {
+        return false;
+    };
+    let me = LocalNode::new(local.clone(), Creation::random());
+    let mut hs = ClientSideHandshake::new(stream.compat(), me, cookie);
+    let run = async {
+        hs.execute_send_name(erl_dist::LOWEST_DISTRIBUTION_PROTOCOL_VERSION)
+            .await
+            .ok()?;
+        hs.execute_rest(true).await.ok()
+    };
+    matches!(tokio::time::timeout(ATTEMPT, run).await, Ok(Some(_)))
+}
+
+/// Waits until `alive@ip` is registered in the container's EPMD and accepts a handshake
+/// with `cookie`. Runs until it succeeds: the caller bounds it with the boot deadline and
+/// reads `phase` to say where it was stuck.
+pub async fn wait_ready(
+    ip: Ipv4Addr,
+    alive: &str,
+    cookie: &str,
+    local: &NodeName,
+    phase: &PhaseCell,
+) {
+    loop {
+        phase.set(Phase::Epmd);
+        let port = loop {
+            if let Some(p) = epmd_port(ip, alive).await {
+                break p;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        phase.set(Phase::Handshake);
+        if handshake(ip, port, local, cookie).await {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A random cookie: 20 upper-case letters, as `erl` makes its own.
+pub fn random_cookie() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..20)
+        .map(|_| rng.gen_range(b'A'..=b'Z') as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_random_letters() {
+        let a = random_cookie();
+        assert_eq!(a.len(), 20);
+        assert!(a.bytes().all(|b| b.is_ascii_uppercase()));
+        assert_ne!(a, random_cookie());
+    }
+
+    #[test]
+    fn phase_cell_round_trips() {
+        let c = PhaseCell::default();
+        assert_eq!(c.get(), Phase::Create);
+        for p in [Phase::Start, Phase::Epmd, Phase::Handshake] {
+            c.set(p);
+            assert_eq!(c.get(), p);
+        }
+    }
+}

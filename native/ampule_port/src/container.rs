@@ -1,0 +1,511 @@
+//! One application container's files, configuration and lifecycle. Everything here blocks
+//! (file system work and liblxc): the dispatcher calls it from blocking threads.
+//!
+//! An application container is transient: its directory is `LXCPATH/NAME/` with
+//! `rootfs/` (a skeleton: merged-usr links, a tiny `/etc`, a home holding the cookie), the
+//! saved `config`, and `ampule-owner` naming the port instance that made it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::host::{Cgroups, Host, OWNER_FILE};
+use crate::lxc::{Container, LxcError};
+use crate::network::Lease;
+use crate::protocol::{Limits, SpawnOpts};
+
+/// The unprivileged user the node runs as, inside the container.
+pub const NODE_UID: u32 = 1000;
+/// The node's home inside the container.
+pub const HOME: &str = "/home/ampule";
+/// The distribution port every node listens on (each container has its own address).
+pub const DIST_PORT: u16 = 9100;
+
+/// Everything needed to start one application container.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub name: String,
+    pub lease: Lease,
+    pub cookie: String,
+    pub opts: SpawnOpts,
+}
+
+impl AppSpec {
+    pub fn nodename(&self) -> String {
+        format!("{}@{}", self.name, self.lease.address)
+    }
+}
+
+pub fn dir(host: &Host, name: &str) -> PathBuf {
+    host.lxcpath.join(name)
+}
+
+pub fn rootfs(host: &Host, name: &str) -> PathBuf {
+    dir(host, name).join("rootfs")
+}
+
+fn home(host: &Host, name: &str) -> PathBuf {
+    rootfs(host, name).join(HOME.trim_start_matches('/'))
+}
+
+/// The node's last output lines (what `erl` printed before it died or hung).
+pub fn log_tail(host: &Host, name: &str) -> String {
+    const MAX: usize = 2048;
+    let text = fs::read(home(host, name).join("boot.log")).unwrap_or_default();
+    let start = text.len().saturating_sub(MAX);
+    String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+/// The exit status the init wrapper recorded, if `erl` has exited.
+pub fn exit_status(host: &Host, name: &str) -> Option<i64> {
+    fs::read_to_string(home(host, name).join("exit_status"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+}
+
+fn write_file(p: &Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(p)?;
+    f.write_all(contents)?;
+    chown(p, uid, gid)
+}
+
+/// Writes the container's directory: claims the name (the directory must not exist yet),
+/// records the owner, builds the rootfs skeleton and the cookie.
+pub fn prepare(host: &Host, spec: &AppSpec) -> io::Result<()> {
+    let d = dir(host, &spec.name);
+    fs::create_dir(&d)?;
+    fs::write(d.join(OWNER_FILE), &host.instance)?;
+    let root = rootfs(host, &spec.name);
+    let (ru, rg) = (host.uids.start, host.gids.start);
+    let (nu, ng) = (ru + NODE_UID, rg + NODE_UID);
+    fs::create_dir(&root)?;
+    for sub in ["usr", "proc", "sys", "dev", "tmp", "etc", "home", "run"] {
+        fs::create_dir(root.join(sub))?;
+    }
+    // The host's merged-usr links (bin -> usr/bin, ...), copied as they are.
+    for link in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        if let Ok(target) = fs::read_link(Path::new("/").join(link)) {
+            std::os::unix::fs::symlink(target, root.join(link))?;
+        }
+    }
+    let etc = root.join("etc");
+    let files: [(&str, String); 5] = [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nampule:x:{NODE_UID}:{NODE_UID}::{HOME}:/bin/sh\n"
+            ),
+        ),
+        ("group", format!("root:x:0:\nampule:x:{NODE_UID}:\n")),
+        (
+            "hosts",
+            format!(
+                "127.0.0.1 localhost\n{} {}\n{} ampule-host\n",
+                spec.lease.address,
+                spec.name,
+                host.subnet.host()
+            ),
+        ),
+        ("hostname", format!("{}\n", spec.name)),
+        ("nsswitch.conf", "hosts: files\n".to_string()),
+    ];
+    for (f, text) in files {
+        write_file(&etc.join(f), text.as_bytes(), 0o644, ru, rg)?;
+    }
+    let home = root.join(HOME.trim_start_matches('/'));
+    fs::create_dir(&home)?;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
+    write_file(
+        &home.join(".erlang.cookie"),
+        spec.cookie.as_bytes(),
+        0o400,
+        nu,
+        ng,
+    )?;
+    chown(&home, nu, ng)?;
+    for sub in ["etc", "home", "usr", "proc", "sys", "dev", "tmp", "run"] {
+        chown(&root.join(sub), ru, rg)?;
+    }
+    chown(&root, ru, rg)?;
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o711))?;
+    Ok(())
+}
+
+/// `fstab` fields are separated by white space; LXC reads octal escapes in paths.
+fn fstab_escape(p: &str) -> String {
+    p.replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+}
+
+/// Code paths to bind-mount: absolute, outside `/usr` (mounted whole already), existing
+/// directories, and none inside another one on the list.
+pub fn mounts_for(code_paths: &[String]) -> Vec<String> {
+    let mut paths: Vec<&String> = code_paths
+        .iter()
+        .filter(|p| !p.starts_with("/usr/") && Path::new(p).is_dir())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        let p = p.trim_end_matches('/');
+        if !out
+            .iter()
+            .any(|o| p.starts_with(&format!("{o}/")) || p == o)
+        {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
+    match cg {
+        Cgroups::V1 => vec![
+            (
+                "lxc.cgroup.memory.limit_in_bytes".into(),
+                l.memory.to_string(),
+            ),
+            ("lxc.cgroup.pids.max".into(), l.pids.to_string()),
+            ("lxc.cgroup.cpu.shares".into(), l.cpu_shares.to_string()),
+        ],
+        Cgroups::V2 => vec![
+            ("lxc.cgroup2.memory.max".into(), l.memory.to_string()),
+            ("lxc.cgroup2.memory.swap.max".into(), "0".into()),
+            ("lxc.cgroup2.pids.max".into(), l.pids.to_string()),
+            (
+                "lxc.cgroup2.cpu.weight".into(),
+                (l.cpu_shares * 100 / 1024).clamp(1, 10000).to_string(),
+            ),
+        ],
+    }
+}
+
+/// The items common to every container Ampule makes: id map, network, limits, and
+/// capabilities that no container needs.
+pub fn base_config(host: &Host, name: &str, veth: &str, limits: &Limits) -> Vec<(String, String)> {
+    let mut c: Vec<(String, String)> = vec![
+        ("lxc.uts.name".into(), name.into()),
+        (
+            "lxc.idmap".into(),
+            format!("u 0 {} {}", host.uids.start, host.uids.count.min(65536)),
+        ),
+        (
+            "lxc.idmap".into(),
+            format!("g 0 {} {}", host.gids.start, host.gids.count.min(65536)),
+        ),
+        ("lxc.net.0.type".into(), "veth".into()),
+        ("lxc.net.0.link".into(), host.bridge.clone()),
+        ("lxc.net.0.flags".into(), "up".into()),
+        ("lxc.net.0.veth.pair".into(), veth.into()),
+        (
+            "lxc.cap.drop".into(),
+            "sys_module sys_rawio sys_time sys_boot mac_admin mac_override net_raw".into(),
+        ),
+    ];
+    c.extend(limit_items(host.cgroups, limits));
+    c
+}
+
+/// The full configuration of an application container, raw `lxc.*` items from the request
+/// applied last.
+pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
+    let root = rootfs(host, &spec.name);
+    let mut c = base_config(host, &spec.name, &spec.lease.veth(), &spec.opts.limits);
+    c.extend([
+        ("lxc.rootfs.path".into(), format!("dir:{}", root.display())),
+        (
+            "lxc.net.0.ipv4.address".into(),
+            format!("{}/{}", spec.lease.address, host.subnet.prefix),
+        ),
+        (
+            "lxc.net.0.ipv4.gateway".into(),
+            host.subnet.host().to_string(),
+        ),
+        ("lxc.mount.auto".into(), "proc:mixed sys:ro".into()),
+        ("lxc.autodev".into(), "1".into()),
+        ("lxc.tty.max".into(), "0".into()),
+        ("lxc.pty.max".into(), "8".into()),
+        ("lxc.console.path".into(), "none".into()),
+        (
+            "lxc.mount.entry".into(),
+            "/usr usr none ro,bind,nodev,nosuid 0 0".into(),
+        ),
+        (
+            "lxc.mount.entry".into(),
+            "tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=256m 0 0".into(),
+        ),
+        ("lxc.init.uid".into(), NODE_UID.to_string()),
+        ("lxc.init.gid".into(), NODE_UID.to_string()),
+        ("lxc.init.cwd".into(), HOME.into()),
+        ("lxc.environment".into(), format!("HOME={HOME}")),
+        (
+            "lxc.environment".into(),
+            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+        ),
+        ("lxc.environment".into(), "LANG=C.UTF-8".into()),
+    ]);
+    for p in mounts_for(&spec.opts.code_paths) {
+        let e = fstab_escape(&p);
+        c.push((
+            "lxc.mount.entry".into(),
+            format!("{e} {} none ro,bind,nodev,nosuid,create=dir 0 0", &e[1..]),
+        ));
+    }
+    for (k, v) in &spec.opts.env {
+        c.push(("lxc.environment".into(), format!("{k}={v}")));
+    }
+    c.extend(spec.opts.config.iter().cloned());
+    c
+}
+
+/// The init command: a shell that runs `erl` with its output in `~/boot.log` and records
+/// its exit status, so a failed boot can say why. The cookie is in `~/.erlang.cookie`,
+/// never here: this command line is visible to every host user.
+pub fn app_argv(spec: &AppSpec) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "/bin/sh",
+        "-c",
+        "\"$@\" >boot.log 2>&1; echo $? >exit_status",
+        "ampule-init",
+        "/usr/bin/erl",
+        "-name",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(spec.nodename());
+    let port = DIST_PORT.to_string();
+    argv.extend(
+        [
+            "-noshell",
+            "-noinput",
+            "-kernel",
+            "inet_dist_listen_min",
+            &port,
+            "inet_dist_listen_max",
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let code: Vec<&String> = spec
+        .opts
+        .code_paths
+        .iter()
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    if !code.is_empty() {
+        argv.push("-pa".into());
+        argv.extend(code.into_iter().cloned());
+    }
+    argv.extend(spec.opts.args.iter().cloned());
+    argv
+}
+
+/// Why a container could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    Io(io::Error),
+    Lxc(LxcError),
+    NoInit,
+}
+
+impl From<io::Error> for StartError {
+    fn from(e: io::Error) -> StartError {
+        StartError::Io(e)
+    }
+}
+
+impl From<LxcError> for StartError {
+    fn from(e: LxcError) -> StartError {
+        StartError::Lxc(e)
+    }
+}
+
+/// Configures and starts an application container whose directory [`prepare`] wrote;
+/// returns its init's host pid.
+pub fn start_app(host: &Host, spec: &AppSpec) -> Result<i32, StartError> {
+    let c = Container::open(&spec.name, &host.lxcpath)?;
+    for (k, v) in app_config(host, spec) {
+        c.set_config_item(&k, &v)?;
+    }
+    c.save_config()?;
+    let started = c.start(&app_argv(spec));
+    crate::cgroup::return_home();
+    started?;
+    c.init_pid().ok_or(StartError::NoInit)
+}
+
+/// Kills a container's init (and so its whole pid namespace) and waits until it stopped.
+pub fn stop(lxcpath: &Path, name: &str) {
+    if let Ok(c) = Container::open(name, lxcpath) {
+        if c.is_running() {
+            let _ = c.stop();
+            c.wait("STOPPED", 10);
+        }
+    }
+}
+
+/// The start-up sweep's removal of a crashed instance's container.
+pub fn remove_leftover(lxcpath: &Path, name: &str) {
+    stop(lxcpath, name);
+    let _ = remove_tree(&lxcpath.join(name));
+    remove_cgroups(name, Duration::from_secs(2));
+}
+
+/// liblxc's monitor leaves its own `lxc.monitor.NAME` cgroups behind on this kind of host
+/// (and a crash leaves `lxc.payload.NAME`): remove both in every hierarchy, retrying while
+/// the exiting monitor still sits in one (`EBUSY`), up to `limit`.
+pub fn remove_cgroups(name: &str, limit: Duration) {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    if let Ok(entries) = fs::read_dir(root) {
+        hierarchies.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let deadline = Instant::now() + limit;
+    for h in hierarchies {
+        for prefix in ["lxc.monitor.", "lxc.payload."] {
+            let cg = h.join(format!("{prefix}{name}"));
+            while cg.exists() {
+                match rmdir_cgroup(&cg) {
+                    Ok(()) => break,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => {
+                        log::warn!(container = name; "cannot remove cgroup {}: {e}", cg.display());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A cgroup's files are virtual: only its directories (children first) are removed.
+fn rmdir_cgroup(p: &Path) -> io::Result<()> {
+    for e in fs::read_dir(p)?.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            rmdir_cgroup(&e.path())?;
+        }
+    }
+    match fs::remove_dir(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// The kernel tears a network namespace down asynchronously; "nothing left" means the
+/// veth is gone too, so wait for it (polling the link, with a deadline).
+pub fn wait_link_gone(veth: &str, limit: Duration) {
+    let p = Path::new("/sys/class/net").join(veth);
+    let deadline = Instant::now() + limit;
+    while p.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `rm -rf` that never crosses into another file system: if a bind mount were ever visible
+/// here (the host's `/usr`!), it is left alone rather than emptied.
+pub fn remove_tree(p: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    remove_on_dev(p, meta.dev())
+}
+
+fn remove_on_dev(p: &Path, dev: u64) -> io::Result<()> {
+    // liblxc's monitor may still be removing its own runtime files here: an entry that
+    // vanished on the way is not an error.
+    let gone = |e: io::Error| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    };
+    let meta = match fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) => return gone(e),
+    };
+    if meta.dev() != dev {
+        return Err(io::Error::other(format!(
+            "{} is another file system (a mount point): not removed",
+            p.display()
+        )));
+    }
+    if meta.is_dir() {
+        let entries = match fs::read_dir(p) {
+            Ok(e) => e,
+            Err(e) => return gone(e),
+        };
+        for e in entries {
+            match e {
+                Ok(e) => remove_on_dev(&e.path(), dev)?,
+                Err(e) => gone(e)?,
+            }
+        }
+        fs::remove_dir(p).or_else(gone)
+    } else {
+        fs::remove_file(p).or_else(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_path_mounts_skip_usr_missing_and_nested() {
+        let tmp = std::env::temp_dir().join(format!("ampule-mounts-{}", std::process::id()));
+        let a = tmp.join("a");
+        let ab = a.join("b");
+        fs::create_dir_all(&ab).unwrap();
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let got = mounts_for(&[
+            s(&ab),
+            s(&a),
+            "/usr/lib/erlang/lib/stdlib-4.0/ebin".into(),
+            s(&tmp.join("missing")),
+        ]);
+        assert_eq!(got, vec![s(&a)]);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn fstab_paths_escape_white_space() {
+        assert_eq!(fstab_escape("/a b/c\td"), "/a\\040b/c\\011d");
+    }
+
+    #[test]
+    fn remove_tree_removes_files_and_links_but_not_link_targets() {
+        let tmp = std::env::temp_dir().join(format!("ampule-rm-{}", std::process::id()));
+        let keep = std::env::temp_dir().join(format!("ampule-keep-{}", std::process::id()));
+        fs::create_dir_all(tmp.join("x/y")).unwrap();
+        fs::create_dir_all(&keep).unwrap();
+        fs::write(keep.join("f"), b"1").unwrap();
+        std::os::unix::fs::symlink(&keep, tmp.join("x/link")).unwrap();
+        fs::write(tmp.join("x/y/z"), b"1").unwrap();
+        remove_tree(&tmp).unwrap();
+        assert!(!tmp.exists());
+        assert!(keep.join("f").exists());
+        fs::remove_dir_all(&keep).unwrap();
+        remove_tree(&tmp).unwrap();
+    }
+}

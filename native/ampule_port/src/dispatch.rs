@@ -1,0 +1,548 @@
+//! The request loop: reads frames, runs each request as its own task (a slow boot never
+//! delays a `list`), answers by tag, and on end of input destroys every container this
+//! instance made before it lets the process exit.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use eetf::Term;
+use erl_dist::node::NodeName;
+use tokio::sync::{watch, RwLock};
+
+use crate::boot::{self, Phase, PhaseCell};
+use crate::container::{self, AppSpec, StartError};
+use crate::etf::{self, EnvelopeError, Out};
+use crate::frame::{self, Incoming};
+use crate::host::Host;
+use crate::lxc;
+use crate::network::{Lease, Leases};
+use crate::outbox::Outbox;
+use crate::pipe::Receiver;
+use crate::protocol::{self, atom, bin, error, int, map, ok, ok_value, tuple, Request, SpawnOpts};
+use crate::system;
+
+/// What kind of container an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    App,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Booting,
+    Running,
+    Stopped,
+    Destroying,
+}
+
+impl State {
+    fn atom(self) -> &'static str {
+        match self {
+            State::Booting => "booting",
+            State::Running => "running",
+            State::Stopped => "stopped",
+            State::Destroying => "destroying",
+        }
+    }
+}
+
+/// One container this instance owns.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: Kind,
+    pub state: State,
+    pub nodename: Option<String>,
+    pub address: Option<Ipv4Addr>,
+    pub init_pid: Option<i32>,
+    pub lease: Option<Lease>,
+}
+
+/// The port's state shared by every request task.
+pub struct Server {
+    pub host: Host,
+    pub leases: Leases,
+    pub out: Outbox,
+    registry: Mutex<HashMap<String, Entry>>,
+    /// Starts hold it shared; shutdown takes it exclusively, so that no container can be
+    /// started behind the back of the final sweep.
+    gate: Arc<RwLock<()>>,
+    local: NodeName,
+    seq: AtomicU64,
+    pub system: system::Consoles,
+}
+
+impl Server {
+    pub fn new(host: Host, out: Outbox) -> std::io::Result<Arc<Server>> {
+        let leases = Leases::new(&host.state_dir, host.subnet, &host.instance)?;
+        let local = NodeName::new(
+            &format!("ampule_port_{}", host.instance),
+            &host.subnet.host().to_string(),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Arc::new(Server {
+            host,
+            leases,
+            out,
+            registry: Mutex::new(HashMap::new()),
+            gate: Arc::new(RwLock::new(())),
+            local,
+            seq: AtomicU64::new(0),
+            system: system::Consoles,
+        }))
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding this lock would be a bug in this file; the map itself stays
+        // consistent (every update is a single insert/remove/field write), so keep serving.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Claims `name` for a new container, or says why not.
+    pub fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
+        let mut reg = self.registry();
+        if reg.contains_key(name) || container::dir(&self.host, name).exists() {
+            return Err(error(atom("name_in_use")));
+        }
+        let seq = self.next_seq();
+        reg.insert(
+            name.to_string(),
+            Entry {
+                seq,
+                kind,
+                state: State::Booting,
+                nodename: None,
+                address: None,
+                init_pid: None,
+                lease: None,
+            },
+        );
+        Ok(seq)
+    }
+
+    pub fn forget(&self, name: &str) {
+        self.registry().remove(name);
+    }
+
+    /// Shared hold on the start gate (see `gate`).
+    pub async fn start_permit(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gate.clone().read_owned().await
+    }
+
+    /// Serves requests from `input` until end of input, then cleans up.
+    pub async fn run(self: Arc<Self>, mut input: Receiver) {
+        loop {
+            match frame::read_frame(&mut input).await {
+                Ok(Incoming::Frame(bytes)) => self.clone().handle_frame(bytes),
+                Ok(Incoming::TooLarge(size)) => self.out.event(
+                    "bad_frame",
+                    tuple(vec![atom("frame_too_large"), int(size as i64)]),
+                ),
+                Ok(Incoming::Eof) => break,
+                Err(e) => {
+                    log::error!("reading the protocol pipe failed: {e}");
+                    break;
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn handle_frame(self: Arc<Self>, bytes: Vec<u8>) {
+        let env = match etf::envelope(&bytes) {
+            Ok(env) => env,
+            Err(EnvelopeError::Term(e)) => {
+                self.out.event(
+                    "bad_frame",
+                    tuple(vec![
+                        atom("bad_term"),
+                        tuple(vec![atom(e.atom()), bin(e.to_string())]),
+                    ]),
+                );
+                return;
+            }
+            Err(EnvelopeError::NotEnvelope) => {
+                self.out.event("bad_frame", atom("bad_envelope"));
+                return;
+            }
+        };
+        let tag = env.tag.to_vec();
+        let raw_request = env.body.to_vec();
+        let request = etf::decode_body(env.body)
+            .map_err(|_| protocol::RequestError::Bad)
+            .and_then(|t| protocol::parse(&t));
+        match request {
+            Err(e) => self
+                .out
+                .send(&protocol::reply(&tag, e.to_reply(&raw_request))),
+            Ok(req) => {
+                tokio::spawn(async move {
+                    let result = self.clone().execute(req).await;
+                    self.out.send(&protocol::reply(&tag, result));
+                });
+            }
+        }
+    }
+
+    async fn execute(self: Arc<Self>, req: Request) -> Out {
+        match req {
+            Request::Ping => ok_value(atom("pong")),
+            Request::List => self.list(),
+            Request::Info(name) => self.info(&name),
+            Request::Spawn(opts) => self.spawn(opts).await,
+            Request::Destroy(name) => self.destroy(&name).await,
+            Request::Stop(name) => {
+                let kind = self.registry().get(&name).map(|e| e.kind);
+                match kind {
+                    Some(Kind::System) => system::stop(self, &name).await,
+                    _ => self.destroy(&name).await,
+                }
+            }
+            Request::Create(opts) => system::create(self, opts).await,
+            Request::Start(name) => system::start(self, &name).await,
+            Request::ConsoleWrite(name, data) => system::console_write(self, &name, data).await,
+            Request::ConsoleAck(name, n) => system::console_ack(&self, &name, n),
+        }
+    }
+
+    fn list(&self) -> Out {
+        let reg = self.registry();
+        let mut entries: Vec<(&String, &Entry)> = reg.iter().collect();
+        entries.sort_by_key(|(_, e)| e.seq);
+        ok_value(protocol::list(
+            entries.into_iter().map(|(n, _)| bin(n)).collect(),
+        ))
+    }
+
+    fn info(&self, name: &str) -> Out {
+        let reg = self.registry();
+        let Some(e) = reg.get(name) else {
+            return error(atom("not_found"));
+        };
+        let undefined = || atom("undefined");
+        ok_value(map(vec![
+            ("name", bin(name)),
+            (
+                "kind",
+                atom(match e.kind {
+                    Kind::App => "app",
+                    Kind::System => "system",
+                }),
+            ),
+            ("state", atom(e.state.atom())),
+            (
+                "nodename",
+                e.nodename.as_deref().map(bin).unwrap_or_else(undefined),
+            ),
+            (
+                "address",
+                e.address
+                    .map(|a| bin(a.to_string()))
+                    .unwrap_or_else(undefined),
+            ),
+            (
+                "init_pid",
+                e.init_pid.map(|p| int(p as i64)).unwrap_or_else(undefined),
+            ),
+        ]))
+    }
+
+    async fn spawn(self: Arc<Self>, opts: SpawnOpts) -> Out {
+        let seq = self.next_seq();
+        let name = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("a-{}-{}", self.host.instance, seq));
+        if let Err(e) = self.reserve(&name, Kind::App) {
+            return e;
+        }
+        let lease = match self.leases.acquire(&name) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.forget(&name);
+                return error(atom("no_address"));
+            }
+            Err(e) => {
+                self.forget(&name);
+                return error(tuple(vec![atom("leases"), bin(e.to_string())]));
+            }
+        };
+        if let Some(e) = self.registry().get_mut(&name) {
+            e.address = Some(lease.address);
+            e.lease = Some(lease.clone());
+        }
+        let spec = AppSpec {
+            name: name.clone(),
+            lease,
+            cookie: boot::random_cookie(),
+            opts,
+        };
+        let began = Instant::now();
+        let deadline = tokio::time::Instant::from_std(began + spec.opts.boot_timeout);
+        let phase = Arc::new(PhaseCell::default());
+
+        let permit = self.start_permit().await;
+        let mut job = {
+            let (srv, sp, ph) = (self.clone(), spec.clone(), phase.clone());
+            tokio::task::spawn_blocking(move || {
+                container::prepare(&srv.host, &sp)?;
+                ph.set(Phase::Start);
+                container::start_app(&srv.host, &sp)
+            })
+        };
+        let started = tokio::select! {
+            r = &mut job => Some(r),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let started = match started {
+            Some(r) => r,
+            None => {
+                let stuck = phase.get();
+                let _ = job.await;
+                drop(permit);
+                return self
+                    .fail_boot(&spec, boot_timeout(stuck, &self, &spec.name))
+                    .await;
+            }
+        };
+        drop(permit);
+        let pid = match started {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => {
+                let reason = start_error(e, &self, &spec.name);
+                return self.fail_boot(&spec, reason).await;
+            }
+            Err(join) => {
+                log::error!(container = spec.name.as_str(); "start task failed: {join}");
+                return self
+                    .fail_boot(&spec, tuple(vec![atom("lxc"), atom("start")]))
+                    .await;
+            }
+        };
+        if let Some(e) = self.registry().get_mut(&name) {
+            e.init_pid = Some(pid);
+            e.nodename = Some(spec.nodename());
+        }
+        let mut exited = match self.clone().watch_init(&name, pid) {
+            Ok(rx) => rx,
+            Err(e) => {
+                log::error!(container = name.as_str(); "cannot watch init {pid}: {e}");
+                return self
+                    .fail_boot(&spec, tuple(vec![atom("lxc"), atom("init_pid")]))
+                    .await;
+            }
+        };
+        phase.set(Phase::Epmd);
+        enum Outcome {
+            Ready,
+            Exited,
+            Timeout,
+        }
+        let outcome = tokio::select! {
+            _ = boot::wait_ready(spec.lease.address, &spec.name, &spec.cookie, &self.local, &phase) => Outcome::Ready,
+            _ = exited.wait_for(|e| *e) => Outcome::Exited,
+            _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
+        };
+        let reason = match outcome {
+            Outcome::Ready => {
+                let mut reg = self.registry();
+                if *exited.borrow() {
+                    None
+                } else {
+                    if let Some(e) = reg.get_mut(&name) {
+                        e.state = State::Running;
+                    }
+                    drop(reg);
+                    let ms = began.elapsed().as_millis() as i64;
+                    log::debug!(container = name.as_str(); "ready in {ms} ms");
+                    return ok_value(map(vec![
+                        ("name", bin(&name)),
+                        ("nodename", bin(spec.nodename())),
+                        ("address", bin(spec.lease.address.to_string())),
+                        ("cookie", bin(&spec.cookie)),
+                        ("init_pid", int(pid as i64)),
+                        ("boot_ms", int(ms)),
+                    ]));
+                }
+            }
+            Outcome::Exited => None,
+            Outcome::Timeout => Some(boot_timeout(phase.get(), &self, &name)),
+        };
+        let reason = reason.unwrap_or_else(|| {
+            let status = container::exit_status(&self.host, &name)
+                .map(int)
+                .unwrap_or_else(|| atom("killed"));
+            tuple(vec![
+                atom("boot_failed"),
+                status,
+                bin(container::log_tail(&self.host, &name)),
+            ])
+        });
+        self.fail_boot(&spec, reason).await
+    }
+
+    /// Destroys a container that did not boot, then answers with `reason`.
+    async fn fail_boot(&self, spec: &AppSpec, reason: Term) -> Out {
+        if let Some(e) = self.registry().get_mut(&spec.name) {
+            e.state = State::Destroying;
+        }
+        self.remove(&spec.name, Some(spec.lease.clone())).await;
+        error(reason)
+    }
+
+    /// Removes a container's files, veth and lease, and forgets it.
+    pub async fn remove(&self, name: &str, lease: Option<Lease>) {
+        let host_name = name.to_string();
+        let veth = lease.as_ref().map(|l| l.veth());
+        let lxcpath = self.host.lxcpath.clone();
+        let dir = container::dir(&self.host, name);
+        let r = tokio::task::spawn_blocking(move || {
+            container::stop(&lxcpath, &host_name);
+            container::remove_tree(&dir)?;
+            if let Some(v) = veth {
+                container::wait_link_gone(&v, std::time::Duration::from_secs(5));
+            }
+            container::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!(container = name; "removing failed: {e}"),
+            Err(e) => log::error!(container = name; "removal task failed: {e}"),
+        }
+        if let Some(l) = lease {
+            self.leases.release(&l);
+        }
+        self.forget(name);
+    }
+
+    /// Watches a container's init; when it exits on its own after boot, the container is
+    /// destroyed and the BEAM told. The receiver turns `true` at exit.
+    fn watch_init(self: Arc<Self>, name: &str, pid: i32) -> std::io::Result<watch::Receiver<bool>> {
+        let fd = lxc::watch_exit(pid)?;
+        let (tx, rx) = watch::channel(false);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _ = fd.readable().await;
+            let _ = tx.send(true);
+            let lease = {
+                let mut reg = self.registry();
+                match reg.get_mut(&name) {
+                    Some(e) if e.state == State::Running && e.kind == Kind::App => {
+                        e.state = State::Destroying;
+                        e.lease.clone()
+                    }
+                    Some(e) if e.state == State::Running => {
+                        e.state = State::Stopped;
+                        e.init_pid = None;
+                        drop(reg);
+                        self.out.event(
+                            "exit",
+                            map(vec![("name", bin(&name)), ("status", atom("stopped"))]),
+                        );
+                        return;
+                    }
+                    _ => return,
+                }
+            };
+            let status = container::exit_status(&self.host, &name)
+                .map(int)
+                .unwrap_or_else(|| atom("killed"));
+            log::info!(container = name.as_str(); "init exited ({status:?}); destroying");
+            self.remove(&name, lease).await;
+            self.out
+                .event("exit", map(vec![("name", bin(&name)), ("status", status)]));
+        });
+        Ok(rx)
+    }
+
+    async fn destroy(&self, name: &str) -> Out {
+        let lease = {
+            let mut reg = self.registry();
+            match reg.get_mut(name) {
+                None => return error(atom("not_found")),
+                Some(e) if e.state == State::Booting => return error(atom("booting")),
+                Some(e) if e.state == State::Destroying => return error(atom("not_found")),
+                Some(e) => {
+                    e.state = State::Destroying;
+                    e.lease.clone()
+                }
+            }
+        };
+        if self.registry().get(name).map(|e| e.kind) == Some(Kind::System) {
+            self.system.close(name);
+            system::destroy_files(self, name).await;
+        } else {
+            self.remove(name, lease).await;
+        }
+        ok()
+    }
+
+    /// End of input: wait for starts in flight, then destroy every transient container.
+    /// The gate stays shut for good, so a request still in flight can never start a
+    /// container after the sweep (it waits until the process exits).
+    async fn shutdown(&self) {
+        std::mem::forget(self.gate.clone().write_owned().await);
+        let victims: Vec<(String, Entry)> = self
+            .registry()
+            .iter_mut()
+            .filter(|(_, e)| e.kind == Kind::App)
+            .map(|(n, e)| {
+                e.state = State::Destroying;
+                (n.clone(), e.clone())
+            })
+            .collect();
+        let jobs = victims.into_iter().map(|(name, e)| async move {
+            self.remove(&name, e.lease).await;
+        });
+        futures::future::join_all(jobs).await;
+        let systems: Vec<String> = self
+            .registry()
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::System)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in systems {
+            self.system.close(&name);
+        }
+        let lock = self
+            .host
+            .state_dir
+            .join("instances")
+            .join(format!("{}.lock", self.host.instance));
+        let _ = std::fs::remove_file(lock);
+        log::info!("input closed; every transient container is gone");
+    }
+}
+
+fn boot_timeout(phase: Phase, srv: &Server, name: &str) -> Term {
+    tuple(vec![
+        atom("boot_timeout"),
+        atom(phase.atom()),
+        bin(container::log_tail(&srv.host, name)),
+    ])
+}
+
+fn start_error(e: StartError, srv: &Server, name: &str) -> Term {
+    match e {
+        StartError::Io(e) if e.kind() == std::io::ErrorKind::AlreadyExists => atom("name_in_use"),
+        StartError::Io(e) => {
+            log::error!(container = name; "preparing the rootfs failed: {e}");
+            tuple(vec![atom("rootfs"), bin(e.to_string())])
+        }
+        StartError::Lxc(e) => {
+            log::error!(container = name; "{e}; log: {}", container::log_tail(&srv.host, name));
+            tuple(vec![atom("lxc"), atom(e.call)])
+        }
+        StartError::NoInit => tuple(vec![atom("lxc"), atom("init_pid")]),
+    }
+}

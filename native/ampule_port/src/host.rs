@@ -1,0 +1,362 @@
+//! What the host must offer before the port can make a container (root, liblxc, an id range
+//! for user namespaces, cgroups), this instance's identity and lock, and the start-up sweep
+//! of what crashed instances left behind.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::lxc;
+use crate::network::{self, Subnet};
+
+/// A prerequisite the host lacks; the message names the fix.
+#[derive(Debug)]
+pub struct Unready {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Unready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+fn unready(reason: &'static str, message: impl Into<String>) -> Unready {
+    Unready {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// A range of host ids that container ids map onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// Root's first range in an `/etc/subuid`-style file.
+pub fn parse_id_range(text: &str) -> Option<IdRange> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (user, start, count) = (f.next()?, f.next()?, f.next()?);
+        if user != "root" && user != "0" {
+            return None;
+        }
+        let start = start.parse().ok()?;
+        let count: u32 = count.parse().ok()?;
+        (count >= 65536).then_some(IdRange { start, count })
+    })
+}
+
+/// Which cgroup hierarchy limits go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    V1,
+    V2,
+}
+
+/// Everything fixed for the life of this port instance.
+#[derive(Debug)]
+pub struct Host {
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub state_dir: PathBuf,
+    pub lxcpath: PathBuf,
+    pub instance: String,
+    pub uids: IdRange,
+    pub gids: IdRange,
+    pub cgroups: Cgroups,
+    pub lxc_version: String,
+    /// Held for the life of the process: a live lock is how other instances know we run.
+    _lock: Flock<fs::File>,
+}
+
+/// Settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub state_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            bridge: "ampule0".into(),
+            subnet: "10.213.57.0/24".parse().expect("default subnet"),
+            state_dir: PathBuf::from("/var/lib/ampule"),
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+impl Settings {
+    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Settings, String> {
+        let mut s = Settings::default();
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--bridge" => {
+                    let b = value()?;
+                    if b.is_empty()
+                        || b.len() > 15
+                        || !b
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                    {
+                        return Err(format!("--bridge {b}: not an interface name"));
+                    }
+                    s.bridge = b;
+                }
+                "--subnet" => {
+                    let n: Subnet = value()?.parse()?;
+                    if let Some(r) = network::reserved_subnets().iter().find(|r| r.overlaps(&n)) {
+                        return Err(format!(
+                            "--subnet {n} overlaps {r}, which LXC or Docker use"
+                        ));
+                    }
+                    s.subnet = n;
+                }
+                "--state-dir" => {
+                    let d = PathBuf::from(value()?);
+                    if !d.is_absolute() {
+                        return Err("--state-dir must be absolute".into());
+                    }
+                    s.state_dir = d;
+                }
+                "--log-level" => {
+                    s.log_level = value()?
+                        .parse()
+                        .map_err(|_| "--log-level: error, warn, info or debug".to_string())?
+                }
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn random_id(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Checks the host, prepares the bridge, takes this instance's lock and sweeps leftovers.
+pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(unready(
+            "not_root",
+            "ampule_port must run as root (it makes bridges, mounts and user namespaces): \
+             run it through sudo, or set `config :ampule, sudo: true`",
+        ));
+    }
+    let lxc_version = lxc::version();
+    let uids = id_range("/etc/subuid")?;
+    let gids = id_range("/etc/subgid")?;
+    let cgroups = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Cgroups::V2
+    } else if Path::new("/sys/fs/cgroup/memory").exists() {
+        Cgroups::V1
+    } else {
+        return Err(unready(
+            "no_cgroups",
+            "no cgroup hierarchy under /sys/fs/cgroup: mount cgroup2 there",
+        ));
+    };
+    network::ensure_bridge(&settings.bridge, &settings.subnet).map_err(|e| {
+        unready(
+            "no_bridge",
+            format!(
+                "cannot prepare bridge {} ({e}): install iproute2 and nftables",
+                settings.bridge
+            ),
+        )
+    })?;
+    let state_dir = settings.state_dir.clone();
+    let lxcpath = state_dir.join("lxc");
+    let instances = state_dir.join("instances");
+    for d in [&lxcpath, &instances] {
+        fs::create_dir_all(d).map_err(|e| {
+            unready(
+                "no_state_dir",
+                format!("cannot create {}: {e}", d.display()),
+            )
+        })?;
+    }
+    // The rootfs of a user-namespaced container is reached through these directories by
+    // mapped ids, which are "other" to them.
+    for d in [&state_dir, &lxcpath] {
+        set_mode(d, 0o711);
+    }
+    let (instance, lock) = take_lock(&instances).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!("cannot lock in {}: {e}", instances.display()),
+        )
+    })?;
+    let sweep = sweep(&state_dir, &lxcpath, &instance);
+    Ok((
+        Host {
+            bridge: settings.bridge.clone(),
+            subnet: settings.subnet,
+            state_dir,
+            lxcpath,
+            instance,
+            uids,
+            gids,
+            cgroups,
+            lxc_version,
+            _lock: lock,
+        },
+        sweep,
+    ))
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(p, fs::Permissions::from_mode(mode));
+}
+
+fn id_range(file: &str) -> Result<IdRange, Unready> {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    parse_id_range(&text).ok_or_else(|| {
+        unready(
+            "no_subid_range",
+            format!(
+                "{file} has no range of at least 65536 ids for root: add `root:1000000:65536` \
+                 (the README's setup does), or run `usermod --add-subuids 1000000-1065535 \
+                 --add-subgids 1000000-1065535 root`"
+            ),
+        )
+    })
+}
+
+fn take_lock(dir: &Path) -> io::Result<(String, Flock<fs::File>)> {
+    loop {
+        let id = random_id(6);
+        let path = dir.join(format!("{id}.lock"));
+        let file = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| io::Error::from(e))?;
+        return Ok((id, lock));
+    }
+}
+
+/// What the start-up sweep removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    pub instances: usize,
+    pub containers: Vec<String>,
+    pub leases: usize,
+}
+
+/// The owner file written into each container directory.
+pub const OWNER_FILE: &str = "ampule-owner";
+
+/// Containers marked persistent survive their port (system containers).
+pub const PERSISTENT: &str = "persistent";
+
+/// Instances whose lock nobody holds are dead: their containers, leases and locks go.
+fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
+    let mut dead = Vec::new();
+    if let Ok(entries) = fs::read_dir(state_dir.join("instances")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            if id == me {
+                continue;
+            }
+            let Ok(f) = fs::OpenOptions::new().write(true).open(e.path()) else {
+                continue;
+            };
+            if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
+                dead.push(id.to_string());
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let is_dead =
+        |owner: &str| owner != me && owner != PERSISTENT && !live_instance(state_dir, owner);
+    let mut containers = Vec::new();
+    if let Ok(entries) = fs::read_dir(lxcpath) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner = fs::read_to_string(e.path().join(OWNER_FILE)).unwrap_or_default();
+            if is_dead(owner.trim()) {
+                crate::container::remove_leftover(lxcpath, &name);
+                containers.push(name);
+            }
+        }
+    }
+    let leases = network::Leases::sweep(state_dir, &is_dead);
+    Sweep {
+        instances: dead.len(),
+        containers,
+        leases,
+    }
+}
+
+fn live_instance(state_dir: &Path, id: &str) -> bool {
+    !id.is_empty()
+        && state_dir
+            .join("instances")
+            .join(format!("{id}.lock"))
+            .exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_roots_range() {
+        let text = "alice:100000:65536\nroot:1000000:65536\n";
+        assert_eq!(
+            parse_id_range(text),
+            Some(IdRange {
+                start: 1_000_000,
+                count: 65536
+            })
+        );
+        assert_eq!(parse_id_range("root:1000:10\n"), None);
+        assert_eq!(parse_id_range(""), None);
+    }
+
+    #[test]
+    fn settings_from_args() {
+        let s = Settings::from_args(
+            ["--bridge", "br9", "--subnet", "10.99.0.0/24"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .unwrap();
+        assert_eq!(s.bridge, "br9");
+        assert_eq!(s.subnet.to_string(), "10.99.0.0/24");
+        let lxc = Settings::from_args(["--subnet", "10.0.3.0/24"].iter().map(|s| s.to_string()));
+        assert!(lxc.unwrap_err().contains("overlaps"));
+        assert!(Settings::from_args(["--nope".to_string()]).is_err());
+        assert!(Settings::from_args(["--bridge".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! The only `unsafe` in the port: a safe wrapper over liblxc (`lxc-sys`) and the two small
+//! system calls that belong to a container's init (a pidfd to watch it exit).
+//!
+//! Every liblxc call blocks (start forks and waits on the monitor socket): call these from a
+//! blocking thread, never from an async task. A [`Container`] is deliberately not `Send`:
+//! liblxc's handle carries raw pointers and locks of its own, so each blocking job opens its
+//! own handle by name.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use lxc_sys::lxc_container;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// A liblxc call that failed; `call` names the liblxc method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LxcError {
+    pub call: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for LxcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "liblxc {} failed: {}", self.call, self.detail)
+    }
+}
+
+impl std::error::Error for LxcError {}
+
+fn err(call: &'static str, detail: impl Into<String>) -> LxcError {
+    LxcError {
+        call,
+        detail: detail.into(),
+    }
+}
+
+fn cstring(call: &'static str, s: &str) -> Result<CString, LxcError> {
+    CString::new(s).map_err(|_| err(call, format!("NUL byte in {s:?}")))
+}
+
+/// liblxc's version string, e.g. `5.0.2`.
+pub fn version() -> String {
+    // SAFETY: lxc_get_version returns a pointer to a static NUL-terminated string.
+    unsafe {
+        let p = lxc_sys::lxc_get_version();
+        if p.is_null() {
+            return String::from("unknown");
+        }
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// An open liblxc handle on one container (which may or may not exist on disk yet).
+pub struct Container {
+    ptr: NonNull<lxc_container>,
+}
+
+macro_rules! method {
+    ($self:ident, $name:ident) => {
+        // SAFETY: ptr is a live container returned by lxc_container_new; the method table is
+        // filled in by liblxc for every container it returns.
+        unsafe { (*$self.ptr.as_ptr()).$name }.ok_or_else(|| err(stringify!($name), "missing"))?
+    };
+}
+
+impl Container {
+    /// Opens the container `name` under `lxcpath` (liblxc loads its config if one is saved).
+    pub fn open(name: &str, lxcpath: &Path) -> Result<Container, LxcError> {
+        let name_c = cstring("lxc_container_new", name)?;
+        let path_c = cstring("lxc_container_new", &lxcpath.to_string_lossy())?;
+        // SAFETY: both arguments are valid NUL-terminated strings that outlive the call.
+        let ptr = unsafe { lxc_sys::lxc_container_new(name_c.as_ptr(), path_c.as_ptr()) };
+        NonNull::new(ptr)
+            .map(|ptr| Container { ptr })
+            .ok_or_else(|| err("lxc_container_new", format!("cannot open {name}")))
+    }
+
+    fn last_error(&self) -> String {
+        // SAFETY: ptr is live; error_string is either NULL or a NUL-terminated string owned
+        // by the container.
+        unsafe {
+            let c = self.ptr.as_ptr();
+            let s = (*c).error_string;
+            if s.is_null() {
+                format!("error {}", (*c).error_num)
+            } else {
+                CStr::from_ptr(s).to_string_lossy().into_owned()
+            }
+        }
+    }
+
+    fn check(&self, call: &'static str, ok: bool) -> Result<(), LxcError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(err(call, self.last_error()))
+        }
+    }
+
+    /// Sets one configuration item in memory (`lxc.*` key).
+    pub fn set_config_item(&self, key: &str, value: &str) -> Result<(), LxcError> {
+        let f = method!(self, set_config_item);
+        let k = cstring("set_config_item", key)?;
+        let v = cstring("set_config_item", value)?;
+        // SAFETY: live container; key and value are valid C strings for the call.
+        let ok = unsafe { f(self.ptr.as_ptr(), k.as_ptr(), v.as_ptr()) };
+        if ok {
+            Ok(())
+        } else {
+            Err(err(
+                "set_config_item",
+                format!("{key} = {value} was refused"),
+            ))
+        }
+    }
+
+    /// Writes the in-memory configuration to the container's config file.
+    pub fn save_config(&self) -> Result<(), LxcError> {
+        let f = method!(self, save_config);
+        // SAFETY: live container; NULL means "the default config file".
+        let ok = unsafe { f(self.ptr.as_ptr(), std::ptr::null()) };
+        self.check("save_config", ok)
+    }
+
+    /// Starts the container daemonized, running `argv` as its init (no lxc-init in between).
+    pub fn start(&self, argv: &[String]) -> Result<(), LxcError> {
+        let f = method!(self, start);
+        let owned: Vec<CString> = argv
+            .iter()
+            .map(|a| cstring("start", a))
+            .collect::<Result<_, _>>()?;
+        let mut ptrs: Vec<*mut libc::c_char> = owned
+            .iter()
+            .map(|c| c.as_ptr() as *mut libc::c_char)
+            .collect();
+        ptrs.push(std::ptr::null_mut());
+        // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call;
+        // liblxc only reads it.
+        let ok = unsafe { f(self.ptr.as_ptr(), 0, ptrs.as_ptr()) };
+        self.check("start", ok)
+    }
+
+    /// Starts the container with its configured init (`lxc.init.cmd` or `/sbin/init`).
+    pub fn start_init(&self) -> Result<(), LxcError> {
+        let f = method!(self, start);
+        // SAFETY: live container; NULL argv means the configured init.
+        let ok = unsafe { f(self.ptr.as_ptr(), 0, std::ptr::null()) };
+        self.check("start", ok)
+    }
+
+    /// Creates the container's rootfs with an LXC template (`LXC_CREATE_QUIET`: a template
+    /// must never write to the port's stdout).
+    pub fn create(&self, template: &str, args: &[String]) -> Result<(), LxcError> {
+        let f = method!(self, create);
+        let t = cstring("create", template)?;
+        let owned: Vec<CString> = args
+            .iter()
+            .map(|a| cstring("create", a))
+            .collect::<Result<_, _>>()?;
+        let mut ptrs: Vec<*mut libc::c_char> = owned
+            .iter()
+            .map(|c| c.as_ptr() as *mut libc::c_char)
+            .collect();
+        ptrs.push(std::ptr::null_mut());
+        let dir = cstring("create", "dir")?;
+        // SAFETY: all strings outlive the call; NULL specs means defaults for "dir".
+        let ok = unsafe {
+            f(
+                self.ptr.as_ptr(),
+                t.as_ptr(),
+                dir.as_ptr(),
+                std::ptr::null_mut(),
+                lxc_sys::LXC_CREATE_QUIET as libc::c_int,
+                ptrs.as_ptr(),
+            )
+        };
+        self.check("create", ok)
+    }
+
+    /// Whether liblxc knows a config for this container on disk.
+    pub fn is_defined(&self) -> bool {
+        let Ok(f) = (|| Ok::<_, LxcError>(method!(self, is_defined)))() else {
+            return false;
+        };
+        // SAFETY: live container.
+        unsafe { f(self.ptr.as_ptr()) }
+    }
+
+    /// Whether the container's init is running.
+    pub fn is_running(&self) -> bool {
+        let Ok(f) = (|| Ok::<_, LxcError>(method!(self, is_running)))() else {
+            return false;
+        };
+        // SAFETY: live container.
+        unsafe { f(self.ptr.as_ptr()) }
+    }
+
+    /// The host pid of the container's init, if it runs.
+    pub fn init_pid(&self) -> Option<i32> {
+        let f = (|| Ok::<_, LxcError>(method!(self, init_pid)))().ok()?;
+        // SAFETY: live container.
+        let pid = unsafe { f(self.ptr.as_ptr()) };
+        (pid > 0).then_some(pid)
+    }
+
+    /// Kills the container (SIGKILL to its init, so to its whole pid namespace) and waits
+    /// until liblxc reports it stopped.
+    pub fn stop(&self) -> Result<(), LxcError> {
+        let f = method!(self, stop);
+        // SAFETY: live container.
+        let ok = unsafe { f(self.ptr.as_ptr()) };
+        self.check("stop", ok)
+    }
+
+    /// Asks init to shut down cleanly (SIGPWR), waiting up to `timeout_s` seconds.
+    pub fn shutdown(&self, timeout_s: i32) -> Result<(), LxcError> {
+        let f = method!(self, shutdown);
+        // SAFETY: live container.
+        let ok = unsafe { f(self.ptr.as_ptr(), timeout_s) };
+        self.check("shutdown", ok)
+    }
+
+    /// Waits until the container reaches `state` (e.g. `STOPPED`), up to `timeout_s`.
+    pub fn wait(&self, state: &str, timeout_s: i32) -> bool {
+        let Ok(f) = (|| Ok::<_, LxcError>(method!(self, wait)))() else {
+            return false;
+        };
+        let Ok(s) = cstring("wait", state) else {
+            return false;
+        };
+        // SAFETY: live container; s outlives the call.
+        unsafe { f(self.ptr.as_ptr(), s.as_ptr(), timeout_s) }
+    }
+
+    /// Removes the container's config and rootfs through liblxc (templated containers).
+    pub fn destroy(&self) -> Result<(), LxcError> {
+        let f = method!(self, destroy);
+        // SAFETY: live container.
+        let ok = unsafe { f(self.ptr.as_ptr()) };
+        self.check("destroy", ok)
+    }
+
+    /// Opens the master side of the container's console pty (tty 0), owned by the caller.
+    pub fn console_fd(&self) -> Result<OwnedFd, LxcError> {
+        let f = method!(self, console_getfd);
+        let mut ttynum: libc::c_int = 0;
+        let mut ptx: libc::c_int = -1;
+        // SAFETY: live container; both out-pointers are valid for the call.
+        let fd = unsafe { f(self.ptr.as_ptr(), &mut ttynum, &mut ptx) };
+        if fd < 0 || ptx < 0 {
+            return Err(err("console_getfd", self.last_error()));
+        }
+        // liblxc returns the tty fd and the pty master; we keep only the master, which the
+        // caller owns from here on.
+        // SAFETY: fd is an open descriptor that liblxc handed over to us.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        // SAFETY: ptx is an open descriptor that liblxc handed over to us.
+        Ok(unsafe { OwnedFd::from_raw_fd(ptx) })
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from lxc_container_new and is released exactly once.
+        unsafe {
+            lxc_sys::lxc_container_put(self.ptr.as_ptr());
+        }
+    }
+}
+
+/// A pidfd for `pid` (Linux 5.3+), registered with tokio: it turns readable when that
+/// process exits, whether or not it is our child — which a container's init is not
+/// (liblxc's monitor is its parent). Call from within the runtime.
+pub fn watch_exit(pid: i32) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: the AsyncFd owns the descriptor, so it stays open exactly as long as it is
+    // registered with the reactor.
+    unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.map_err(|e| e.into())
+}

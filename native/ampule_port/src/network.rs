@@ -1,0 +1,316 @@
+//! Ampule's bridge and the addresses on it: the subnet, the bridge itself (made at start,
+//! idempotently, with no forwarding and no NAT) and address leases that several port
+//! instances can share without colliding.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+/// An IPv4 subnet such as `10.213.57.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl FromStr for Subnet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Subnet, String> {
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s}: expected ADDRESS/PREFIX"))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s}: bad address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("{s}: bad prefix"))?;
+        if !(16..=28).contains(&prefix) {
+            return Err(format!("{s}: prefix must be between /16 and /28"));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Subnet {
+            network: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Subnet {
+    fn size(&self) -> u32 {
+        1 << (32 - self.prefix)
+    }
+
+    /// The `n`-th address of the subnet.
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + n)
+    }
+
+    /// The host's own address on the bridge: the first one.
+    pub fn host(&self) -> Ipv4Addr {
+        self.nth(1)
+    }
+
+    /// Host indices for application containers: everything but the network, host and
+    /// broadcast addresses and the top quarter, which is the DHCP pool of system containers.
+    pub fn static_range(&self) -> std::ops::Range<u32> {
+        2..self.size() - self.size() / 4
+    }
+
+    /// The DHCP pool handed to dnsmasq for system containers.
+    pub fn dhcp_range(&self) -> (Ipv4Addr, Ipv4Addr) {
+        (
+            self.nth(self.size() - self.size() / 4),
+            self.nth(self.size() - 2),
+        )
+    }
+
+    /// Whether the subnet overlaps `other`.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        let mask = u32::MAX << (32 - p);
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+}
+
+/// Subnets that Ampule must never take: LXC's and Docker's defaults.
+pub fn reserved_subnets() -> [Subnet; 2] {
+    [
+        Subnet {
+            network: Ipv4Addr::new(10, 0, 3, 0),
+            prefix: 24,
+        },
+        Subnet {
+            network: Ipv4Addr::new(172, 17, 0, 0),
+            prefix: 16,
+        },
+    ]
+}
+
+fn run(cmd: &mut Command) -> io::Result<String> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(io::Error::other(format!(
+            "{:?}: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Makes sure the bridge exists, is up and holds the host address. Runs before the reaper
+/// starts, so `Command`'s own wait sees its children.
+pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
+    if !Path::new("/sys/class/net").join(bridge).exists() {
+        run(Command::new("ip").args(["link", "add", bridge, "type", "bridge"]))?;
+    }
+    let cidr = format!("{}/{}", subnet.host(), subnet.prefix);
+    let addrs = run(Command::new("ip").args(["-o", "-4", "addr", "show", "dev", bridge]))?;
+    if !addrs.split_whitespace().any(|w| w == cidr) {
+        run(Command::new("ip").args(["addr", "add", &cidr, "dev", bridge]))?;
+    }
+    run(Command::new("ip").args(["link", "set", bridge, "up"]))?;
+    isolate_bridge(bridge, subnet)
+}
+
+/// No forwarding in or out of the bridge, no NAT, from a container only the host's EPMD,
+/// distribution and DHCP ports, and no frame bridged from one container to another (those
+/// never reach the IP layer, hence the `bridge` table): nftables tables of Ampule's own,
+/// replaced whole each time.
+fn isolate_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
+    let host = subnet.host();
+    let rules = format!(
+        r#"table inet ampule {{}}
+delete table inet ampule
+table inet ampule {{
+    chain forward {{
+        type filter hook forward priority -10; policy accept;
+        iifname "{bridge}" drop
+        oifname "{bridge}" drop
+    }}
+    chain input {{
+        type filter hook input priority -10; policy accept;
+        iifname "{bridge}" ct state established,related accept
+        iifname "{bridge}" ip daddr {host} tcp dport {{ 4369, {dist} }} accept
+        iifname "{bridge}" udp dport 67 accept
+        iifname "{bridge}" drop
+    }}
+}}
+table bridge ampule {{}}
+delete table bridge ampule
+table bridge ampule {{
+    chain forward {{
+        type filter hook forward priority -10; policy accept;
+        iifname "{veth}*" oifname "{veth}*" drop
+    }}
+}}
+"#,
+        dist = HOST_DIST_PORTS,
+        veth = VETH_PREFIX,
+    );
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("nft: no stdin"))?
+        .write_all(rules.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Every host-side veth of Ampule starts with this (this kernel's nftables cannot match the
+/// bridge by name in the bridge family, so sibling isolation matches the ports).
+pub const VETH_PREFIX: &str = "amp";
+
+/// Host ports a container may open on the host, besides EPMD: the host node's
+/// distribution listener (the Elixir side pins it to this range).
+pub const HOST_DIST_PORTS: &str = "9100-9155";
+
+/// Address leases as files under `STATE/leases/ADDRESS`, created exclusively, holding the
+/// owning instance and container; a crashed instance's leases are swept at start.
+pub struct Leases {
+    dir: PathBuf,
+    subnet: Subnet,
+    instance: String,
+}
+
+/// A held address; released explicitly by [`Leases::release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub index: u32,
+}
+
+impl Lease {
+    /// The host-side veth name: unique because the address is.
+    pub fn veth(&self) -> String {
+        format!("{VETH_PREFIX}{:x}", self.index)
+    }
+}
+
+impl Leases {
+    pub fn new(state_dir: &Path, subnet: Subnet, instance: &str) -> io::Result<Leases> {
+        let dir = state_dir.join("leases");
+        fs::create_dir_all(&dir)?;
+        Ok(Leases {
+            dir,
+            subnet,
+            instance: instance.to_string(),
+        })
+    }
+
+    pub fn acquire(&self, container: &str) -> io::Result<Option<Lease>> {
+        for index in self.subnet.static_range() {
+            let address = self.subnet.nth(index);
+            let path = self.dir.join(address.to_string());
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    writeln!(f, "{} {}", self.instance, container)?;
+                    return Ok(Some(Lease { address, index }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn release(&self, lease: &Lease) {
+        let _ = fs::remove_file(self.dir.join(lease.address.to_string()));
+    }
+
+    /// Removes every lease whose owning instance is in `dead`; returns how many.
+    pub fn sweep(dir: &Path, dead: &dyn Fn(&str) -> bool) -> usize {
+        let Ok(entries) = fs::read_dir(dir.join("leases")) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let owner = fs::read_to_string(e.path()).unwrap_or_default();
+            let instance = owner.split_whitespace().next().unwrap_or("");
+            if dead(instance) && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises_subnets() {
+        let s: Subnet = "10.213.57.9/24".parse().unwrap();
+        assert_eq!(s.to_string(), "10.213.57.0/24");
+        assert_eq!(s.host(), Ipv4Addr::new(10, 213, 57, 1));
+        assert_eq!(s.static_range(), 2..192);
+        assert_eq!(
+            s.dhcp_range(),
+            (
+                Ipv4Addr::new(10, 213, 57, 192),
+                Ipv4Addr::new(10, 213, 57, 254)
+            )
+        );
+        assert!("10.0.0.0".parse::<Subnet>().is_err());
+        assert!("10.0.0.0/8".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn default_subnet_avoids_lxc_and_docker() {
+        let ours: Subnet = "10.213.57.0/24".parse().unwrap();
+        for r in reserved_subnets() {
+            assert!(!ours.overlaps(&r));
+        }
+        let lxc: Subnet = "10.0.3.0/24".parse().unwrap();
+        assert!(lxc.overlaps(&reserved_subnets()[0]));
+    }
+
+    #[test]
+    fn leases_are_exclusive_and_swept_by_owner() {
+        let dir = std::env::temp_dir().join(format!("ampule-leases-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let subnet: Subnet = "10.213.57.0/28".parse().unwrap();
+        let a = Leases::new(&dir, subnet, "aaaa").unwrap();
+        let b = Leases::new(&dir, subnet, "bbbb").unwrap();
+        let l1 = a.acquire("c1").unwrap().unwrap();
+        let l2 = b.acquire("c2").unwrap().unwrap();
+        assert_ne!(l1, l2);
+        assert_eq!(l1.veth(), "amp2");
+        let mut held = vec![l1.clone(), l2];
+        while let Some(l) = a.acquire("more").unwrap() {
+            held.push(l);
+        }
+        assert_eq!(held.len(), subnet.static_range().len());
+        a.release(&l1);
+        assert_eq!(b.acquire("again").unwrap(), Some(l1));
+        let swept = Leases::sweep(&dir, &|i| i == "aaaa");
+        assert_eq!(swept, held.len() - 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,532 @@
+//! Requests, replies and events as terms: the only module that knows their shapes
+//! (`docs/protocol.md` is the same contract in prose).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
+
+use crate::etf::Out;
+
+/// Version announced in the hello event; a client refuses one it does not know.
+pub const PROTOCOL_VERSION: i32 = 1;
+
+/// One decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Spawn(SpawnOpts),
+    Create(CreateOpts),
+    Start(String),
+    Stop(String),
+    Destroy(String),
+    ConsoleWrite(String, Vec<u8>),
+    ConsoleAck(String, usize),
+    List,
+    Info(String),
+    Ping,
+}
+
+/// Options of `{spawn, Opts}`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnOpts {
+    pub name: Option<String>,
+    pub boot_timeout: Duration,
+    pub code_paths: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+/// cgroup limits shared by both kinds of container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: u64,
+    pub pids: u64,
+    pub cpu_shares: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory: 512 * 1024 * 1024,
+            pids: 512,
+            cpu_shares: 1024,
+        }
+    }
+}
+
+/// Options of `{create, Opts}`: a system container from an LXC template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateOpts {
+    pub name: Option<String>,
+    pub template: String,
+    pub template_args: Vec<String>,
+    pub release: Option<String>,
+    pub user: Option<(String, String)>,
+    pub privileged: bool,
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    pub timeout: Duration,
+}
+
+/// Why a request term was refused; each maps to an `{error, Reason}` reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestError {
+    /// Not a request the port knows.
+    Unknown,
+    /// A known request with arguments of the wrong shape.
+    Bad,
+    BadOption(Term),
+    BadOptionValue(String, Term),
+    BadConfigKey(String),
+}
+
+pub fn atom(s: &str) -> Term {
+    Term::from(Atom::from(s))
+}
+
+pub fn bin(s: impl AsRef<[u8]>) -> Term {
+    Term::from(Binary::from(s.as_ref()))
+}
+
+pub fn int(i: i64) -> Term {
+    match i32::try_from(i) {
+        Ok(v) => Term::from(FixInteger::from(v)),
+        Err(_) => Term::from(eetf::BigInteger::from(i)),
+    }
+}
+
+pub fn tuple(items: Vec<Term>) -> Term {
+    Term::from(Tuple::from(items))
+}
+
+/// A list of terms that are never small integers (see `etf::encode_term`).
+pub fn list(items: Vec<Term>) -> Term {
+    Term::from(List::from(items))
+}
+
+pub fn map(pairs: Vec<(&str, Term)>) -> Term {
+    let m: HashMap<Term, Term> = pairs.into_iter().map(|(k, v)| (atom(k), v)).collect();
+    Term::from(Map::from(m))
+}
+
+pub fn ok() -> Out {
+    Out::Term(atom("ok"))
+}
+
+pub fn ok_value(v: Term) -> Out {
+    Out::Term(tuple(vec![atom("ok"), v]))
+}
+
+pub fn error(reason: Term) -> Out {
+    Out::Term(tuple(vec![atom("error"), reason]))
+}
+
+/// `{event, Kind, Data}`.
+pub fn event(kind: &str, data: Term) -> Out {
+    Out::Term(tuple(vec![atom("event"), atom(kind), data]))
+}
+
+/// `{Tag, Result}` with the caller's tag echoed byte for byte.
+pub fn reply(tag: &[u8], result: Out) -> Out {
+    Out::Tuple(vec![Out::Raw(tag.to_vec()), result])
+}
+
+impl RequestError {
+    /// The reply for this error; `raw_request` is the request as the caller sent it.
+    pub fn to_reply(&self, raw_request: &[u8]) -> Out {
+        let reason = match self {
+            RequestError::Unknown => Out::Tuple(vec![
+                atom("unknown_request").into(),
+                Out::Raw(raw_request.to_vec()),
+            ]),
+            RequestError::Bad => Out::Tuple(vec![
+                atom("bad_request").into(),
+                Out::Raw(raw_request.to_vec()),
+            ]),
+            RequestError::BadOption(k) => tuple(vec![atom("bad_option"), k.clone()]).into(),
+            RequestError::BadOptionValue(k, v) => {
+                tuple(vec![atom("bad_option_value"), atom(k), v.clone()]).into()
+            }
+            RequestError::BadConfigKey(k) => tuple(vec![atom("bad_config_key"), bin(k)]).into(),
+        };
+        Out::Tuple(vec![atom("error").into(), reason])
+    }
+}
+
+fn as_atom(t: &Term) -> Option<&str> {
+    match t {
+        Term::Atom(a) => Some(a.name.as_str()),
+        _ => None,
+    }
+}
+
+fn as_string(t: &Term) -> Option<String> {
+    match t {
+        Term::Binary(b) => String::from_utf8(b.bytes.clone()).ok(),
+        _ => None,
+    }
+}
+
+fn as_bytes(t: &Term) -> Option<Vec<u8>> {
+    match t {
+        Term::Binary(b) => Some(b.bytes.clone()),
+        _ => None,
+    }
+}
+
+fn as_u64(t: &Term) -> Option<u64> {
+    match t {
+        Term::FixInteger(i) => u64::try_from(i.value).ok(),
+        Term::BigInteger(b) => u64::try_from(&b.value).ok(),
+        _ => None,
+    }
+}
+
+fn as_list(t: &Term) -> Option<&[Term]> {
+    match t {
+        Term::List(l) => Some(&l.elements),
+        // eetf decodes a list of small integers as a byte list; none of our lists is one,
+        // but an empty list arrives as List too.
+        _ => None,
+    }
+}
+
+fn as_name(t: &Term) -> Option<String> {
+    as_string(t).filter(|s| valid_name(s))
+}
+
+/// Container names: what liblxc, a hostname and a file name all accept.
+pub fn valid_name(s: &str) -> bool {
+    (1..=40).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !s.starts_with('-')
+}
+
+/// Parses a request body.
+pub fn parse(term: &Term) -> Result<Request, RequestError> {
+    if let Some(name) = as_atom(term) {
+        return match name {
+            "list" => Ok(Request::List),
+            "ping" => Ok(Request::Ping),
+            "spawn" => Ok(Request::Spawn(spawn_opts(&empty_map())?)),
+            "create" => Ok(Request::Create(create_opts(&empty_map())?)),
+            _ => Err(RequestError::Unknown),
+        };
+    }
+    let Term::Tuple(t) = term else {
+        return Err(RequestError::Unknown);
+    };
+    let Some(kind) = t.elements.first().and_then(as_atom) else {
+        return Err(RequestError::Unknown);
+    };
+    let args = &t.elements[1..];
+    let name_arg = || match args {
+        [n] => as_name(n).ok_or(RequestError::Bad),
+        _ => Err(RequestError::Bad),
+    };
+    match kind {
+        "spawn" => match args {
+            [opts] => Ok(Request::Spawn(spawn_opts(opts)?)),
+            _ => Err(RequestError::Bad),
+        },
+        "create" => match args {
+            [opts] => Ok(Request::Create(create_opts(opts)?)),
+            _ => Err(RequestError::Bad),
+        },
+        "destroy" => name_arg().map(Request::Destroy),
+        "stop" => name_arg().map(Request::Stop),
+        "start" => name_arg().map(Request::Start),
+        "info" => name_arg().map(Request::Info),
+        "console" => match args {
+            [n, data] => match (as_name(n), as_bytes(data)) {
+                (Some(n), Some(d)) => Ok(Request::ConsoleWrite(n, d)),
+                _ => Err(RequestError::Bad),
+            },
+            _ => Err(RequestError::Bad),
+        },
+        "console_ack" => match args {
+            [n, bytes] => match (as_name(n), as_u64(bytes)) {
+                (Some(n), Some(b)) => Ok(Request::ConsoleAck(n, b as usize)),
+                _ => Err(RequestError::Bad),
+            },
+            _ => Err(RequestError::Bad),
+        },
+        _ => Err(RequestError::Unknown),
+    }
+}
+
+fn empty_map() -> Term {
+    Term::from(Map::from(HashMap::<Term, Term>::new()))
+}
+
+/// The map's pairs keyed by atom name; a non-atom key is a bad option.
+fn opts_map(t: &Term) -> Result<Vec<(String, &Term)>, RequestError> {
+    let Term::Map(m) = t else {
+        return Err(RequestError::Bad);
+    };
+    let mut out = Vec::with_capacity(m.map.len());
+    for (k, v) in &m.map {
+        match as_atom(k) {
+            Some(name) => out.push((name.to_string(), v)),
+            None => return Err(RequestError::BadOption(k.clone())),
+        }
+    }
+    Ok(out)
+}
+
+fn bad(key: &str, v: &Term) -> RequestError {
+    RequestError::BadOptionValue(key.to_string(), v.clone())
+}
+
+fn strings(key: &str, v: &Term, ok: impl Fn(&str) -> bool) -> Result<Vec<String>, RequestError> {
+    as_list(v)
+        .ok_or_else(|| bad(key, v))?
+        .iter()
+        .map(|e| as_string(e).filter(|s| ok(s)).ok_or_else(|| bad(key, v)))
+        .collect()
+}
+
+fn pairs(
+    key: &str,
+    v: &Term,
+    ok: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<(String, String)>, RequestError> {
+    let items = as_list(v).ok_or_else(|| bad(key, v))?;
+    items
+        .iter()
+        .map(|e| match e {
+            Term::Tuple(t) if t.elements.len() == 2 => {
+                match (as_string(&t.elements[0]), as_string(&t.elements[1])) {
+                    (Some(a), Some(b)) if ok(&a, &b) => Ok((a, b)),
+                    _ => Err(bad(key, v)),
+                }
+            }
+            _ => Err(bad(key, v)),
+        })
+        .collect()
+}
+
+fn no_control(s: &str) -> bool {
+    !s.bytes().any(|b| b == 0 || b == b'\n' || b == b'\r')
+}
+
+fn valid_path(s: &str) -> bool {
+    s.starts_with('/') && no_control(s) && !s.split('/').any(|part| part == "..") && s.len() < 4096
+}
+
+fn valid_env(k: &str, v: &str) -> bool {
+    !k.is_empty()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !k.as_bytes()[0].is_ascii_digit()
+        && no_control(v)
+}
+
+/// Raw `lxc.*` items pass through, but never a key that would let a request undo what the
+/// port guarantees (its own rootfs, init, id map and network are set by the port).
+fn config_items(key: &str, v: &Term) -> Result<Vec<(String, String)>, RequestError> {
+    let items = pairs(key, v, |k, val| no_control(k) && no_control(val))?;
+    for (k, _) in &items {
+        let allowed = k.starts_with("lxc.")
+            && k.len() > 4
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !allowed {
+            return Err(RequestError::BadConfigKey(k.clone()));
+        }
+    }
+    Ok(items)
+}
+
+fn duration_ms(key: &str, v: &Term) -> Result<Duration, RequestError> {
+    match as_u64(v) {
+        Some(ms) if (1..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(bad(key, v)),
+    }
+}
+
+fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
+    as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
+}
+
+fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
+    let mut o = SpawnOpts {
+        name: None,
+        boot_timeout: Duration::from_secs(15),
+        code_paths: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+        config: Vec::new(),
+        limits: Limits::default(),
+    };
+    for (k, v) in opts_map(t)? {
+        match k.as_str() {
+            "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
+            "boot_timeout" => o.boot_timeout = duration_ms(&k, v)?,
+            "code_paths" => o.code_paths = strings(&k, v, valid_path)?,
+            "args" => o.args = strings(&k, v, |s| !s.contains('\0'))?,
+            "env" => o.env = pairs(&k, v, valid_env)?,
+            "config" => o.config = config_items(&k, v)?,
+            "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
+            "pids" => o.limits.pids = limit(&k, v, 16)?,
+            "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
+            _ => return Err(RequestError::BadOption(atom(&k))),
+        }
+    }
+    Ok(o)
+}
+
+fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
+    let mut o = CreateOpts {
+        name: None,
+        template: "busybox".into(),
+        template_args: Vec::new(),
+        release: None,
+        user: None,
+        privileged: false,
+        config: Vec::new(),
+        limits: Limits::default(),
+        timeout: Duration::from_secs(600),
+    };
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    for (k, v) in opts_map(t)? {
+        match k.as_str() {
+            "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
+            "template" => {
+                o.template = as_string(v).filter(|s| word(s)).ok_or_else(|| bad(&k, v))?
+            }
+            "template_args" => o.template_args = strings(&k, v, |s| !s.contains('\0'))?,
+            "release" => {
+                o.release = Some(as_string(v).filter(|s| word(s)).ok_or_else(|| bad(&k, v))?)
+            }
+            "user" => {
+                let p = pairs(&k, &list(vec![v.clone()]), |u, p| {
+                    word(u) && !p.is_empty() && no_control(p) && !p.contains(':')
+                })?;
+                o.user = p.into_iter().next();
+            }
+            "privileged" => {
+                o.privileged = match as_atom(v) {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => return Err(bad(&k, v)),
+                }
+            }
+            "config" => o.config = config_items(&k, v)?,
+            "timeout" => o.timeout = duration_ms(&k, v)?,
+            "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
+            "pids" => o.limits.pids = limit(&k, v, 16)?,
+            "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
+            _ => return Err(RequestError::BadOption(atom(&k))),
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: Vec<(&str, Term)>) -> Term {
+        tuple(vec![atom("spawn"), map(pairs)])
+    }
+
+    #[test]
+    fn bare_atoms_and_tuples() {
+        assert_eq!(parse(&atom("list")), Ok(Request::List));
+        assert_eq!(parse(&atom("ping")), Ok(Request::Ping));
+        assert_eq!(
+            parse(&tuple(vec![atom("destroy"), bin("a-1")])),
+            Ok(Request::Destroy("a-1".into()))
+        );
+        assert_eq!(parse(&atom("reboot_host")), Err(RequestError::Unknown));
+        assert_eq!(parse(&int(3)), Err(RequestError::Unknown));
+        assert_eq!(
+            parse(&tuple(vec![atom("destroy"), bin("../etc")])),
+            Err(RequestError::Bad)
+        );
+        assert_eq!(parse(&tuple(vec![atom("destroy")])), Err(RequestError::Bad));
+    }
+
+    #[test]
+    fn spawn_defaults() {
+        let Ok(Request::Spawn(o)) = parse(&atom("spawn")) else {
+            panic!("spawn did not parse");
+        };
+        assert_eq!(o.boot_timeout, Duration::from_secs(15));
+        assert_eq!(o.limits, Limits::default());
+        assert!(o.name.is_none() && o.code_paths.is_empty());
+    }
+
+    #[test]
+    fn spawn_options_are_validated() {
+        let Ok(Request::Spawn(o)) = parse(&opts(vec![
+            ("name", bin("web_1")),
+            ("boot_timeout", int(500)),
+            ("code_paths", list(vec![bin("/srv/app/ebin")])),
+            ("env", list(vec![tuple(vec![bin("LANG"), bin("C.UTF-8")])])),
+            (
+                "config",
+                list(vec![tuple(vec![bin("lxc.cgroup2.cpu.max"), bin("max")])]),
+            ),
+        ])) else {
+            panic!("valid options refused");
+        };
+        assert_eq!(o.name.as_deref(), Some("web_1"));
+        assert_eq!(o.boot_timeout, Duration::from_millis(500));
+        assert_eq!(o.env, vec![("LANG".into(), "C.UTF-8".into())]);
+
+        assert_eq!(
+            parse(&opts(vec![("colour", int(1))])),
+            Err(RequestError::BadOption(atom("colour")))
+        );
+        assert_eq!(
+            parse(&opts(vec![("boot_timeout", int(0))])),
+            Err(RequestError::BadOptionValue("boot_timeout".into(), int(0)))
+        );
+        assert!(matches!(
+            parse(&opts(vec![(
+                "code_paths",
+                list(vec![bin("relative/ebin")])
+            )])),
+            Err(RequestError::BadOptionValue(..))
+        ));
+        assert!(matches!(
+            parse(&opts(vec![("code_paths", list(vec![bin("/a/../etc")]))])),
+            Err(RequestError::BadOptionValue(..))
+        ));
+        assert_eq!(
+            parse(&opts(vec![(
+                "config",
+                list(vec![tuple(vec![bin("lxc.x\nlxc.y"), bin("1")])])
+            )])),
+            Err(RequestError::BadOptionValue(
+                "config".into(),
+                list(vec![tuple(vec![bin("lxc.x\nlxc.y"), bin("1")])])
+            ))
+        );
+        assert_eq!(
+            parse(&opts(vec![(
+                "config",
+                list(vec![tuple(vec![bin("net.foo"), bin("1")])])
+            )])),
+            Err(RequestError::BadConfigKey("net.foo".into()))
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("a-k3x9-1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(&"x".repeat(41)));
+    }
+}

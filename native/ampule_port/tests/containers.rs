@@ -1,0 +1,310 @@
+//! Real containers through the real binary: boot, reach, destroy, and count what is left.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn hello_is_the_first_frame_and_names_the_versions() {
+    let port = Port::start();
+    let h = &port.hello;
+    let Term::Tuple(t) = h else {
+        panic!("hello: {h}")
+    };
+    assert_eq!(t.elements[0], atom("event"));
+    assert_eq!(t.elements[1], atom("hello"));
+    let m = &t.elements[2];
+    assert_eq!(get(m, "protocol"), &int(1));
+    assert_eq!(text(get(m, "lxc_version")), "5.0.2");
+    assert_eq!(text(get(m, "version")), env!("CARGO_PKG_VERSION"));
+    assert_eq!(text(get(m, "host_address")), HOST_ADDRESS);
+}
+
+use eetf::Term;
+
+#[test]
+fn a_node_boots_unprivileged_answers_rpc_and_leaves_nothing_when_destroyed() {
+    let mut port = Port::start();
+    let node = port.spawn_node(1, map(vec![]));
+    assert_eq!(node.nodename, format!("{}@{}", node.name, node.address));
+
+    assert_eq!(
+        node.rpc("erlang", "node", "[]"),
+        format!("'{}'", node.nodename)
+    );
+    let uid = node.rpc("os", "cmd", "[\"id -u\"]");
+    assert_eq!(uid, "\"1000\\n\"", "the node must run as uid 1000 inside");
+    // On the host, the node's processes belong to the mapped (unprivileged) range.
+    let pids = processes_mentioning(&format!("{}@", node.name));
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let host_uid: u32 = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            host_uid >= 100_000,
+            "process {pid} runs as host uid {host_uid}"
+        );
+        // The cookie is in a file, never on a command line that `ps` shows.
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!String::from_utf8_lossy(&cmd).contains(&node.cookie));
+    }
+    // The host's /usr is read-only inside, and the hostname is the container's name.
+    assert_eq!(
+        node.rpc("file", "write_file", "[\"/usr/ampule-probe\", <<\"x\">>]"),
+        "{error,erofs}"
+    );
+    assert_eq!(
+        node.rpc("inet", "gethostname", "[]"),
+        format!("{{ok,\"{}\"}}", node.name)
+    );
+
+    let info = unwrap_ok(port.call(2, tuple(vec![atom("info"), bin(&node.name)])));
+    assert_eq!(get(&info, "state"), &atom("running"));
+    assert!(
+        !node.leftovers().is_empty(),
+        "a running container is visible"
+    );
+
+    assert_eq!(
+        port.call(3, tuple(vec![atom("destroy"), bin(&node.name)])),
+        atom("ok")
+    );
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+    assert_eq!(
+        unwrap_err(port.call(4, tuple(vec![atom("destroy"), bin(&node.name)]))),
+        atom("not_found")
+    );
+    assert_eq!(port.close(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn code_paths_are_mounted_read_only_and_on_the_code_path() {
+    let dir = std::env::temp_dir().join(format!("ampule code {}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ampule_probe.erl"),
+        "-module(ampule_probe).\n-export([hi/0]).\nhi() -> {hi, node()}.\n",
+    )
+    .unwrap();
+    let st = std::process::Command::new("erlc")
+        .arg("-o")
+        .arg(&dir)
+        .arg(dir.join("ampule_probe.erl"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut port = Port::start();
+    let node = port.spawn_node(
+        1,
+        map(vec![
+            (
+                "code_paths",
+                list(vec![bin(dir.to_string_lossy().as_bytes())]),
+            ),
+            (
+                "env",
+                list(vec![tuple(vec![bin("AMPULE_TEST"), bin("yes")])]),
+            ),
+            (
+                "config",
+                list(vec![tuple(vec![
+                    bin("lxc.environment"),
+                    bin("RAW_ITEM=passed"),
+                ])]),
+            ),
+        ]),
+    );
+    assert_eq!(
+        node.rpc("ampule_probe", "hi", "[]"),
+        format!("{{hi,'{}'}}", node.nodename)
+    );
+    let target = format!("\"{}/new\"", dir.display());
+    assert_eq!(
+        node.rpc("file", "write_file", &format!("[{target}, <<\"x\">>]")),
+        "{error,erofs}"
+    );
+    assert_eq!(node.rpc("os", "getenv", "[\"AMPULE_TEST\"]"), "\"yes\"");
+    assert_eq!(node.rpc("os", "getenv", "[\"RAW_ITEM\"]"), "\"passed\"");
+    drop(port);
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn closing_the_input_destroys_every_container_within_two_seconds() {
+    let mut port = Port::start();
+    let nodes: Vec<Node> = (1..=3).map(|i| port.spawn_node(i, map(vec![]))).collect();
+    for n in &nodes {
+        assert!(!n.leftovers().is_empty());
+    }
+    let closed = Instant::now();
+    let status = port.close(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+    let left = eventually_empty(
+        Duration::from_secs(2).saturating_sub(closed.elapsed()),
+        || nodes.iter().flat_map(|n| n.leftovers()).collect(),
+    );
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn an_erl_that_exits_early_is_boot_failed_with_its_output_not_a_timeout() {
+    let mut port = Port::start();
+    let began = Instant::now();
+    let reply = port.call(
+        1,
+        tuple(vec![
+            atom("spawn"),
+            map(vec![
+                ("name", bin(format!("bad-boot-{}", std::process::id()))),
+                ("args", list(vec![bin("-boot"), bin("/nonexistent")])),
+                ("boot_timeout", int(30_000)),
+            ]),
+        ]),
+    );
+    let reason = unwrap_err(reply);
+    let Term::Tuple(t) = &reason else {
+        panic!("{reason}")
+    };
+    assert_eq!(t.elements[0], atom("boot_failed"));
+    assert_eq!(t.elements[1], int(1));
+    assert!(
+        text(&t.elements[2]).contains("nonexistent.boot"),
+        "{reason}"
+    );
+    // Answered on the exit, long before the 30 s boot timeout.
+    assert!(began.elapsed() < Duration::from_secs(15));
+    let name = format!("bad-boot-{}", std::process::id());
+    assert_eq!(leftovers(&name, None, None), Vec::<String>::new());
+    assert_eq!(unwrap_ok(port.call(2, atom("list"))), list(vec![]));
+}
+
+#[test]
+fn a_boot_timeout_names_the_phase_and_leaves_nothing() {
+    let mut port = Port::start();
+    let name = format!("slow-{}", std::process::id());
+    let reply = port.call(
+        1,
+        tuple(vec![
+            atom("spawn"),
+            map(vec![("name", bin(&name)), ("boot_timeout", int(60))]),
+        ]),
+    );
+    let reason = unwrap_err(reply);
+    let Term::Tuple(t) = &reason else {
+        panic!("{reason}")
+    };
+    assert_eq!(t.elements[0], atom("boot_timeout"));
+    assert!(
+        [
+            atom("create"),
+            atom("start"),
+            atom("epmd"),
+            atom("handshake")
+        ]
+        .contains(&t.elements[1]),
+        "{reason}"
+    );
+    assert_eq!(leftovers(&name, None, None), Vec::<String>::new());
+    assert_eq!(unwrap_ok(port.call(2, atom("list"))), list(vec![]));
+}
+
+#[test]
+fn list_answers_while_ten_containers_boot() {
+    let mut port = Port::start();
+    for i in 1..=10 {
+        port.send(&tuple(vec![
+            int(i),
+            tuple(vec![atom("spawn"), map(vec![])]),
+        ]));
+    }
+    port.send(&tuple(vec![int(100), atom("list")]));
+    // The first reply is the list's: no boot stands in its way.
+    let first = loop {
+        let t = port.next_frame(Duration::from_secs(60)).expect("a reply");
+        if let Term::Tuple(tu) = &t {
+            if tu.elements.len() == 2 {
+                break t;
+            }
+        }
+    };
+    let Term::Tuple(tu) = &first else {
+        unreachable!()
+    };
+    assert_eq!(tu.elements[0], int(100), "first reply was {first}");
+    let mut nodes = Vec::new();
+    for i in 1..=10 {
+        let info = unwrap_ok(port.reply(i, Duration::from_secs(60)));
+        nodes.push(Node::from_info(&info));
+    }
+    let names = unwrap_ok(port.call(101, atom("list")));
+    assert_eq!(
+        names,
+        list(nodes.iter().map(|n| bin(&n.name)).collect::<Vec<_>>())
+    );
+    let mut addresses: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 10, "every container has its own address");
+    drop(port);
+    let left = eventually_empty(Duration::from_secs(5), || {
+        nodes.iter().flat_map(|n| n.leftovers()).collect()
+    });
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn a_name_in_use_is_refused_and_the_first_container_is_untouched() {
+    let mut port = Port::start();
+    let name = format!("named-{}", std::process::id());
+    let node = port.spawn_node(1, map(vec![("name", bin(&name))]));
+    let again = port.call(
+        2,
+        tuple(vec![atom("spawn"), map(vec![("name", bin(&name))])]),
+    );
+    assert_eq!(unwrap_err(again), atom("name_in_use"));
+    assert_eq!(
+        node.rpc("erlang", "node", "[]"),
+        format!("'{}'", node.nodename)
+    );
+}
+
+#[test]
+fn a_container_whose_node_exits_is_destroyed_and_reported() {
+    let mut port = Port::start();
+    let node = port.spawn_node(1, map(vec![]));
+    let _ = node.rpc("erlang", "halt", "[7]");
+    let event = port
+        .next_frame(Duration::from_secs(10))
+        .expect("exit event");
+    assert_eq!(
+        event,
+        tuple(vec![
+            atom("event"),
+            atom("exit"),
+            map(vec![("name", bin(&node.name)), ("status", int(7))])
+        ])
+    );
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+    assert_eq!(unwrap_ok(port.call(2, atom("list"))), list(vec![]));
+}
+
+#[test]
+fn a_bad_argument_is_a_fatal_event_naming_it() {
+    let port = Port::start_with(&["--subnet", "10.0.3.0/24"]);
+    let Term::Tuple(t) = &port.hello else {
+        panic!()
+    };
+    assert_eq!(t.elements[1], atom("fatal"));
+    assert_eq!(get(&t.elements[2], "reason"), &atom("bad_arguments"));
+    assert!(text(get(&t.elements[2], "message")).contains("overlaps"));
+    assert_eq!(port.wait(Duration::from_secs(5)).code(), Some(64));
+}
