@@ -5,6 +5,7 @@
 //! `rootfs/` (a skeleton: merged-usr links, a tiny `/etc`, a home holding the cookie), the
 //! saved `config`, and `ampule-owner` naming the port instance that made it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -55,6 +56,13 @@ pub fn log_tail(host: &Host, name: &str) -> String {
     const MAX: usize = 2048;
     let text = fs::read(home(host, name).join("boot.log")).unwrap_or_default();
     let start = text.len().saturating_sub(MAX);
+    String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+/// The last lines liblxc logged for this container (warnings and errors).
+pub fn lxc_log_tail(host: &Host, name: &str) -> String {
+    let text = fs::read(dir(host, name).join("lxc.log")).unwrap_or_default();
+    let start = text.len().saturating_sub(1500);
     String::from_utf8_lossy(&text[start..]).into_owned()
 }
 
@@ -199,6 +207,11 @@ fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
 pub fn base_config(host: &Host, name: &str, veth: &str, limits: &Limits) -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = vec![
         ("lxc.uts.name".into(), name.into()),
+        (
+            "lxc.log.file".into(),
+            dir(host, name).join("lxc.log").display().to_string(),
+        ),
+        ("lxc.log.level".into(), "WARN".into()),
         (
             "lxc.idmap".into(),
             format!("u 0 {} {}", host.uids.start, host.uids.count.min(65536)),
@@ -362,9 +375,56 @@ pub fn stop(lxcpath: &Path, name: &str) {
 
 /// The start-up sweep's removal of a crashed instance's container.
 pub fn remove_leftover(lxcpath: &Path, name: &str) {
-    stop(lxcpath, name);
+    // A crashed port's monitor may no longer answer liblxc's commands (a call would block
+    // forever), so leftovers are killed directly: the monitor's children (the container's
+    // init, and with it its pid namespace), then the monitor.
+    kill_monitor(lxcpath, name);
     let _ = remove_tree(&lxcpath.join(name));
     remove_cgroups(name, Duration::from_secs(2));
+}
+
+fn kill_monitor(lxcpath: &Path, name: &str) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let title = format!("[lxc monitor] {} {name}", lxcpath.display());
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return;
+    };
+    let mut parents = HashMap::new();
+    let mut monitors = Vec::new();
+    for e in procs.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).trim_end_matches('\0') == title {
+            monitors.push(pid);
+        }
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised command name.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+    }
+    for m in monitors {
+        for (&child, _) in parents.iter().filter(|(_, &pp)| pp == m) {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(m), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{m}/stat")).exists()
+            && fs::read_to_string(format!("/proc/{m}/stat"))
+                .map(|s| !s.contains(") Z"))
+                .unwrap_or(false)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// liblxc's monitor leaves its own `lxc.monitor.NAME` cgroups behind on this kind of host

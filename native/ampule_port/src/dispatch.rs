@@ -60,6 +60,8 @@ pub struct Entry {
     pub address: Option<Ipv4Addr>,
     pub init_pid: Option<i32>,
     pub lease: Option<Lease>,
+    /// Kept (stopped, disk intact) when the port exits, and adopted by the next one.
+    pub persistent: bool,
 }
 
 /// The port's state shared by every request task.
@@ -84,15 +86,16 @@ impl Server {
             &host.subnet.host().to_string(),
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let adopted: HashMap<String, Entry> = system::adopt(&host).into_iter().collect();
         Ok(Arc::new(Server {
             host,
             leases,
             out,
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(adopted),
             gate: Arc::new(RwLock::new(())),
             local,
             seq: AtomicU64::new(0),
-            system: system::Consoles,
+            system: system::Consoles::default(),
         }))
     }
 
@@ -123,6 +126,7 @@ impl Server {
                 address: None,
                 init_pid: None,
                 lease: None,
+                persistent: false,
             },
         );
         Ok(seq)
@@ -244,9 +248,12 @@ impl Server {
             ),
             (
                 "address",
-                e.address
-                    .map(|a| bin(a.to_string()))
-                    .unwrap_or_else(undefined),
+                match e.kind {
+                    Kind::App => e.address.map(|a| a.to_string()),
+                    Kind::System => e.init_pid.and_then(system::netns_address),
+                }
+                .map(bin)
+                .unwrap_or_else(undefined),
             ),
             (
                 "init_pid",
@@ -427,7 +434,11 @@ impl Server {
 
     /// Watches a container's init; when it exits on its own after boot, the container is
     /// destroyed and the BEAM told. The receiver turns `true` at exit.
-    fn watch_init(self: Arc<Self>, name: &str, pid: i32) -> std::io::Result<watch::Receiver<bool>> {
+    pub fn watch_init(
+        self: Arc<Self>,
+        name: &str,
+        pid: i32,
+    ) -> std::io::Result<watch::Receiver<bool>> {
         let fd = lxc::watch_exit(pid)?;
         let (tx, rx) = watch::channel(false);
         let name = name.to_string();
@@ -445,6 +456,7 @@ impl Server {
                         e.state = State::Stopped;
                         e.init_pid = None;
                         drop(reg);
+                        self.system.close(&name);
                         self.out.event(
                             "exit",
                             map(vec![("name", bin(&name)), ("status", atom("stopped"))]),
@@ -457,7 +469,7 @@ impl Server {
             let status = container::exit_status(&self.host, &name)
                 .map(int)
                 .unwrap_or_else(|| atom("killed"));
-            log::info!(container = name.as_str(); "init exited ({status:?}); destroying");
+            log::info!(container = name.as_str(); "init exited ({status}); destroying");
             self.remove(&name, lease).await;
             self.out
                 .event("exit", map(vec![("name", bin(&name)), ("status", status)]));
@@ -479,7 +491,6 @@ impl Server {
             }
         };
         if self.registry().get(name).map(|e| e.kind) == Some(Kind::System) {
-            self.system.close(name);
             system::destroy_files(self, name).await;
         } else {
             self.remove(name, lease).await;
@@ -490,7 +501,7 @@ impl Server {
     /// End of input: wait for starts in flight, then destroy every transient container.
     /// The gate stays shut for good, so a request still in flight can never start a
     /// container after the sweep (it waits until the process exits).
-    async fn shutdown(&self) {
+    async fn shutdown(self: &Arc<Self>) {
         std::mem::forget(self.gate.clone().write_owned().await);
         let victims: Vec<(String, Entry)> = self
             .registry()
@@ -505,15 +516,26 @@ impl Server {
             self.remove(&name, e.lease).await;
         });
         futures::future::join_all(jobs).await;
-        let systems: Vec<String> = self
+        let systems: Vec<(String, bool)> = self
             .registry()
             .iter()
             .filter(|(_, e)| e.kind == Kind::System)
-            .map(|(n, _)| n.clone())
+            .map(|(n, e)| (n.clone(), e.persistent))
             .collect();
-        for name in systems {
-            self.system.close(&name);
-        }
+        // Persistent containers keep their disk, but nothing of theirs runs without a port;
+        // the others go like application containers.
+        let ends = systems.into_iter().map(|(name, persistent)| {
+            let srv = self.clone();
+            async move {
+                if persistent {
+                    system::stop(srv, &name).await;
+                } else {
+                    system::destroy_files(&srv, &name).await;
+                }
+            }
+        });
+        futures::future::join_all(ends).await;
+        self.system.dhcp.stop(&self.host.state_dir);
         let lock = self
             .host
             .state_dir
@@ -540,7 +562,7 @@ fn start_error(e: StartError, srv: &Server, name: &str) -> Term {
             tuple(vec![atom("rootfs"), bin(e.to_string())])
         }
         StartError::Lxc(e) => {
-            log::error!(container = name; "{e}; log: {}", container::log_tail(&srv.host, name));
+            log::error!(container = name; "{e}; {}", container::lxc_log_tail(&srv.host, name));
             tuple(vec![atom("lxc"), atom(e.call)])
         }
         StartError::NoInit => tuple(vec![atom("lxc"), atom("init_pid")]),

@@ -273,7 +273,8 @@ pub struct Sweep {
 /// The owner file written into each container directory.
 pub const OWNER_FILE: &str = "ampule-owner";
 
-/// Containers marked persistent survive their port (system containers).
+/// Containers marked persistent survive their port (system containers): the owner file
+/// reads `persistent INSTANCE`, and only a dead instance's containers are adopted.
 pub const PERSISTENT: &str = "persistent";
 
 /// Instances whose lock nobody holds are dead: their containers, leases and locks go.
@@ -297,13 +298,20 @@ fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
             }
         }
     }
-    let is_dead =
-        |owner: &str| owner != me && owner != PERSISTENT && !live_instance(state_dir, owner);
+    let is_dead = |owner: &str| {
+        owner != me && !owner.starts_with(PERSISTENT) && !live_instance(state_dir, owner)
+    };
     let mut containers = Vec::new();
     if let Ok(entries) = fs::read_dir(lxcpath) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let owner = fs::read_to_string(e.path().join(OWNER_FILE)).unwrap_or_default();
+            let owner = match fs::read_to_string(e.path().join(OWNER_FILE)) {
+                Ok(o) => o,
+                // Owner files are written right after the directory is made: an ownerless
+                // directory is either being made this instant or a crash's leftover.
+                Err(_) if recently_made(&e.path()) => continue,
+                Err(_) => String::new(),
+            };
             if is_dead(owner.trim()) {
                 crate::container::remove_leftover(lxcpath, &name);
                 containers.push(name);
@@ -311,6 +319,9 @@ fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
         }
     }
     let leases = network::Leases::sweep(state_dir, &is_dead);
+    crate::dhcp::sweep(state_dir, &|owner| {
+        !live_instance(state_dir, owner) && owner != me
+    });
     Sweep {
         instances: dead.len(),
         containers,
@@ -318,7 +329,17 @@ fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
     }
 }
 
-fn live_instance(state_dir: &Path, id: &str) -> bool {
+fn recently_made(p: &Path) -> bool {
+    fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(60))
+}
+
+/// Whether the port instance `id` is alive (its lock file exists; a dead instance's lock is
+/// removed by the first sweep that manages to take it).
+pub fn live_instance(state_dir: &Path, id: &str) -> bool {
     !id.is_empty()
         && state_dir
             .join("instances")

@@ -13,6 +13,7 @@
 //! - [`container`]: an application container's rootfs, config, start and removal.
 //! - [`boot`]: waiting for a node — EPMD registration, then a handshake with its cookie.
 //! - [`system`]: system containers from LXC templates and their consoles.
+//! - [`dhcp`]: the dnsmasq that serves system containers on the bridge.
 //! - [`network`]: the bridge, its isolation rules, address leases.
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
@@ -25,6 +26,7 @@
 pub mod boot;
 pub mod cgroup;
 pub mod container;
+pub mod dhcp;
 pub mod dispatch;
 pub mod etf;
 pub mod frame;

@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -118,6 +118,15 @@ impl Container {
         }
     }
 
+    /// Removes every value of one configuration item (e.g. all `lxc.idmap` lines).
+    pub fn clear_config_item(&self, key: &str) -> Result<(), LxcError> {
+        let f = method!(self, clear_config_item);
+        let k = cstring("clear_config_item", key)?;
+        // SAFETY: live container; key is a valid C string for the call.
+        let ok = unsafe { f(self.ptr.as_ptr(), k.as_ptr()) };
+        self.check("clear_config_item", ok)
+    }
+
     /// Writes the in-memory configuration to the container's config file.
     pub fn save_config(&self) -> Result<(), LxcError> {
         let f = method!(self, save_config);
@@ -150,35 +159,6 @@ impl Container {
         // SAFETY: live container; NULL argv means the configured init.
         let ok = unsafe { f(self.ptr.as_ptr(), 0, std::ptr::null()) };
         self.check("start", ok)
-    }
-
-    /// Creates the container's rootfs with an LXC template (`LXC_CREATE_QUIET`: a template
-    /// must never write to the port's stdout).
-    pub fn create(&self, template: &str, args: &[String]) -> Result<(), LxcError> {
-        let f = method!(self, create);
-        let t = cstring("create", template)?;
-        let owned: Vec<CString> = args
-            .iter()
-            .map(|a| cstring("create", a))
-            .collect::<Result<_, _>>()?;
-        let mut ptrs: Vec<*mut libc::c_char> = owned
-            .iter()
-            .map(|c| c.as_ptr() as *mut libc::c_char)
-            .collect();
-        ptrs.push(std::ptr::null_mut());
-        let dir = cstring("create", "dir")?;
-        // SAFETY: all strings outlive the call; NULL specs means defaults for "dir".
-        let ok = unsafe {
-            f(
-                self.ptr.as_ptr(),
-                t.as_ptr(),
-                dir.as_ptr(),
-                std::ptr::null_mut(),
-                lxc_sys::LXC_CREATE_QUIET as libc::c_int,
-                ptrs.as_ptr(),
-            )
-        };
-        self.check("create", ok)
     }
 
     /// Whether liblxc knows a config for this container on disk.
@@ -244,22 +224,57 @@ impl Container {
         self.check("destroy", ok)
     }
 
-    /// Opens the master side of the container's console pty (tty 0), owned by the caller.
-    pub fn console_fd(&self) -> Result<OwnedFd, LxcError> {
+    /// Attaches to the container's console (tty 0): liblxc's monitor hands over the master
+    /// of a proxy pty, and keeps it allocated for as long as the command socket stays open.
+    pub fn console(&self) -> Result<ConsoleFds, LxcError> {
         let f = method!(self, console_getfd);
         let mut ttynum: libc::c_int = 0;
         let mut ptx: libc::c_int = -1;
         // SAFETY: live container; both out-pointers are valid for the call.
-        let fd = unsafe { f(self.ptr.as_ptr(), &mut ttynum, &mut ptx) };
-        if fd < 0 || ptx < 0 {
+        let sock = unsafe { f(self.ptr.as_ptr(), &mut ttynum, &mut ptx) };
+        if sock < 0 || ptx < 0 {
             return Err(err("console_getfd", self.last_error()));
         }
-        // liblxc returns the tty fd and the pty master; we keep only the master, which the
-        // caller owns from here on.
-        // SAFETY: fd is an open descriptor that liblxc handed over to us.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        // SAFETY: ptx is an open descriptor that liblxc handed over to us.
-        Ok(unsafe { OwnedFd::from_raw_fd(ptx) })
+        // SAFETY: liblxc handed both descriptors over to us; nobody else owns them.
+        let (sock, ptx) = unsafe { (OwnedFd::from_raw_fd(sock), OwnedFd::from_raw_fd(ptx)) };
+        Ok(ConsoleFds { sock, ptx })
+    }
+}
+
+/// A console attachment: the pty master to read and write, and the monitor's command
+/// socket that keeps it allocated (closing it releases the console).
+pub struct ConsoleFds {
+    pub sock: OwnedFd,
+    pub ptx: OwnedFd,
+}
+
+impl ConsoleFds {
+    /// Makes the proxy pty transparent. liblxc's monitor copies the container's console
+    /// into the slave side of this pty, whose default line discipline would turn `\n` into
+    /// `\r\n` (and interpret control bytes we write): raw mode on both sides passes every
+    /// byte value through unchanged.
+    pub fn make_raw(&self) -> std::io::Result<()> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        // SAFETY: TIOCGPTPEER takes the master fd and open flags and returns a new
+        // descriptor for the slave side, or -1.
+        let peer = unsafe {
+            libc::ioctl(
+                self.ptx.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if peer < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+        let peer = unsafe { OwnedFd::from_raw_fd(peer) };
+        for fd in [&peer, &self.ptx] {
+            let mut t = tcgetattr(fd)?;
+            cfmakeraw(&mut t);
+            tcsetattr(fd, SetArg::TCSANOW, &t)?;
+        }
+        Ok(())
     }
 }
 
@@ -283,7 +298,12 @@ pub fn watch_exit(pid: i32) -> std::io::Result<AsyncFd<OwnedFd>> {
     }
     // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-    // SAFETY: the AsyncFd owns the descriptor, so it stays open exactly as long as it is
-    // registered with the reactor.
-    unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.map_err(|e| e.into())
+    register(owned, Interest::READABLE)
+}
+
+/// Registers an owned descriptor with tokio's reactor (call from within the runtime).
+pub fn register(fd: OwnedFd, interest: Interest) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes ownership of the descriptor, so it stays open exactly as
+    // long as it is registered with the reactor.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into())
 }

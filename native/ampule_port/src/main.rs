@@ -15,6 +15,10 @@ const EXIT_UNREADY: u8 = 78;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Before any thread exists: the BEAM's environment may lack the sbin directories where
+    // ip, nft and dnsmasq live.
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::set_var("PATH", format!("{path}:/usr/sbin:/usr/bin:/sbin:/bin"));
     let (input, output) = match (pipe::take_private(3, false), pipe::take_private(4, true)) {
         (Ok(i), Ok(o)) => (i, o),
         (Err(e), _) | (_, Err(e)) => {

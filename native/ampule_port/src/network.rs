@@ -251,6 +251,17 @@ impl Leases {
         let mut n = 0;
         for e in entries.flatten() {
             let owner = fs::read_to_string(e.path()).unwrap_or_default();
+            // A lease is created empty and written at once: an empty one that is not old is
+            // being taken this instant by a live instance.
+            let fresh = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() < 60);
+            if owner.trim().is_empty() && fresh {
+                continue;
+            }
             let instance = owner.split_whitespace().next().unwrap_or("");
             if dead(instance) && fs::remove_file(e.path()).is_ok() {
                 n += 1;

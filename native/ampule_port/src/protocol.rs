@@ -65,6 +65,7 @@ pub struct CreateOpts {
     pub release: Option<String>,
     pub user: Option<(String, String)>,
     pub privileged: bool,
+    pub persistent: bool,
     pub config: Vec<(String, String)>,
     pub limits: Limits,
     pub timeout: Duration,
@@ -378,6 +379,14 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
     Ok(o)
 }
 
+fn boolean(key: &str, v: &Term) -> Result<bool, RequestError> {
+    match as_atom(v) {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        _ => Err(bad(key, v)),
+    }
+}
+
 fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
     let mut o = CreateOpts {
         name: None,
@@ -386,6 +395,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
         release: None,
         user: None,
         privileged: false,
+        persistent: false,
         config: Vec::new(),
         limits: Limits::default(),
         timeout: Duration::from_secs(600),
@@ -412,13 +422,8 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
                 })?;
                 o.user = p.into_iter().next();
             }
-            "privileged" => {
-                o.privileged = match as_atom(v) {
-                    Some("true") => true,
-                    Some("false") => false,
-                    _ => return Err(bad(&k, v)),
-                }
-            }
+            "privileged" => o.privileged = boolean(&k, v)?,
+            "persistent" => o.persistent = boolean(&k, v)?,
             "config" => o.config = config_items(&k, v)?,
             "timeout" => o.timeout = duration_ms(&k, v)?,
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,

@@ -1,0 +1,747 @@
+defmodule Ampule do
+  @moduledoc """
+  Linux containers as closures in a pipeline.
+
+  Every container runs a real Erlang node. You pass data in, it runs code, you get the
+  result back, over ordinary Erlang distribution:
+
+      {:erlang, :node, []}
+      |> Ampule.call()
+      |> Ampule.mfa(:erlang, :atom_to_list)
+      |> Ampule.call()
+      #=> ~c"a-k3x9-2@10.213.57.3"
+
+  The first `Ampule.call/1` runs `:erlang.node()` in a fresh container and returns that
+  container's node name; `Ampule.mfa/3` turns it into `{:erlang, :atom_to_list, [nodename]}`,
+  which the second `Ampule.call/1` runs in another fresh container. Each anonymous
+  container is destroyed as soon as its call returns, raises, exits or times out.
+
+  A container you keep is made with `Ampule.spawn/1`:
+
+      container = Ampule.spawn()
+
+      {:erlang, :node, []}
+      |> Ampule.call(container)
+      |> Ampule.mfa(:erlang, :atom_to_list)
+      |> Ampule.call(container)
+      |> List.to_atom()
+      #=> :"a-k3x9-3@10.213.57.4"
+
+      pid = self()
+      Node.spawn(container.nodename, fn -> ls = :os.cmd(~c"ls -al"); send(pid, ls) end)
+
+      Ampule.destroy(container)
+
+  `container.nodename` is a node like any other: `Node.spawn/2`, `:rpc`, `:erpc` and
+  `GenServer.call({name, container.nodename}, request)` all work. The containers' nodes are
+  hidden (`-hidden`, see `start/1`): they do not join the local node's cluster or
+  `:global`, so `Node.list(:hidden)` lists them, not `Node.list/0`.
+
+  ## What a container is
+
+  A transient LXC container made by Ampule's port program, `ampule_port`: a fresh root
+  directory with the host's `/usr` mounted read-only, a private `/tmp`, a user namespace
+  (its uid 1000 is an unprivileged uid on the host), memory, process and CPU limits, and
+  a veth on Ampule's own bridge (`ampule0`, `10.213.57.0/24`, with no route to anywhere
+  else). Its init is `erl -name NAME@ADDRESS`. It boots in about 300 ms.
+
+  ## Setting up the host
+
+  Containers need Linux with liblxc, a root range in `/etc/subuid` and `/etc/subgid`, and
+  a port program running as root. `mix ampule.check` lists what the host lacks and how to
+  fix each. `mix compile` builds the port program (Rust, `cargo`) into `priv/`.
+
+  ## Distribution
+
+  The containers' nodes are reached by IP address, so the local node needs long names. If
+  it is not alive, Ampule starts distribution itself the first time a container is made,
+  as `ampule_host_<random>@10.213.57.1` (the host's address on Ampule's bridge), and logs
+  that it did. To choose the name, start the node yourself:
+
+      iex --name ampule@10.213.57.1 -S mix
+
+  A node started with short names (`--sname`) cannot reach the containers: Ampule refuses
+  it with an error that says so.
+
+  Each container has its own random cookie, set for that node alone with
+  `:erlang.set_cookie/2`: the host's cookie never enters a container, and one container's
+  cookie does not open another.
+
+  ## Code in containers
+
+  A container sees the host's `/usr`, so Erlang/OTP is there. The rest of the caller's code
+  path (every directory of `:code.get_path/0` outside `:code.root_dir/0`: Elixir's
+  libraries, the project's `_build/ENV/lib/*/ebin`, its consolidated protocols) is
+  bind-mounted read-only at the same place and added with `-pa`. So Elixir's standard
+  library works inside, a module of your project can be called there, and an anonymous
+  function sent with `Node.spawn/2` runs there, whether it was compiled in a module or made
+  by `Code.eval_string/1` or iex. A function defined only in memory (in an `.exs` file
+  that is not compiled to disk, say) is not on disk to be loaded: use `Code.eval_string/1`
+  style closures or a compiled module. `host_code_paths: false` turns this off, and
+  `code_paths:` adds directories.
+
+  ## Orphan containers
+
+  A container belongs to the process that made it (or the one given as `:owner`). When
+  that process exits, its containers are destroyed. Pass `owner: false` for a container
+  that lives until `destroy/1` or the end of the port.
+
+  If the container's node stops on its own (it halts, or the memory limit kills it), the
+  port destroys the container and its owner receives
+
+      {:ampule_exit, %Ampule.Container{}, status}
+
+  where `status` is the exit status, `:oom`, or `:port_exited` if the port program died.
+
+  The port program destroys every container it made when the BEAM closes it or dies, even
+  by `kill -9`. A port that dies itself is restarted; the new one removes whatever the dead
+  one left behind (containers, veths, directories) before it takes requests.
+
+  ## Timeouts
+
+  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
+  times out does not leave its work running: the process in the container is killed
+  (`:kill`) before the call returns, and an anonymous container is destroyed. A call whose
+  caller exits is killed too. A container's boot has its own `:boot_timeout`.
+
+  ## Running without root
+
+  The port program must run as root (it makes network links, mounts and user namespaces).
+  A BEAM that does not run as root starts it through `sudo`:
+
+      # config/config.exs
+      config :ampule, sudo: true
+
+  and sudoers must let that user run it without a password and keep its protocol file
+  descriptors (3 and 4) open (sudo closes them unless allowed):
+
+      # visudo -f /etc/sudoers.d/ampule
+      Defaults:alice closefrom_override
+      alice ALL=(root) NOPASSWD: /home/alice/app/_build/dev/lib/ampule/priv/ampule_port
+
+  Ampule runs `sudo -n -C 5 -- PATH/ampule_port ...`.
+
+  ## Configuration
+
+  Application environment of `:ampule`, read when the port starts:
+
+    * `:sudo` - run the port through `sudo` (default `false`)
+    * `:port_path` - the port program (default `priv/ampule_port`; the environment variable
+      `AMPULE_PORT_PATH` wins over both)
+    * `:bridge` - Ampule's bridge (default `"ampule0"`)
+    * `:subnet` - its subnet (default `"10.213.57.0/24"`; the host takes the first address)
+    * `:state_dir` - the port's directory for containers and leases (default
+      `"/var/lib/ampule"`)
+    * `:log_level` - the port's log level: `:error`, `:warn`, `:info` (default), `:debug`
+
+  ## Logs
+
+  The port's log lines arrive in `Logger`, with the container's name as the `:container`
+  metadata when they are about one (add `:container` to your formatter's metadata to see
+  it).
+
+  ## Error reasons
+
+  Functions that return `{:error, reason}` (and `Ampule.Error`, raised by those that return
+  a bare result) use these reasons; `format_error/1` explains each.
+
+  Making a container (`start/1`, `spawn/1`, the anonymous `call/1,2`):
+
+    * `{:boot_timeout, phase, log_tail}` - the container was not ready within
+      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, and
+      `log_tail` the node's last output lines (a string). The container was destroyed.
+    * `{:boot_failed, status, log_tail}` - the node's `erl` exited with `status` (an
+      integer, or `:killed`) before it was ready; `log_tail` is its last output. The
+      container was destroyed.
+    * `{:lxc, call}` - liblxc refused `call`; the port's log (in Logger) has the details.
+    * `{:rootfs, message}` - the port could not prepare the container's directory.
+    * `{:leases, message}` - the port could not read or write its address leases.
+    * `:no_address` - the bridge's subnet has no free address.
+    * `:name_in_use` - a container with this `:name` exists.
+    * `{:bad_option, key}`, `{:bad_option_value, key, value}`, `{:bad_config_key, key}` -
+      the port refused an option (Ampule checks them first, so these are rare).
+    * `{:connect_failed, nodename, reason}` - the container booted but this node could not
+      reach its node. The container was destroyed.
+    * `:owner_exited` - the owner exited while the container booted; it was destroyed.
+
+  The host and the port program:
+
+    * `{:host_not_ready, reason, message}` - the port cannot run containers here (not
+      root, no liblxc, no subuid range, no bridge); `message` says how to fix it, and so
+      does `mix ampule.check`.
+    * `{:port_not_found, path}` - there is no port program at `path`: run `mix compile`,
+      or set `AMPULE_PORT_PATH`.
+    * `{:port_not_started, path, error}` - the port program could not be executed.
+    * `{:port_failed, status}` - the port program exited before it was ready; its stderr
+      (the BEAM's) says why.
+    * `:port_exited` - the port program died while the request was pending. Its containers
+      are gone; a new port is started for the next request.
+    * `{:unsupported_protocol, version}` - the port speaks another protocol version than
+      this library (rebuild it with `mix compile --force`).
+    * `:hello_timeout` - the port program did not start within 60 seconds.
+    * `:not_running` - Ampule's port process is not running (the `:ampule` application is
+      not started, or it is restarting).
+    * `{:short_names, node}` - the local node uses short names; see "Distribution".
+    * `{:distribution, reason}` - Ampule could not start distribution.
+    * `{:unknown_request, request}`, `{:bad_request, request}`, `{:bad_reply, reply}` -
+      this library and the port program disagree on the protocol (a bug; rebuild both).
+
+  Calls (`yield/2`, `multicall/3`; `call/1,2,3` raises or re-raises them):
+
+    * `:timeout` - no result within the timeout; the remote process was killed.
+    * `{:exception, exception, stacktrace}` - the function raised (`call` re-raises it).
+    * `{:throw, value}` - the function threw `value` (`call` throws it again).
+    * `{:exit, reason}` - the function exited, or its process was killed (`call` exits).
+    * `:noconnection` - the container's node is gone (destroyed, halted).
+    * `{:spawn_failed, reason}` - the node refused to start the call's process.
+
+  Managing containers (`destroy/1`): `:not_found` - no such container (already destroyed).
+  """
+
+  import Kernel, except: [spawn: 1]
+
+  alias Ampule.{Call, Container, Distribution, Options, Port}
+
+  @default_timeout 5_000
+
+  @typedoc "A function to run: `{module, function, arguments}`."
+  @type mfa_tuple :: {module, atom, [term]}
+
+  @typedoc "See \"Error reasons\" above."
+  @type reason ::
+          :timeout
+          | {:exception, Exception.t(), Exception.stacktrace()}
+          | {:throw, term}
+          | {:exit, term}
+          | :noconnection
+          | {:spawn_failed, term}
+          | {:boot_timeout, atom, String.t()}
+          | {:boot_failed, term, String.t()}
+          | {:lxc, atom}
+          | :no_address
+          | :name_in_use
+          | :not_found
+          | :owner_exited
+          | {:connect_failed, node, term}
+          | {:host_not_ready, atom, String.t()}
+          | {:port_not_found, String.t()}
+          | {:port_not_started, String.t(), term}
+          | {:port_failed, term}
+          | :port_exited
+          | {:unsupported_protocol, term}
+          | :hello_timeout
+          | :not_running
+          | {:short_names, node}
+          | {:distribution, term}
+          | term
+
+  ## Running code
+
+  @doc """
+  Runs `{module, function, args}` in a fresh container and returns its result.
+
+  The container is made for this call (see `start/1`) and destroyed as soon as the call
+  returns, raises, exits or times out. If the function raises, the exception is raised
+  again here, with the container's stacktrace; a throw is thrown again and an exit exits.
+  If Ampule fails (the container does not boot, the call times out), `Ampule.Error` is
+  raised.
+
+      iex> {:erlang, :node, []} |> Ampule.call() |> Ampule.mfa(:erlang, :atom_to_list) |> Ampule.call()
+      ~c"a-k3x9-2@10.213.57.3"
+
+  See `call/2` for options.
+  """
+  @spec call(mfa_tuple) :: term
+  def call(mfa), do: call(mfa, [])
+
+  @doc """
+  Runs `{module, function, args}` in `container`, or in a fresh container made with
+  `options`, and returns its result.
+
+  With a container (from `spawn/1` or `start/1`), the container outlives the call; the
+  timeout is #{@default_timeout} ms (see `call/3`).
+
+  With a keyword list, a fresh container is made with those options and destroyed after
+  the call, as in `call/1`:
+
+      Ampule.call({Enum, :sum, [[1, 2, 3]]}, timeout: 1_000, memory: 64 * 1024 * 1024)
+
+  ## Options
+
+    * `:timeout` - milliseconds to wait for the result, or `:infinity` (default
+      #{@default_timeout}). On timeout the remote process is killed and `Ampule.Error` with
+      reason `:timeout` is raised.
+    * every option of `start/1` (`:boot_timeout`, `:memory`, ...).
+  """
+  @spec call(mfa_tuple, Container.t() | keyword) :: term
+  def call(mfa, %Container{} = container), do: call(mfa, container, @default_timeout)
+
+  def call(mfa, opts) when is_list(opts) do
+    mfa = mfa!(mfa)
+    {timeout, spawn_opts} = Options.call!(opts, @default_timeout)
+    container = spawn(spawn_opts)
+
+    try do
+      call(mfa, container, timeout)
+    after
+      destroy(container)
+    end
+  end
+
+  @doc """
+  Runs `{module, function, args}` in `container`, waiting at most `timeout` milliseconds
+  (or `:infinity`).
+
+  Returns the function's result. If it raises, throws or exits, so does this call (the
+  exception keeps the container's stacktrace). If no result comes within `timeout`, the
+  process running the function in the container is killed, and `Ampule.Error` is raised
+  with reason `:timeout`; if the container's node is gone, with `:noconnection`.
+
+      container = Ampule.spawn()
+      Ampule.call({String, :upcase, ["ampule"]}, container, 1_000)
+      #=> "AMPULE"
+  """
+  @spec call(mfa_tuple, Container.t(), timeout) :: term
+  def call(mfa, %Container{} = container, timeout) do
+    mfa = mfa!(mfa)
+    timeout = Options.timeout!(timeout, :timeout)
+
+    case Call.await(Call.async(container.nodename, mfa), timeout) do
+      {:ok, value} -> value
+      {:error, {:exception, exception, stacktrace}} -> reraise exception, stacktrace
+      {:error, {:throw, value}} -> throw(value)
+      {:error, {:exit, reason}} -> exit(reason)
+      {:error, reason} -> raise Ampule.Error, reason: reason, container: container.name
+    end
+  end
+
+  @doc """
+  Builds the `{module, function, args}` that passes `value` as the first argument, so that
+  a result pipes into the next `call/1`:
+
+      iex> :"a@10.213.57.2" |> Ampule.mfa(:erlang, :atom_to_list)
+      {:erlang, :atom_to_list, [:"a@10.213.57.2"]}
+
+      iex> "a,b" |> Ampule.mfa(String, :split, [","])
+      {String, :split, ["a,b", ","]}
+  """
+  @spec mfa(term, module, atom, [term]) :: mfa_tuple
+  def mfa(value, module, function, extra \\ [])
+      when is_atom(module) and is_atom(function) and is_list(extra) do
+    {module, function, [value | extra]}
+  end
+
+  @doc """
+  Runs `{module, function, args}` in `container` without waiting for it; returns `:ok`.
+
+  The function runs until it returns, or for at most `timeout` milliseconds (default
+  `:infinity`), after which its process is killed. Nothing is reported back, not even
+  an unreachable node (as `:erpc.cast/4`).
+
+      Ampule.cast({:timer, :sleep, [60_000]}, container, 1_000)
+  """
+  @spec cast(mfa_tuple, Container.t(), timeout) :: :ok
+  def cast(mfa, %Container{} = container, timeout \\ :infinity) do
+    Call.cast(container.nodename, mfa!(mfa), Options.timeout!(timeout, :timeout))
+  end
+
+  @doc """
+  Starts `{module, function, args}` in `container` and returns at once; `yield/2` awaits
+  the result.
+
+      call = Ampule.async_call({:lists, :seq, [1, 3]}, container)
+      # ... other work ...
+      Ampule.yield(call, 1_000)
+      #=> {:ok, [1, 2, 3]}
+
+  The call belongs to the calling process: only it can `yield/2`, and if it exits, the
+  remote process is killed.
+  """
+  @spec async_call(mfa_tuple, Container.t()) :: Call.t()
+  def async_call(mfa, %Container{} = container) do
+    Call.async(container.nodename, mfa!(mfa))
+  end
+
+  @doc """
+  Waits at most `timeout` milliseconds (default #{@default_timeout}) for the result of
+  `async_call/2`.
+
+  Returns `{:ok, result}`, or `{:error, reason}` where reason is `:timeout` (the remote
+  process was killed), `{:exception, exception, stacktrace}`, `{:throw, value}`,
+  `{:exit, reason}` or `:noconnection` (see "Error reasons"). A call is yielded once.
+  """
+  @spec yield(Call.t(), timeout) :: {:ok, term} | {:error, reason}
+  def yield(%Call{} = call, timeout \\ @default_timeout) do
+    Call.await(call, Options.timeout!(timeout, :timeout))
+  end
+
+  @doc """
+  Runs `{module, function, args}` in each of `containers` at the same time and returns
+  their results in the same order, each `{:ok, result}` or `{:error, reason}` as in
+  `yield/2`.
+
+  All the calls share one deadline, `timeout` milliseconds (default #{@default_timeout})
+  from now; the processes still running then are killed and their results are
+  `{:error, :timeout}`.
+
+      Ampule.multicall({:erlang, :node, []}, [c1, c2], 2_000)
+      #=> [{:ok, :"a-k3x9-1@10.213.57.2"}, {:ok, :"a-k3x9-2@10.213.57.3"}]
+  """
+  @spec multicall(mfa_tuple, [Container.t()], timeout) :: [{:ok, term} | {:error, reason}]
+  def multicall(mfa, containers, timeout \\ @default_timeout) when is_list(containers) do
+    mfa = mfa!(mfa)
+    timeout = Options.timeout!(timeout, :timeout)
+
+    containers
+    |> Enum.map(fn %Container{nodename: node} -> Call.async(node, mfa) end)
+    |> Call.await_many(timeout)
+  end
+
+  ## Containers
+
+  @doc """
+  Makes a container and returns it, raising `Ampule.Error` if it cannot.
+
+      container = Ampule.spawn()
+      container.nodename
+      #=> :"a-k3x9-1@10.213.57.2"
+
+  Takes the options of `start/1`.
+  """
+  @spec spawn(keyword) :: Container.t()
+  def spawn(opts \\ []) do
+    case start(opts) do
+      {:ok, container} -> container
+      {:error, reason} -> raise Ampule.Error, reason: reason, container: opts[:name]
+    end
+  end
+
+  @doc """
+  Makes a container and returns `{:ok, container}` when its node answers, or
+  `{:error, reason}` (see "Error reasons"; a container that failed is already destroyed).
+
+  The container belongs to the calling process: it is destroyed when that process exits
+  (see "Orphan containers"). If the local node is not alive, distribution is started first
+  (see "Distribution").
+
+  ## Options
+
+    * `:name` - the container's name, 1 to 40 of `A-Z a-z 0-9 _ -` (default: generated)
+    * `:boot_timeout` - milliseconds for the container to boot and its node to answer a
+      handshake; past it the container is destroyed and the reason is
+      `{:boot_timeout, phase, log_tail}` (default `15_000`)
+    * `:owner` - the process whose exit destroys the container, or `false` for none
+      (default: the calling process)
+    * `:host_code_paths` - mount and add the caller's code paths (see "Code in
+      containers"; default `true`)
+    * `:code_paths` - more absolute directories to mount read-only and add with `-pa`
+      (default `[]`)
+    * `:args` - more arguments for the node's `erl` (default `[]`)
+    * `:hidden` - start the node as a hidden node (default `true`). A visible node joins
+      the local node's `:global` cluster, which then tries to connect every container
+      with every other one (they have different cookies, so it fails) and, on Erlang/OTP
+      25 and later, disconnects the containers "to prevent overlapping partitions"
+    * `:env` - environment variables for the node, `{name, value}` pairs (default `[]`)
+    * `:memory` - memory limit in bytes (default: the port's, 512 MiB)
+    * `:pids` - process limit (default: the port's, 512)
+    * `:cpu_shares` - relative CPU weight (default: the port's, 1024)
+    * `:config` - raw `lxc.*` configuration items, `{key, value}` pairs, applied last
+      (default `[]`)
+
+  An unknown option or a bad value raises `ArgumentError` naming the option.
+  """
+  @spec start(keyword) :: {:ok, Container.t()} | {:error, reason}
+  def start(opts \\ []) do
+    {owner, request} = Options.spawn!(opts)
+
+    with {:ok, hello} <- Port.hello(),
+         :ok <- Distribution.ensure_started(hello.host_address),
+         {:ok, container} <- Port.spawn(request, owner) do
+      case connect(container, request.boot_timeout) do
+        :ok ->
+          {:ok, container}
+
+        {:error, reason} ->
+          Port.destroy(container.name)
+          {:error, reason}
+      end
+    end
+  end
+
+  # Sets the container's cookie and connects to its node; makes sure the code Ampule runs
+  # there (Ampule.Remote) is loaded, sending it if the node cannot load it from its path.
+  defp connect(%Container{nodename: node, cookie: cookie}, timeout) do
+    Distribution.set_cookie(node, cookie)
+
+    case :erpc.call(node, :code, :ensure_loaded, [Ampule.Remote], timeout) do
+      {:module, _} ->
+        :ok
+
+      {:error, _} ->
+        {module, binary, file} = :code.get_object_code(Ampule.Remote)
+
+        case :erpc.call(node, :code, :load_binary, [module, file, binary], timeout) do
+          {:module, _} -> :ok
+          {:error, reason} -> {:error, {:connect_failed, node, {:load_binary, reason}}}
+        end
+    end
+  catch
+    :error, {:erpc, reason} -> {:error, {:connect_failed, node, reason}}
+  end
+
+  @doc """
+  Destroys a container: kills everything in it and removes its files, veth and address.
+
+  Returns `:ok`, or `{:error, :not_found}` if it is already gone (see "Error reasons" for
+  the port's errors). Any process may destroy any container.
+  """
+  @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
+  def destroy(%Container{name: name, nodename: node}) do
+    result = Port.destroy(name)
+    # Its node is gone with it; see Ampule.Port (which does the same for containers it knows).
+    _ = :erlang.disconnect_node(node)
+    result
+  end
+
+  def destroy(name) when is_binary(name), do: Port.destroy(name)
+
+  def destroy(%Ampule.SystemContainer{name: name}), do: Port.destroy(name)
+
+  ## System containers
+
+  @create_options [
+    :name,
+    :template,
+    :release,
+    :user,
+    :password,
+    :privileged,
+    :persistent,
+    :timeout,
+    :owner
+  ]
+
+  @doc """
+  Creates and boots a system container: a whole distribution from an LXC template, with
+  its own init and a login on its console; raises `Ampule.Error` on failure (see
+  `create_container/1` for tagged tuples).
+
+      container = Ampule.create()
+      "ubuntu\n" |> Ampule.console(container)
+      "ubuntu\n" |> Ampule.console(container)
+      "ls -al\n" |> Ampule.console(container)
+
+  Everything the console prints arrives at the owner as
+  `{:ampule_console, container, binary}`, in order and byte for byte (no byte value is
+  reserved or altered). The port reads the console at most 256 KiB ahead of what Ampule has
+  forwarded, so a flood stalls the container's console, not the port's memory.
+
+  ## Options
+
+    * `:template` - `"busybox"` (default: instant, busybox init with a getty on the console)
+      or `"debian"` (debootstrap from Debian's mirror: about a minute the first time, then
+      from LXC's cache in `/var/cache/lxc/debian`). Templates that download images from the
+      internet (`"download"`, `"ubuntu"`) fail at once with `{:template_unavailable, ...}`:
+      this host does not reach image servers; Ubuntu needs them or an Ubuntu mirror.
+    * `:release` - the distribution release for `"debian"` (e.g. `"bookworm"`)
+    * `:user`, `:password` - the console login written into the rootfs; default
+      `"ubuntu"`/`"ubuntu"`, as in the seed's images
+    * `:privileged` - `false` (default) runs it in a user namespace; templates that cannot
+      build unprivileged (debian) build as root and the rootfs is shifted into the range
+    * `:persistent` - `false` (default): destroyed with the port like any container;
+      `true` keeps it (stopped, disk intact) when the port exits and the next port adopts it
+    * `:timeout` - milliseconds for the template to finish (default 600000)
+    * `:owner` - the process that gets console output and whose exit destroys the
+      container (default: the caller); `false` for none
+
+  System containers get their address from the DHCP server Ampule runs on its bridge
+  (dnsmasq, the top quarter of the subnet); `Ampule.info/1` shows it.
+  """
+  @spec create(keyword) :: Ampule.SystemContainer.t()
+  def create(opts \\ []) do
+    case create_container(opts) do
+      {:ok, container} -> container
+      {:error, reason} -> raise Ampule.Error, reason: reason
+    end
+  end
+
+  @doc "Like `create/1`, returning `{:ok, container}` or `{:error, reason}`."
+  @spec create_container(keyword) :: {:ok, Ampule.SystemContainer.t()} | {:error, reason}
+  def create_container(opts \\ []) do
+    opts = Keyword.validate!(opts, @create_options)
+    {owner, opts} = Keyword.pop(opts, :owner, self())
+    owner = if owner == false, do: nil, else: owner
+    {password, opts} = Keyword.pop(opts, :password)
+    {user, opts} = Keyword.pop(opts, :user)
+    timeout = Keyword.get(opts, :timeout, 600_000)
+
+    request =
+      Enum.reduce(opts, %{}, fn
+        {key, value}, acc when key in [:name, :template, :release] and is_binary(value) ->
+          Map.put(acc, key, value)
+
+        {key, value}, acc when key in [:privileged, :persistent] and is_boolean(value) ->
+          Map.put(acc, key, value)
+
+        {:timeout, value}, acc when is_integer(value) and value > 0 ->
+          Map.put(acc, :timeout, value)
+
+        {key, value}, _acc ->
+          raise ArgumentError, "invalid value for #{inspect(key)}: #{inspect(value)}"
+      end)
+
+    request =
+      case {user, password} do
+        {nil, nil} -> request
+        {u, p} when is_binary(u) and is_binary(p) -> Map.put(request, :user, {u, p})
+        _ -> raise ArgumentError, ":user and :password go together, both strings"
+      end
+
+    # The console travels over the port, not distribution: no node needs to be alive.
+    Port.create(request, owner, timeout + 30_000)
+  end
+
+  @doc """
+  Writes `data` to a system container's console, in the seed's pipeline order
+  (`"ls -al\n" |> Ampule.console(container)`). Returns `:ok`.
+  """
+  @spec console(iodata, Ampule.SystemContainer.t() | String.t()) :: :ok | {:error, reason}
+  def console(data, %Ampule.SystemContainer{name: name}), do: console(data, name)
+
+  def console(data, name) when is_binary(name) do
+    Port.request({:console, name, IO.iodata_to_binary(data)})
+  end
+
+  @doc "Stops a system container; its disk stays, `restart/1` boots it again."
+  @spec stop(Ampule.SystemContainer.t()) :: :ok | {:error, reason}
+  def stop(%Ampule.SystemContainer{name: name}), do: Port.request({:stop, name})
+
+  @doc "Boots a stopped system container again (its console output resumes)."
+  @spec restart(Ampule.SystemContainer.t()) :: :ok | {:error, reason}
+  def restart(%Ampule.SystemContainer{name: name}) do
+    case Port.request({:start, name}) do
+      {:ok, _} -> :ok
+      other -> other
+    end
+  end
+
+  @doc "The port's view of a container: state, address, init pid."
+  @spec info(Ampule.Container.t() | Ampule.SystemContainer.t() | String.t()) ::
+          {:ok, map} | {:error, reason}
+  def info(%{name: name}), do: info(name)
+  def info(name) when is_binary(name), do: Port.request({:info, name})
+
+  @doc """
+  Returns the names of the containers the port has made and not destroyed, oldest first.
+  """
+  @spec list() :: {:ok, [String.t()]} | {:error, reason}
+  def list, do: Port.request(:list)
+
+  ## Errors
+
+  @doc """
+  Explains an error reason (see "Error reasons") in a sentence or two.
+
+      iex> Ampule.format_error(:timeout)
+      "no result within the timeout; the process running the call in the container was killed"
+  """
+  @spec format_error(reason) :: String.t()
+  def format_error(:timeout),
+    do: "no result within the timeout; the process running the call in the container was killed"
+
+  def format_error({:exception, exception, _stacktrace}),
+    do: "the function raised: " <> Exception.message(exception)
+
+  def format_error({:throw, value}), do: "the function threw #{inspect(value)}"
+  def format_error({:exit, reason}), do: "the function's process exited: #{inspect(reason)}"
+
+  def format_error(:noconnection),
+    do: "the container's node cannot be reached (the container was destroyed or its node stopped)"
+
+  def format_error({:spawn_failed, reason}),
+    do: "the container's node refused to start the call's process: #{inspect(reason)}"
+
+  def format_error({:boot_timeout, phase, log_tail}) do
+    "the container was not ready within its boot timeout (it was in the #{phase} phase) " <>
+      "and was destroyed; raise :boot_timeout if the host is slow, or run `mix ampule.check`." <>
+      log_section(log_tail)
+  end
+
+  def format_error({:boot_failed, status, log_tail}) do
+    "the container's Erlang node exited with status #{inspect(status)} before it was ready; " <>
+      "the container was destroyed." <> log_section(log_tail)
+  end
+
+  def format_error({:lxc, call}),
+    do:
+      "liblxc refused #{inspect(call)}; the port's log (in Logger) has its messages. Run `mix ampule.check`."
+
+  def format_error(:no_address),
+    do: "no free address is left on Ampule's bridge (the subnet is full)"
+
+  def format_error(:name_in_use), do: "a container with this name exists"
+  def format_error(:not_found), do: "no such container (it was destroyed, or never existed)"
+  def format_error({:bad_option, key}), do: "the port refused the option #{inspect(key)}"
+
+  def format_error({:bad_option_value, key, value}),
+    do: "the port refused the value #{inspect(value)} of the option #{inspect(key)}"
+
+  def format_error({:bad_config_key, key}),
+    do: "the port refused the lxc configuration key #{inspect(key)}"
+
+  def format_error({:connect_failed, node, reason}) do
+    "the container booted but this node could not reach #{node} (#{inspect(reason)}); " <>
+      "the container was destroyed. Is the local node's name reachable from Ampule's bridge?"
+  end
+
+  def format_error(:owner_exited),
+    do: "the container's owner exited while it booted; it was destroyed"
+
+  def format_error({:host_not_ready, reason, message}),
+    do:
+      "this host cannot run containers (#{reason}): #{message}\nRun `mix ampule.check` for every missing piece."
+
+  def format_error({:port_not_found, path}) do
+    "the port program is not at #{path}: run `mix compile` (it builds it with cargo), " <>
+      "or set AMPULE_PORT_PATH to a built ampule_port. `mix ampule.check` checks the host."
+  end
+
+  def format_error({:port_not_started, path, error}),
+    do: "could not run the port program #{path} (#{inspect(error)}); run `mix ampule.check`"
+
+  def format_error({:port_failed, status}) do
+    "the port program exited (#{inspect(status)}) before it was ready; its messages are on " <>
+      "stderr. Through sudo, sudoers must let it run without a password and keep its file " <>
+      "descriptors (`Defaults closefrom_override`). Run `mix ampule.check`."
+  end
+
+  def format_error(:port_exited),
+    do:
+      "the port program exited while the request was pending; its containers are gone and a new port is started"
+
+  def format_error({:unsupported_protocol, version}) do
+    "the port program speaks protocol #{inspect(version)}, this library speaks " <>
+      "#{Ampule.Protocol.version()}: rebuild it with `mix compile --force`"
+  end
+
+  def format_error(:hello_timeout), do: "the port program did not become ready within 60 seconds"
+
+  def format_error(:not_running),
+    do:
+      "Ampule is not running: start the :ampule application (Application.ensure_all_started(:ampule))"
+
+  def format_error({:short_names, _} = reason), do: Distribution.explain(reason)
+  def format_error({:distribution, _} = reason), do: Distribution.explain(reason)
+  def format_error(reason), do: inspect(reason)
+
+  defp log_section(log) when is_binary(log) and log != "",
+    do: "\nThe node's last output:\n" <> String.trim_trailing(log)
+
+  defp log_section(_), do: ""
+
+  defp mfa!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+
+  defp mfa!(other) do
+    raise ArgumentError, "expected {module, function, args}, got: #{inspect(other)}"
+  end
+end

@@ -1,0 +1,133 @@
+defmodule Ampule.Distribution do
+  @moduledoc false
+  # Everything about Erlang distribution on the host side: starting it when the local node
+  # is not alive, per-container cookies, and the code paths a container gets.
+
+  require Logger
+
+  @doc """
+  Makes sure the local node is alive with long names, so that it can reach the nodes in the
+  containers (`name@10.213.57.2`). A node that is not alive is started as
+  `ampule_host_<random>@<host address on Ampule's bridge>`.
+  """
+  @spec ensure_started(String.t()) :: :ok | {:error, term}
+  def ensure_started(host_address) do
+    cond do
+      Node.alive?() -> check_longnames()
+      true -> start(host_address)
+    end
+  end
+
+  defp check_longnames do
+    if :net_kernel.longnames() do
+      :ok
+    else
+      {:error, {:short_names, node()}}
+    end
+  end
+
+  defp start(host_address) do
+    name = :"ampule_host_#{random_suffix()}@#{host_address}"
+
+    case start_node(name) do
+      :started ->
+        Logger.info(
+          "Ampule started distribution: this node is now #{node()} " <>
+            "(it was not alive; start it with --name to choose the name)"
+        )
+
+        :ok
+
+      :ok ->
+        :ok
+
+      {:error, {:short_names, _}} = error ->
+        error
+
+      {:error, reason} ->
+        {:error, {:distribution, reason}}
+    end
+  end
+
+  defp start_node(name) do
+    case Node.start(name, :longnames) do
+      {:ok, _} ->
+        :started
+
+      {:error, {:already_started, _}} ->
+        # Another caller started it a moment ago.
+        check_longnames()
+
+      {:error, _reason} ->
+        # Most often no EPMD is running: a node started by `erl -name` starts one, one
+        # started at run time does not.
+        with :ok <- start_epmd() do
+          case Node.start(name, :longnames) do
+            {:ok, _} -> :started
+            {:error, {:already_started, _}} -> check_longnames()
+            {:error, reason} -> {:error, reason}
+          end
+        end
+    end
+  end
+
+  defp start_epmd do
+    erts_epmd = Path.join([to_string(:code.root_dir()), "bin", "epmd"])
+
+    case System.find_executable("epmd") || (File.regular?(erts_epmd) && erts_epmd) do
+      false ->
+        {:error, :epmd_not_found}
+
+      epmd ->
+        case System.cmd(epmd, ["-daemon"], stderr_to_stdout: true) do
+          {_, 0} -> :ok
+          {output, status} -> {:error, {:epmd, status, output}}
+        end
+    end
+  end
+
+  defp random_suffix do
+    :rand.bytes(5) |> Base.encode32(case: :lower, padding: false)
+  end
+
+  @doc "Sets the container node's own cookie (and never the host's cookie in a container)."
+  @spec set_cookie(node, atom) :: true
+  def set_cookie(nodename, cookie), do: :erlang.set_cookie(nodename, cookie)
+
+  @doc """
+  The host's code paths a container needs: every absolute directory in `:code.get_path/0`
+  that is not under `:code.root_dir/0` (the container's own Erlang/OTP is the host's `/usr`).
+  That is the caller's project (`_build/ENV/lib/*/ebin`, consolidated protocols) and
+  Elixir's own libraries.
+  """
+  @spec host_code_paths() :: [String.t()]
+  def host_code_paths do
+    root = :code.root_dir() |> to_string() |> Path.expand()
+
+    :code.get_path()
+    |> Enum.map(&to_string/1)
+    |> Enum.filter(&(Path.type(&1) == :absolute))
+    |> Enum.map(&Path.expand/1)
+    |> Enum.reject(&under?(&1, root))
+    |> Enum.filter(&File.dir?/1)
+    |> Enum.uniq()
+  end
+
+  defp under?(path, dir), do: path == dir or String.starts_with?(path, dir <> "/")
+
+  @doc "Explains a distribution error for a person."
+  @spec explain(term) :: String.t()
+  def explain({:short_names, node}) do
+    """
+    the local node #{node} uses short names (--sname), but containers are reached by IP
+    address, which needs long names. Start iex with a long name on Ampule's bridge, e.g.
+        iex --name ampule@10.213.57.1 -S mix
+    or start it without --sname/--name and Ampule starts distribution itself.\
+    """
+  end
+
+  def explain({:distribution, reason}) do
+    "could not start Erlang distribution (#{inspect(reason)}); is epmd available? " <>
+      "Start iex with a long name, e.g. iex --name ampule@10.213.57.1 -S mix"
+  end
+end

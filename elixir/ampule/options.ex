@@ -1,0 +1,178 @@
+defmodule Ampule.Options do
+  @moduledoc false
+  # Validates the options of Ampule.start/1, Ampule.spawn/1 and Ampule.call/2 (one place),
+  # raising ArgumentError that names the option, and turns them into the port's spawn map.
+
+  alias Ampule.Distribution
+
+  @spawn_defaults [
+    name: nil,
+    boot_timeout: 15_000,
+    code_paths: [],
+    host_code_paths: true,
+    args: [],
+    hidden: true,
+    env: [],
+    config: [],
+    memory: nil,
+    pids: nil,
+    cpu_shares: nil,
+    owner: :self
+  ]
+
+  @name_re ~r/\A[A-Za-z0-9_-]{1,40}\z/
+
+  @doc "The options of spawn/start, with their defaults."
+  def spawn_defaults, do: @spawn_defaults
+
+  @doc """
+  Validates spawn options. Returns `{owner, request}`: the owner pid (or nil) and the map
+  sent to the port.
+  """
+  @spec spawn!(keyword) :: {pid | nil, map}
+  def spawn!(opts) do
+    opts = validate!(opts, @spawn_defaults)
+
+    code_paths =
+      if(opts[:host_code_paths], do: Distribution.host_code_paths(), else: []) ++
+        opts[:code_paths]
+
+    request =
+      %{
+        boot_timeout: opts[:boot_timeout],
+        code_paths: Enum.uniq(code_paths),
+        args: if(opts[:hidden], do: ["-hidden" | opts[:args]], else: opts[:args]),
+        env: opts[:env],
+        config: opts[:config],
+        name: opts[:name],
+        memory: opts[:memory],
+        pids: opts[:pids],
+        cpu_shares: opts[:cpu_shares]
+      }
+      |> Enum.reject(fn {_key, value} -> value == nil end)
+      |> Map.new()
+
+    {opts[:owner], request}
+  end
+
+  @doc "Validates the options of an anonymous call: `{timeout, spawn_options}`."
+  @spec call!(keyword, timeout) :: {timeout, keyword}
+  def call!(opts, default_timeout) do
+    opts = validate_keyword!(opts)
+    {timeout, spawn_opts} = Keyword.pop(opts, :timeout, default_timeout)
+    # Validates the spawn options (and their names) before anything starts.
+    _ = validate!(spawn_opts, @spawn_defaults, [:timeout])
+    {timeout!(timeout, :timeout), spawn_opts}
+  end
+
+  @doc "Validates a timeout argument."
+  @spec timeout!(term, atom) :: timeout
+  def timeout!(:infinity, _name), do: :infinity
+  def timeout!(timeout, _name) when is_integer(timeout) and timeout >= 0, do: timeout
+
+  def timeout!(other, name) do
+    raise ArgumentError,
+          "invalid value for #{inspect(name)}: expected a non-negative integer (milliseconds) " <>
+            "or :infinity, got: #{inspect(other)}"
+  end
+
+  defp validate_keyword!(opts) do
+    if Keyword.keyword?(opts) do
+      opts
+    else
+      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+    end
+  end
+
+  defp validate!(opts, defaults, also_allowed \\ []) do
+    opts = validate_keyword!(opts)
+
+    case Keyword.validate(opts, defaults ++ Enum.map(also_allowed, &{&1, nil})) do
+      {:ok, validated} ->
+        validated
+        |> Keyword.drop(also_allowed)
+        |> Enum.map(fn {key, value} -> {key, value!(key, value)} end)
+
+      {:error, unknown} ->
+        raise ArgumentError,
+              "unknown option#{if length(unknown) > 1, do: "s"} #{Enum.map_join(unknown, ", ", &inspect/1)}; " <>
+                "the options are: #{Enum.map_join(Keyword.keys(defaults) ++ also_allowed, ", ", &inspect/1)}"
+    end
+  end
+
+  defp value!(:name, nil), do: nil
+
+  defp value!(:name, name) when is_binary(name) do
+    if name =~ @name_re, do: name, else: bad!(:name, name, "1 to 40 of A-Z a-z 0-9 _ -")
+  end
+
+  defp value!(:boot_timeout, t) when is_integer(t) and t > 0, do: t
+  defp value!(key, b) when key in [:host_code_paths, :hidden] and is_boolean(b), do: b
+
+  defp value!(:code_paths, paths) when is_list(paths) do
+    Enum.map(paths, fn path ->
+      path =
+        to_string_or(path, fn -> bad!(:code_paths, paths, "a list of absolute directories") end)
+
+      cond do
+        Path.type(path) != :absolute -> bad!(:code_paths, path, "an absolute path")
+        not File.dir?(path) -> bad!(:code_paths, path, "an existing directory")
+        true -> Path.expand(path)
+      end
+    end)
+  end
+
+  defp value!(:args, args) when is_list(args) do
+    Enum.map(args, &to_string_or(&1, fn -> bad!(:args, args, "a list of strings") end))
+  end
+
+  defp value!(key, pairs) when key in [:env, :config] and (is_list(pairs) or is_map(pairs)) do
+    Enum.map(pairs, fn
+      {k, v} ->
+        bad = fn -> bad!(key, pairs, "a list of {name, value} pairs of strings or atoms") end
+        {to_string_or(k, bad), to_string_or(v, bad)}
+
+      _ ->
+        bad!(key, pairs, "a list of {name, value} pairs of strings or atoms")
+    end)
+  end
+
+  defp value!(key, nil) when key in [:memory, :pids, :cpu_shares], do: nil
+  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) and n > 0, do: n
+
+  defp value!(:owner, :self), do: self()
+  defp value!(:owner, pid) when is_pid(pid), do: pid
+  defp value!(:owner, false), do: nil
+
+  defp value!(:boot_timeout, t), do: bad!(:boot_timeout, t, "a positive integer (milliseconds)")
+  defp value!(key, v) when key in [:host_code_paths, :hidden], do: bad!(key, v, "a boolean")
+  defp value!(:owner, v), do: bad!(:owner, v, "a pid or false")
+
+  defp value!(key, v) when key in [:memory, :pids, :cpu_shares],
+    do: bad!(key, v, "a positive integer")
+
+  defp value!(key, v) when key in [:code_paths, :args], do: bad!(key, v, "a list")
+
+  defp value!(key, v) when key in [:env, :config],
+    do: bad!(key, v, "a list of {name, value} pairs")
+
+  defp value!(:name, v), do: bad!(:name, v, "a string")
+
+  defp to_string_or(value, _bad) when is_binary(value), do: value
+
+  defp to_string_or(value, _bad) when is_atom(value) and value not in [nil, true, false],
+    do: Atom.to_string(value)
+
+  defp to_string_or(value, bad) when is_list(value) do
+    List.to_string(value)
+  rescue
+    _ in [ArgumentError, UnicodeConversionError] -> bad.()
+  end
+
+  defp to_string_or(_value, bad), do: bad.()
+
+  defp bad!(key, value, expected) do
+    raise ArgumentError,
+          "invalid value for the #{inspect(key)} option: expected #{expected}, got: #{inspect(value)}"
+  end
+end

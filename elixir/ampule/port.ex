@@ -1,0 +1,548 @@
+defmodule Ampule.Port do
+  @moduledoc false
+  # The GenServer that owns the `ampule_port` program (docs/protocol.md).
+  #
+  # - Opens the port ({packet, 4}, fds 3/4) and waits for the hello event; refuses a
+  #   protocol version it does not know. Requests that arrive before the hello wait for it.
+  # - Tags every request with an integer and routes each reply to its caller: requests run
+  #   concurrently in the port, replies come in any order.
+  # - Knows which process owns each container: it monitors the owner and destroys the
+  #   owner's containers when it exits (also when it exits while its spawn is in flight).
+  # - Forwards `log` events to Logger with the container's name as `:container` metadata,
+  #   and `exit` events to the container's owner as `{:ampule_exit, container, status}`.
+  # - If the port program dies after the hello, every pending caller gets
+  #   `{:error, :port_exited}` at once and this process stops, so its supervisor starts a
+  #   new port (which removes whatever the dead one left behind before its hello).
+  #   If it dies before the hello (the host is not ready), the reason is kept and given to
+  #   callers, and the next request tries again: nothing crash-loops.
+
+  use GenServer
+  require Logger
+
+  alias Ampule.{Container, Protocol}
+
+  @hello_timeout 60_000
+  # Added to a spawn's boot timeout for the GenServer.call: the port answers by itself
+  # within the boot timeout, this only guards against a port that never answers.
+  @call_margin 60_000
+
+  ## Client API
+
+  def start_link(opts \\ []) do
+    {name, opts} = Keyword.pop(opts, :name, __MODULE__)
+    GenServer.start_link(__MODULE__, opts, name: name)
+  end
+
+  @doc "The path of the port program: `AMPULE_PORT_PATH`, `config :ampule, :port_path`, or priv/."
+  @spec executable() :: String.t()
+  def executable do
+    System.get_env("AMPULE_PORT_PATH") || Application.get_env(:ampule, :port_path) ||
+      Application.app_dir(:ampule, "priv/ampule_port")
+  end
+
+  @doc "Waits for the port's hello and returns it."
+  def hello(server \\ __MODULE__), do: call(server, :hello, @hello_timeout + 5_000)
+
+  @doc "Spawns a container owned by `owner` (a pid or nil). `request` is the port's option map."
+  def spawn(server \\ __MODULE__, request, owner) when is_map(request) do
+    timeout = Map.get(request, :boot_timeout, 15_000) + @hello_timeout + @call_margin
+    call(server, {:spawn, request, owner}, timeout)
+  end
+
+  @doc "Creates a system container whose console output goes to `owner`."
+  def create(server \\ __MODULE__, request, owner, timeout) when is_map(request),
+    do: call(server, {:create, request, owner}, timeout)
+
+  @doc "Destroys a container by name."
+  def destroy(server \\ __MODULE__, name), do: call(server, {:destroy, name}, 60_000)
+
+  @doc "Sends any request of the protocol and returns its result."
+  def request(server \\ __MODULE__, request, timeout \\ 60_000),
+    do: call(server, {:request, request}, timeout)
+
+  @doc "The OS pid of the port program (or of sudo), or nil."
+  def os_pid(server \\ __MODULE__), do: call(server, :os_pid, 5_000)
+
+  defp call(server, message, timeout) do
+    GenServer.call(server, message, timeout)
+  catch
+    :exit, {reason, {GenServer, :call, _}} when reason in [:noproc, :normal, :shutdown] ->
+      {:error, :not_running}
+
+    :exit, {{:shutdown, _}, {GenServer, :call, _}} ->
+      {:error, :port_exited}
+  end
+
+  ## Server
+
+  @impl GenServer
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+
+    state = %{
+      opts: opts,
+      port: nil,
+      os_pid: nil,
+      status: {:down, :not_started},
+      fatal: nil,
+      hello: nil,
+      hello_timer: nil,
+      next_tag: 1,
+      pending: %{},
+      queue: [],
+      containers: %{},
+      systems: %{},
+      monitors: %{}
+    }
+
+    {:ok, state, {:continue, :open}}
+  end
+
+  @impl GenServer
+  def handle_continue(:open, state), do: {:noreply, open(state)}
+
+  @impl GenServer
+  def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+
+  def handle_call(message, from, %{status: :ready} = state) do
+    {:noreply, dispatch(message, from, state)}
+  end
+
+  def handle_call(message, from, %{status: :starting} = state) do
+    {:noreply, %{state | queue: [{message, from} | state.queue]}}
+  end
+
+  def handle_call(message, from, %{status: {:down, _}} = state) do
+    # Not running (never started, or the host was not ready): try again now.
+    case open(state) do
+      %{status: {:down, reason}} = state -> {:reply, {:error, reason}, state}
+      state -> handle_call(message, from, state)
+    end
+  end
+
+  @impl GenServer
+  def handle_info({port, {:data, frame}}, %{port: port} = state) do
+    case Protocol.decode(frame) do
+      {:ok, term} ->
+        {:noreply, handle_frame(term, state)}
+
+      {:error, :bad_term} ->
+        Logger.error("ampule_port sent a frame that is not a term: #{inspect(frame, limit: 50)}")
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
+    port_exited(status, state)
+  end
+
+  def handle_info({:EXIT, port, reason}, %{port: port} = state) do
+    port_exited(reason, state)
+  end
+
+  def handle_info({:EXIT, _other, _reason}, state), do: {:noreply, state}
+
+  def handle_info(:hello_timeout, %{status: :starting} = state) do
+    Logger.error("ampule_port did not say hello within #{@hello_timeout} ms; closing it")
+    safe_close(state.port)
+    {:noreply, down(%{state | port: nil, os_pid: nil}, :hello_timeout)}
+  end
+
+  def handle_info(:hello_timeout, state), do: {:noreply, state}
+
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
+    {entry, monitors} = Map.pop(state.monitors, ref)
+    state = %{state | monitors: monitors}
+
+    case entry do
+      {:container, name} ->
+        {entry, containers} = Map.pop(state.containers, name)
+        state = send_internal({:destroy, name}, %{state | containers: containers})
+        if entry, do: disconnect(entry.container)
+        {:noreply, state}
+
+      {:system, name} ->
+        state =
+          send_internal({:destroy, name}, %{state | systems: Map.delete(state.systems, name)})
+
+        {:noreply, state}
+
+      {:pending, tag} ->
+        # The owner exited while its container boots: destroy the container on arrival.
+        pending =
+          case state.pending do
+            %{^tag => {:spawn, from, _owner, _ref}} ->
+              Map.put(state.pending, tag, {:spawn, from, :exited, nil})
+
+            pending ->
+              pending
+          end
+
+        {:noreply, %{state | pending: pending}}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl GenServer
+  def terminate(_reason, state) do
+    # Closing the port is its end of file: it destroys every container it made.
+    safe_close(state.port)
+  end
+
+  ## Opening the port
+
+  defp open(state) do
+    {executable, args} = command(state.opts)
+
+    cond do
+      not File.regular?(executable) ->
+        down(state, {:port_not_found, executable})
+
+      true ->
+        try do
+          port =
+            Port.open({:spawn_executable, executable}, [
+              {:packet, 4},
+              :binary,
+              :nouse_stdio,
+              :exit_status,
+              args: args
+            ])
+
+          {:os_pid, os_pid} = Port.info(port, :os_pid)
+          timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
+
+          %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
+        rescue
+          error in ErlangError ->
+            down(state, {:port_not_started, executable, error.original})
+        end
+    end
+  end
+
+  defp command(opts) do
+    port_path = Keyword.get_lazy(opts, :executable, &executable/0)
+    args = Keyword.get_lazy(opts, :args, &default_args/0)
+
+    if Keyword.get_lazy(opts, :sudo, fn -> Application.get_env(:ampule, :sudo, false) end) do
+      # sudo closes every fd above 2 unless told to keep them (-C, which sudoers must allow
+      # with `Defaults closefrom_override`): the protocol is on fds 3 and 4.
+      sudo = System.find_executable("sudo") || "/usr/bin/sudo"
+      {sudo, ["-n", "-C", "5", "--", port_path | args]}
+    else
+      {port_path, args}
+    end
+  end
+
+  defp default_args do
+    [bridge: "--bridge", subnet: "--subnet", state_dir: "--state-dir", log_level: "--log-level"]
+    |> Enum.flat_map(fn {key, flag} ->
+      case Application.get_env(:ampule, key) do
+        nil -> []
+        value -> [flag, to_string(value)]
+      end
+    end)
+  end
+
+  ## Frames from the port
+
+  defp handle_frame({:event, :hello, %{protocol: protocol} = hello}, %{status: :starting} = state) do
+    cancel_timer(state.hello_timer)
+
+    if protocol == Protocol.version() do
+      state = %{state | status: :ready, hello: hello, hello_timer: nil}
+      queue = Enum.reverse(state.queue)
+
+      Enum.reduce(queue, %{state | queue: []}, fn {message, from}, acc ->
+        dispatch(message, from, acc)
+      end)
+    else
+      Logger.error(
+        "ampule_port speaks protocol #{inspect(protocol)}, this Ampule speaks #{Protocol.version()}: " <>
+          "rebuild the port (mix compile --force) or use a matching AMPULE_PORT_PATH"
+      )
+
+      safe_close(state.port)
+      down(%{state | port: nil, os_pid: nil, hello_timer: nil}, {:unsupported_protocol, protocol})
+    end
+  end
+
+  defp handle_frame({:event, :fatal, info}, state) when is_map(info) do
+    reason = Map.get(info, :reason, :unknown)
+    message = Map.get(info, :message, "")
+    Logger.error("ampule_port cannot run containers (#{reason}): #{message}")
+    %{state | fatal: {:host_not_ready, reason, to_string(message)}}
+  end
+
+  defp handle_frame({:event, :log, info}, state) when is_map(info) do
+    level = log_level(Map.get(info, :level))
+    container = Map.get(info, :container)
+    metadata = if is_binary(container), do: [container: container], else: []
+    Logger.log(level, fn -> to_string(Map.get(info, :message, "")) end, metadata)
+    state
+  end
+
+  defp handle_frame({:event, :exit, %{name: name} = info}, state) do
+    status = Map.get(info, :status)
+
+    case Map.pop(state.containers, name) do
+      {nil, _} ->
+        state
+
+      {%{container: container, ref: ref}, containers} ->
+        if ref, do: Process.demonitor(ref, [:flush])
+        disconnect(container)
+        if container.owner, do: send(container.owner, {:ampule_exit, container, status})
+        %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+    end
+  end
+
+  defp handle_frame({:event, :console, {name, data}}, state) do
+    case Map.get(state.systems, name) do
+      %{container: %{owner: owner} = container} when is_pid(owner) ->
+        send(owner, {:ampule_console, container, data})
+
+      _ ->
+        :ok
+    end
+
+    # Credit back to the port: it reads at most a window ahead of these acknowledgements.
+    send_internal({:console_ack, name, byte_size(data)}, state)
+  end
+
+  defp handle_frame({:event, :progress, %{name: name, phase: phase}}, state) do
+    Logger.info("#{name}: #{phase}", container: name)
+    state
+  end
+
+  defp handle_frame({:event, :bad_frame, reason}, state) do
+    Logger.error("ampule_port refused a frame from Ampule: #{inspect(reason)}")
+    state
+  end
+
+  defp handle_frame({:event, kind, data}, state) do
+    Logger.debug("ampule_port sent an unknown event #{inspect(kind)}: #{inspect(data)}")
+    state
+  end
+
+  defp handle_frame({tag, result}, state) when is_integer(tag) do
+    case Map.pop(state.pending, tag) do
+      {nil, _} ->
+        Logger.error("ampule_port answered an unknown tag #{tag}: #{inspect(result)}")
+        state
+
+      {entry, pending} ->
+        handle_reply(entry, result, %{state | pending: pending})
+    end
+  end
+
+  defp handle_frame(other, state) do
+    Logger.error("ampule_port sent an unexpected term: #{inspect(other)}")
+    state
+  end
+
+  defp handle_reply({:request, from}, result, state) do
+    GenServer.reply(from, normalize(result))
+    state
+  end
+
+  defp handle_reply({:destroy, from, container}, result, state) do
+    if container, do: disconnect(container)
+    GenServer.reply(from, normalize(result))
+    state
+  end
+
+  defp handle_reply({:internal, request}, result, state) do
+    case result do
+      :ok -> :ok
+      {:error, :not_found} -> :ok
+      other -> Logger.error("ampule_port: #{inspect(request)} failed: #{inspect(other)}")
+    end
+
+    state
+  end
+
+  defp handle_reply({:create, from, owner, ref, template}, {:ok, %{name: name} = info}, state) do
+    container = %Ampule.SystemContainer{
+      name: name,
+      template: template,
+      init_pid: Map.get(info, :init_pid),
+      owner: owner
+    }
+
+    GenServer.reply(from, {:ok, container})
+    monitors = if ref, do: Map.put(state.monitors, ref, {:system, name}), else: state.monitors
+    systems = Map.put(state.systems, name, %{container: container, ref: ref})
+    %{state | systems: systems, monitors: monitors}
+  end
+
+  defp handle_reply({:create, from, _owner, ref, _template}, result, state) do
+    if ref, do: Process.demonitor(ref, [:flush])
+    GenServer.reply(from, normalize(result))
+    %{state | monitors: Map.delete(state.monitors, ref)}
+  end
+
+  defp handle_reply({:spawn, from, :exited, _ref}, {:ok, %{name: name}}, state) do
+    GenServer.reply(from, {:error, :owner_exited})
+    send_internal({:destroy, name}, state)
+  end
+
+  defp handle_reply({:spawn, from, owner, ref}, {:ok, %{name: name} = info}, state) do
+    container = Container.from_reply(info, owner)
+    GenServer.reply(from, {:ok, container})
+    monitors = if ref, do: Map.put(state.monitors, ref, {:container, name}), else: state.monitors
+    containers = Map.put(state.containers, name, %{container: container, ref: ref})
+    %{state | containers: containers, monitors: monitors}
+  end
+
+  defp handle_reply({:spawn, from, _owner, ref}, result, state) do
+    if ref, do: Process.demonitor(ref, [:flush])
+    GenServer.reply(from, normalize(result))
+    %{state | monitors: Map.delete(state.monitors, ref)}
+  end
+
+  defp normalize(:ok), do: :ok
+  defp normalize({:ok, value}), do: {:ok, value}
+  defp normalize({:error, reason}), do: {:error, reason}
+  defp normalize(other), do: {:error, {:bad_reply, other}}
+
+  ## Requests to the port
+
+  defp dispatch(:hello, from, state) do
+    GenServer.reply(from, {:ok, state.hello})
+    state
+  end
+
+  defp dispatch({:request, request}, from, state) do
+    send_request(request, {:request, from}, state)
+  end
+
+  defp dispatch({:create, request, owner}, from, state) do
+    ref = if is_pid(owner), do: Process.monitor(owner)
+    template = Map.get(request, :template, "busybox")
+    send_request({:create, request}, {:create, from, owner, ref, template}, state)
+  end
+
+  defp dispatch({:destroy, name}, from, state) do
+    state =
+      case Map.pop(state.systems, name) do
+        {nil, _} ->
+          state
+
+        {%{ref: ref}, systems} ->
+          if ref, do: Process.demonitor(ref, [:flush])
+          %{state | systems: systems, monitors: Map.delete(state.monitors, ref)}
+      end
+
+    {container, state} = forget(name, state)
+    send_request({:destroy, name}, {:destroy, from, container}, state)
+  end
+
+  defp dispatch({:spawn, request, owner}, from, state) do
+    case owner do
+      pid when is_pid(pid) ->
+        ref = Process.monitor(pid)
+        tag = state.next_tag
+        state = %{state | monitors: Map.put(state.monitors, ref, {:pending, tag})}
+        send_request({:spawn, request}, {:spawn, from, pid, ref}, state)
+
+      nil ->
+        send_request({:spawn, request}, {:spawn, from, nil, nil}, state)
+    end
+  end
+
+  defp send_internal(request, %{status: :ready} = state) do
+    send_request(request, {:internal, request}, state)
+  end
+
+  defp send_internal(_request, state), do: state
+
+  defp send_request(request, entry, state) do
+    tag = state.next_tag
+    true = Port.command(state.port, Protocol.encode(tag, request))
+    %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, entry)}
+  end
+
+  defp forget(name, state) do
+    case Map.pop(state.containers, name) do
+      {nil, _} ->
+        {nil, state}
+
+      {%{ref: ref, container: container}, containers} ->
+        if ref, do: Process.demonitor(ref, [:flush])
+        {container, %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}}
+    end
+  end
+
+  # A destroyed container's node vanishes without closing its connection (its network
+  # goes with it): disconnect now, so that monitors and links fire and the next call
+  # fails at once instead of after the tick time.
+  defp disconnect(%Container{nodename: node}) do
+    _ = :erlang.disconnect_node(node)
+    :ok
+  end
+
+  ## The port exits
+
+  defp port_exited(status, %{status: :ready} = state) do
+    Logger.error(
+      "ampule_port (OS pid #{state.os_pid}) exited (#{inspect(status)}); " <>
+        "#{map_size(state.pending)} pending request(s) failed; a new port is started"
+    )
+
+    for {_tag, entry} <- state.pending,
+        from = reply_to(entry),
+        do: GenServer.reply(from, {:error, :port_exited})
+
+    for {message, from} <- state.queue,
+        message != :hello,
+        do: GenServer.reply(from, {:error, :port_exited})
+
+    for {_name, %{container: %{owner: owner} = container}} <- state.containers, owner do
+      send(owner, {:ampule_exit, container, :port_exited})
+    end
+
+    {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
+  end
+
+  defp port_exited(status, state) do
+    cancel_timer(state.hello_timer)
+    reason = state.fatal || {:port_failed, status}
+    {:noreply, down(%{state | port: nil, os_pid: nil, hello_timer: nil}, reason)}
+  end
+
+  defp reply_to({:request, from}), do: from
+  defp reply_to({:destroy, from, _}), do: from
+  defp reply_to({:spawn, from, _, _}), do: from
+  defp reply_to({:create, from, _, _, _}), do: from
+  defp reply_to({:internal, _}), do: nil
+
+  # Not running: the reason is given to whoever waits, and kept for the next caller.
+  defp down(state, reason) do
+    for {_message, from} <- Enum.reverse(state.queue), do: GenServer.reply(from, {:error, reason})
+    %{state | status: {:down, reason}, queue: []}
+  end
+
+  defp safe_close(nil), do: :ok
+
+  defp safe_close(port) do
+    Port.close(port)
+  catch
+    :error, _ -> :ok
+  end
+
+  defp cancel_timer(nil), do: :ok
+  defp cancel_timer(ref), do: Process.cancel_timer(ref)
+
+  defp log_level(:error), do: :error
+  defp log_level(:warn), do: :warning
+  defp log_level(:warning), do: :warning
+  defp log_level(:info), do: :info
+  defp log_level(:debug), do: :debug
+  defp log_level(:trace), do: :debug
+  defp log_level(_), do: :info
+end

@@ -1,0 +1,252 @@
+defmodule Mix.Tasks.Ampule.Check do
+  @shortdoc "Checks that this host can run Ampule's containers"
+
+  @moduledoc """
+  Checks what this host needs to run Ampule's containers, like `lxc-checkconfig`, and says
+  how to fix each missing piece.
+
+      $ mix ampule.check
+      ok       port program      /app/_build/dev/lib/ampule/priv/ampule_port
+      ok       privileges        running as root
+      MISSING  subordinate ids   no root range in /etc/subuid
+               fix: usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 root
+      ...
+
+  It checks:
+
+    * the port program (built by `mix compile`, or `AMPULE_PORT_PATH`)
+    * liblxc (`liblxc.so.1`)
+    * root, or `sudo` configured for the port (`config :ampule, sudo: true`)
+    * a range for root in `/etc/subuid` and `/etc/subgid` (the containers' user namespace)
+    * cgroup v2 with the memory, pids and cpu controllers
+    * user namespaces enabled in the kernel
+    * Ampule's bridge (made by the port when missing, so only a note)
+    * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
+    * `epmd`, to start distribution on this node
+
+  Exits with status 1 when something is missing.
+  """
+
+  use Mix.Task
+
+  @impl Mix.Task
+  def run(_args) do
+    # Reads :ampule's configuration (sudo, bridge, port_path) without starting it.
+    Mix.Task.run("loadconfig")
+    _ = Application.load(:ampule)
+
+    results = checks()
+
+    for {status, what, detail, fix} <- results do
+      label = %{ok: "ok", missing: "MISSING", note: "note"}[status]
+      Mix.shell().info(String.pad_trailing(label, 9) <> String.pad_trailing(what, 18) <> detail)
+      if fix && status != :ok, do: Mix.shell().info(String.duplicate(" ", 9) <> "fix: " <> fix)
+    end
+
+    case Enum.count(results, &(elem(&1, 0) == :missing)) do
+      0 -> Mix.shell().info("\nThis host can run Ampule's containers.")
+      n -> Mix.raise("#{n} thing(s) missing: see the fixes above")
+    end
+  end
+
+  @typedoc "`{status, what, detail, fix}`"
+  @type result :: {:ok | :missing | :note, String.t(), String.t(), String.t() | nil}
+
+  @doc "Runs every check and returns the results (without printing)."
+  @spec checks() :: [result]
+  def checks do
+    [
+      port_program(),
+      liblxc(),
+      privileges(),
+      subids("/etc/subuid"),
+      subids("/etc/subgid"),
+      cgroups(),
+      userns(),
+      bridge(),
+      erl(),
+      epmd()
+    ]
+  end
+
+  defp port_program do
+    path = Ampule.Port.executable()
+
+    cond do
+      File.regular?(path) and executable?(path) ->
+        {:ok, "port program", path, nil}
+
+      true ->
+        {:missing, "port program", "#{path} does not exist",
+         "mix compile (needs cargo, lxc-dev and libclang-dev), or set AMPULE_PORT_PATH"}
+    end
+  end
+
+  defp executable?(path) do
+    case File.stat(path) do
+      {:ok, %{mode: mode}} -> Bitwise.band(mode, 0o111) != 0
+      _ -> false
+    end
+  end
+
+  defp liblxc do
+    found =
+      case System.find_executable("ldconfig") || existing("/sbin/ldconfig") do
+        nil ->
+          nil
+
+        ldconfig ->
+          {out, _} = System.cmd(ldconfig, ["-p"], stderr_to_stdout: true)
+          out |> String.split("\n") |> Enum.find(&String.contains?(&1, "liblxc.so.1"))
+      end
+
+    found =
+      found ||
+        Enum.find(
+          Path.wildcard("/usr/lib/*/liblxc.so.1") ++ Path.wildcard("/usr/lib/liblxc.so.1"),
+          &File.exists?/1
+        )
+
+    if found do
+      {:ok, "liblxc", found |> String.split("=>") |> List.last() |> String.trim(), nil}
+    else
+      {:missing, "liblxc", "liblxc.so.1 not found",
+       "apt-get install lxc (and lxc-dev to build the port)"}
+    end
+  end
+
+  defp privileges do
+    sudo? = Application.get_env(:ampule, :sudo, false)
+
+    cond do
+      root?() ->
+        {:ok, "privileges", "running as root", nil}
+
+      sudo? ->
+        case System.find_executable("sudo") do
+          nil ->
+            {:missing, "privileges", "config :ampule, sudo: true, but sudo is not installed",
+             "apt-get install sudo, then allow the port in sudoers (see Ampule's docs)"}
+
+          sudo ->
+            # Asks sudo whether it would run the port exactly as Ampule does (-C 5 keeps the
+            # protocol's fds 3 and 4 open, which needs closefrom_override).
+            args = ["-n", "-C", "5", "-l", Ampule.Port.executable()]
+
+            case System.cmd(sudo, args, stderr_to_stdout: true) do
+              {_, 0} ->
+                {:ok, "privileges", "sudo may run the port without a password, keeping fds 3/4",
+                 nil}
+
+              {out, _} ->
+                {:missing, "privileges", "sudo refuses the port: #{String.trim(out)}",
+                 "sudoers: `USER ALL=(root) NOPASSWD: #{Ampule.Port.executable()}` and " <>
+                   "`Defaults:USER closefrom_override`"}
+            end
+        end
+
+      true ->
+        {:missing, "privileges", "not root, and sudo is not configured",
+         "run as root, or `config :ampule, sudo: true` with a sudoers entry for the port"}
+    end
+  end
+
+  defp subids(file) do
+    ranges =
+      case File.read(file) do
+        {:ok, text} ->
+          for line <- String.split(text, "\n"),
+              [user, _start, count] <- [String.split(String.trim(line), ":")],
+              user in ["root", "0"],
+              {n, ""} <- [Integer.parse(count)],
+              do: n
+
+        {:error, _} ->
+          []
+      end
+
+    if Enum.any?(ranges, &(&1 >= 65_536)) do
+      {:ok, "subordinate ids", "#{file}: root has a range of #{Enum.max(ranges)}", nil}
+    else
+      {:missing, "subordinate ids", "no root range of 65536 ids in #{file}",
+       "usermod --add-subuids 1000000-1065535 --add-subgids 1000000-1065535 root"}
+    end
+  end
+
+  defp cgroups do
+    case File.read("/sys/fs/cgroup/cgroup.controllers") do
+      {:ok, text} ->
+        missing = ~w(memory pids cpu) -- String.split(text)
+
+        if missing == [] do
+          {:ok, "cgroups", "cgroup v2 with memory, pids, cpu", nil}
+        else
+          {:missing, "cgroups", "cgroup v2 lacks #{Enum.join(missing, ", ")}",
+           "enable them: echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control"}
+        end
+
+      {:error, _} ->
+        # cgroup v1: one hierarchy per controller.
+        case Enum.reject(~w(memory pids cpu), &File.dir?("/sys/fs/cgroup/#{&1}")) do
+          [] ->
+            {:ok, "cgroups", "cgroup v1 with memory, pids, cpu hierarchies", nil}
+
+          missing ->
+            {:missing, "cgroups", "no cgroup v2, and no v1 #{Enum.join(missing, ", ")} hierarchy",
+             "boot with systemd.unified_cgroup_hierarchy=1, or mount cgroup2 on /sys/fs/cgroup"}
+        end
+    end
+  end
+
+  defp userns do
+    case File.read("/proc/sys/user/max_user_namespaces") do
+      {:ok, text} ->
+        case Integer.parse(String.trim(text)) do
+          {n, _} when n > 0 ->
+            {:ok, "user namespaces", "max_user_namespaces = #{n}", nil}
+
+          _ ->
+            {:missing, "user namespaces", "disabled (max_user_namespaces = 0)",
+             "sysctl -w user.max_user_namespaces=15000"}
+        end
+
+      {:error, _} ->
+        {:missing, "user namespaces", "the kernel has no user namespaces",
+         "use a kernel built with CONFIG_USER_NS=y"}
+    end
+  end
+
+  defp bridge do
+    name = to_string(Application.get_env(:ampule, :bridge, "ampule0"))
+
+    if File.exists?("/sys/class/net/#{name}/bridge") do
+      {:ok, "bridge", "#{name} exists", nil}
+    else
+      {:note, "bridge", "#{name} does not exist yet: the port makes it when it starts (as root)",
+       "nothing to do, or: ip link add #{name} type bridge"}
+    end
+  end
+
+  defp erl do
+    if File.exists?("/usr/bin/erl") do
+      {:ok, "erlang", "/usr/bin/erl (containers run the host's /usr)", nil}
+    else
+      {:missing, "erlang",
+       "/usr/bin/erl not found: containers run Erlang/OTP from the host's /usr",
+       "apt-get install erlang-nox"}
+    end
+  end
+
+  defp epmd do
+    if System.find_executable("epmd") ||
+         existing(Path.join([to_string(:code.root_dir()), "bin", "epmd"])) do
+      {:ok, "epmd", "found (needed to start distribution on this node)", nil}
+    else
+      {:missing, "epmd", "not found", "apt-get install erlang-base"}
+    end
+  end
+
+  defp root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
+
+  defp existing(path), do: if(File.exists?(path), do: path)
+end

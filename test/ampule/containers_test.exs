@@ -1,0 +1,143 @@
+defmodule Ampule.ContainersTest do
+  # Making containers, their owners, their errors, their logs: real containers.
+  use ExUnit.Case, async: true
+
+  @moduletag :root
+  @moduletag :lxc
+
+  defp unique(prefix), do: "#{prefix}-#{System.unique_integer([:positive])}"
+
+  defp info(name), do: Ampule.Port.request({:info, name})
+
+  defp wait_until(fun, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    poll(fun, deadline)
+  end
+
+  defp poll(fun, deadline) do
+    cond do
+      fun.() ->
+        true
+
+      System.monotonic_time(:millisecond) > deadline ->
+        false
+
+      true ->
+        Process.sleep(20)
+        poll(fun, deadline)
+    end
+  end
+
+  test "start/1 returns a container; destroy/1 removes it" do
+    name = unique("plain")
+    assert {:ok, %Ampule.Container{name: ^name} = c} = Ampule.start(name: name)
+    assert c.address =~ ~r/\A10\.213\.57\.\d+\z/
+    assert c.nodename == :"#{name}@#{c.address}"
+    assert c.owner == self()
+    assert {:ok, %{state: :running}} = info(name)
+    assert {:ok, names} = Ampule.list()
+    assert name in names
+
+    assert :ok = Ampule.destroy(c)
+    assert {:error, :not_found} = info(name)
+    assert {:error, :not_found} = Ampule.destroy(c)
+    refute File.exists?(Path.join([Ampule.Test.Host.state_dir(), "lxc", name]))
+  end
+
+  test "the owner's exit destroys its containers; owner: false opts out" do
+    parent = self()
+    owned = unique("owned")
+    kept = unique("kept")
+
+    owner =
+      spawn(fn ->
+        Ampule.spawn(name: owned)
+        Ampule.spawn(name: kept, owner: false)
+        send(parent, :spawned)
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive :spawned, 30_000
+    assert {:ok, _} = info(owned)
+    Process.exit(owner, :kill)
+
+    assert wait_until(fn -> info(owned) == {:error, :not_found} end)
+    assert {:ok, %{state: :running}} = info(kept)
+    assert :ok = Ampule.destroy(kept)
+  end
+
+  test "an owner killed while its container boots: the container is destroyed" do
+    name = unique("orphan")
+    parent = self()
+    owner = spawn(fn -> send(parent, {:started, Ampule.start(name: name)}) end)
+
+    # Kill the owner once the port has the container (booting), before the reply.
+    assert wait_until(fn -> match?({:ok, _}, info(name)) end, 10_000)
+    Process.exit(owner, :kill)
+
+    assert wait_until(fn -> info(name) == {:error, :not_found} end)
+  end
+
+  test "the owner hears when the container's node stops on its own; the port logs it" do
+    Ampule.TestLogHandler.attach(:containers_test_exit_log, self())
+    c = Ampule.spawn()
+    :ok = Ampule.cast({:erlang, :halt, [3]}, c)
+    assert_receive {:ampule_exit, ^c, 3}, 10_000
+    assert {:error, :not_found} = info(c.name)
+
+    # The port's log line about it reaches Logger with the container's name as metadata.
+    name = c.name
+    assert_receive {:log, _level, _message, %{container: ^name}}, 5_000
+  end
+
+  test "a boot that fails: {:boot_failed, status, log_tail}, the container destroyed" do
+    name = unique("fails")
+
+    # An erl that cannot boot (no such boot script) exits before distribution starts.
+    assert {:error, {:boot_failed, status, log}} =
+             Ampule.start(name: name, args: ["-boot", "no_such_boot"])
+
+    assert is_integer(status) and status != 0
+    assert log =~ "no_such_boot"
+    assert {:error, :not_found} = info(name)
+
+    error = assert_raise Ampule.Error, fn -> Ampule.spawn(args: ["-boot", "no_such_boot"]) end
+    assert Exception.message(error) =~ "exited with status"
+    assert Exception.message(error) =~ "no_such_boot"
+  end
+
+  test "a boot timeout: {:boot_timeout, phase, log_tail}, the container destroyed" do
+    name = unique("slow")
+    assert {:error, {:boot_timeout, phase, log}} = Ampule.start(name: name, boot_timeout: 1)
+    assert phase in [:create, :start, :epmd, :handshake]
+    assert is_binary(log)
+    assert {:error, :not_found} = info(name)
+
+    error = assert_raise Ampule.Error, fn -> Ampule.spawn(boot_timeout: 1) end
+    assert Exception.message(error) =~ "boot timeout"
+  end
+
+  test "a name in use" do
+    name = unique("twice")
+    c = Ampule.spawn(name: name)
+    assert {:error, :name_in_use} = Ampule.start(name: name)
+    assert :ok = Ampule.destroy(c)
+  end
+
+  test "limits and environment reach the node" do
+    c = Ampule.spawn(env: [AMPULE_TEST: "yes"], memory: 256 * 1024 * 1024, pids: 256)
+    assert Ampule.call({System, :get_env, ["AMPULE_TEST"]}, c) == "yes"
+  end
+
+  test "the host's code is there: a module of this project runs in the container" do
+    c = Ampule.spawn()
+    assert Ampule.call({Ampule.RemoteHelpers, :elixir_inside, [["x"]]}, c) == "X"
+
+    # Without the host's code paths, Ampule still loads what it needs to run calls.
+    bare = Ampule.spawn(host_code_paths: false)
+    assert Ampule.call({:erlang, :node, []}, bare) == bare.nodename
+
+    assert {:error, {:exception, %UndefinedFunctionError{module: Enum}, _}} =
+             Ampule.yield(Ampule.async_call({Enum, :sum, [[1]]}, bare))
+  end
+end

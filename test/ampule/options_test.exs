@@ -1,0 +1,94 @@
+defmodule Ampule.OptionsTest do
+  # Option validation happens before anything starts: no root needed.
+  use ExUnit.Case, async: true
+
+  alias Ampule.Options
+
+  # The examples in the docs that need no container.
+  doctest Ampule, only: [mfa: 4, format_error: 1]
+
+  test "an unknown option raises ArgumentError naming it" do
+    error = assert_raise ArgumentError, fn -> Ampule.spawn(bogus: 1) end
+    assert error.message =~ ":bogus"
+    assert error.message =~ ":boot_timeout"
+
+    assert_raise ArgumentError, ~r/:colour/, fn ->
+      Ampule.call({:erlang, :node, []}, colour: 1)
+    end
+  end
+
+  test "a bad value raises ArgumentError naming the option" do
+    for {opts, key} <- [
+          {[boot_timeout: -1], ":boot_timeout"},
+          {[name: "has space"], ":name"},
+          {[name: String.duplicate("a", 41)], ":name"},
+          {[code_paths: ["relative/dir"]], ":code_paths"},
+          {[code_paths: ["/nonexistent/dir"]], ":code_paths"},
+          {[memory: 0], ":memory"},
+          {[owner: :someone], ":owner"},
+          {[env: [:oops]], ":env"},
+          {[host_code_paths: :yes], ":host_code_paths"}
+        ] do
+      error = assert_raise ArgumentError, fn -> Ampule.start(opts) end
+      assert error.message =~ key, "#{inspect(opts)}: #{error.message}"
+    end
+
+    assert_raise ArgumentError, ~r/:timeout/, fn ->
+      Ampule.call({:erlang, :node, []}, timeout: -5)
+    end
+
+    assert_raise ArgumentError, ~r/module, function, args/, fn -> Ampule.call(:not_an_mfa) end
+  end
+
+  test "options become the port's spawn map" do
+    {owner, request} =
+      Options.spawn!(
+        name: "box_1",
+        boot_timeout: 5_000,
+        env: [LANG: "C.UTF-8"],
+        args: [~c"-kernel", "foo"],
+        host_code_paths: false,
+        code_paths: ["/tmp"],
+        memory: 64 * 1024 * 1024
+      )
+
+    assert owner == self()
+
+    assert request == %{
+             name: "box_1",
+             boot_timeout: 5_000,
+             env: [{"LANG", "C.UTF-8"}],
+             args: ["-hidden", "-kernel", "foo"],
+             code_paths: ["/tmp"],
+             config: [],
+             memory: 64 * 1024 * 1024
+           }
+
+    assert {nil, %{args: []}} = Options.spawn!(owner: false, hidden: false)
+  end
+
+  test "the host's code paths: this project's and Elixir's, nothing under the OTP root" do
+    paths = Ampule.Distribution.host_code_paths()
+    root = to_string(:code.root_dir())
+    assert Enum.any?(paths, &String.ends_with?(&1, "/ampule/ebin"))
+    assert Enum.any?(paths, &String.contains?(&1, "elixir/ebin"))
+    refute Enum.any?(paths, &String.starts_with?(&1, root <> "/"))
+  end
+
+  test "mfa/4 builds what call/1 takes" do
+    assert Ampule.mfa(:a@b, :erlang, :atom_to_list) == {:erlang, :atom_to_list, [:a@b]}
+    assert Ampule.mfa("a,b", String, :split, [","]) == {String, :split, ["a,b", ","]}
+  end
+
+  test "the container's cookie is not shown by inspect" do
+    container = %Ampule.Container{
+      name: "c",
+      nodename: :"c@10.213.57.2",
+      address: "10.213.57.2",
+      cookie: :SECRETCOOKIE
+    }
+
+    refute inspect(container) =~ "SECRETCOOKIE"
+    assert inspect(container) =~ "c@10.213.57.2"
+  end
+end

@@ -1,0 +1,60 @@
+defmodule Ampule.Test.Host do
+  @moduledoc false
+  # What the host has, for test_helper.exs and the leftover check after the suite.
+
+  def root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
+
+  def state_dir, do: Application.get_env(:ampule, :state_dir, "/var/lib/ampule")
+  def bridge, do: Application.get_env(:ampule, :bridge, "ampule0")
+
+  @doc "Container directories under the port's state directory."
+  def container_dirs do
+    dir = Path.join(state_dir(), "lxc")
+
+    case File.ls(dir) do
+      {:ok, names} -> Enum.map(names, &Path.join(dir, &1))
+      {:error, _} -> []
+    end
+  end
+
+  @doc "Network links named amp* other than Ampule's bridge (the containers' veths)."
+  def veths do
+    case File.ls("/sys/class/net") do
+      {:ok, links} -> Enum.filter(links, &(String.starts_with?(&1, "amp") and &1 != bridge()))
+      {:error, _} -> []
+    end
+  end
+
+  @doc """
+  Waits (up to `timeout` ms) until the port has no container left, then counts what is on
+  the machine: `%{containers: [...], dirs: [...], veths: [...]}`.
+  """
+  def leftovers(timeout \\ 15_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    wait_empty(deadline)
+
+    containers =
+      case Ampule.list() do
+        {:ok, names} -> names
+        _ -> []
+      end
+
+    %{containers: containers, dirs: container_dirs(), veths: veths()}
+  end
+
+  defp wait_empty(deadline) do
+    empty? = match?({:ok, []}, Ampule.list()) and container_dirs() == [] and veths() == []
+
+    cond do
+      empty? ->
+        :ok
+
+      System.monotonic_time(:millisecond) > deadline ->
+        :timeout
+
+      true ->
+        Process.sleep(100)
+        wait_empty(deadline)
+    end
+  end
+end

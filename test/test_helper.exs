@@ -1,0 +1,38 @@
+alias Ampule.Test.Host
+
+# Tests tagged :root or :lxc make real containers: they need root (the port program runs
+# as root) and a host that `mix ampule.check` passes. As root they run; otherwise they are
+# excluded, and this says how to run them.
+exclude =
+  if Host.root?() do
+    []
+  else
+    IO.puts("""
+    Excluding tests tagged :root and :lxc: they make real containers, which needs root.
+    Run them as root (`sudo mix test`, or as root: `mix test`); `mix ampule.check` lists
+    what else the host needs.
+    """)
+
+    [:root, :lxc]
+  end
+
+if Host.root?() do
+  # After the whole suite: nothing of Ampule may be left on the machine.
+  ExUnit.after_suite(fn _result ->
+    left = Host.leftovers()
+    count = length(left.containers) + length(left.dirs) + length(left.veths)
+
+    IO.puts(
+      "\nLeftover check: #{length(left.containers)} container(s) in the port, " <>
+        "#{length(left.dirs)} container dir(s) under #{Host.state_dir()}/lxc, " <>
+        "#{length(left.veths)} veth(s) named amp*"
+    )
+
+    if count > 0 do
+      IO.puts(:stderr, "LEFTOVERS after the suite: #{inspect(left)}")
+      System.at_exit(fn _ -> exit({:shutdown, 1}) end)
+    end
+  end)
+end
+
+ExUnit.start(exclude: exclude, capture_log: true)
