@@ -24,12 +24,19 @@ result =
 IO.inspect(result, label: "back to the container's node name")
 
 IO.puts("\n== spawn a process in a container")
-pid = self()
+# Typed at the iex prompt, as in the seed. (A closure compiled in this .exs file would live
+# only in this node's memory; one made by the shell's evaluator, like iex's, runs anywhere.)
+{_, binding} =
+  Code.eval_string(
+    """
+    pid = self()
+    Node.spawn(container.nodename, fn -> ls = :os.cmd('ls -al'); send(pid, ls) end)
+    """,
+    container: container
+  )
 
-Node.spawn(container.nodename, fn ->
-  ls = :os.cmd(~c"ls -al")
-  send(pid, ls)
-end)
+pid = binding[:pid]
+^pid = self()
 
 receive do
   ls -> IO.puts("ls -al inside #{container.nodename}:\n#{ls}")

@@ -314,10 +314,8 @@ defmodule Ampule.Port do
     send_internal({:console_ack, name, byte_size(data)}, state)
   end
 
-  defp handle_frame({:event, :progress, %{name: name, phase: phase}}, state) do
-    Logger.info("#{name}: #{phase}", container: name)
-    state
-  end
+  # The port logs each phase itself (as a log event); nothing more to do here.
+  defp handle_frame({:event, :progress, _info}, state), do: state
 
   defp handle_frame({:event, :bad_frame, reason}, state) do
     Logger.error("ampule_port refused a frame from Ampule: #{inspect(reason)}")
