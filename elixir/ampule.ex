@@ -518,7 +518,8 @@ defmodule Ampule do
     :privileged,
     :persistent,
     :timeout,
-    :owner
+    :owner,
+    :progress
   ]
 
   @doc """
@@ -553,6 +554,9 @@ defmodule Ampule do
     * `:timeout` - milliseconds for the template to finish (default 600000)
     * `:owner` - the process that gets console output and whose exit destroys the
       container (default: the caller); `false` for none
+    * `:progress` - `true` sends the owner `{:ampule_progress, name, phase}` as the
+      container is made (`:creating`, `:starting`, `:running`; the first debian build
+      takes a minute). Phases are always logged.
 
   System containers get their address from the DHCP server Ampule runs on its bridge
   (dnsmasq, the top quarter of the subnet); `Ampule.info/1` shows it.
@@ -571,7 +575,16 @@ defmodule Ampule do
     opts = Keyword.validate!(opts, @create_options)
     {owner, opts} = Keyword.pop(opts, :owner, self())
     owner = if owner == false, do: nil, else: owner
+    {progress, opts} = Keyword.pop(opts, :progress, false)
     {password, opts} = Keyword.pop(opts, :password)
+
+    # Progress events name the container before the reply does: pick the name here.
+    opts =
+      if progress and owner,
+        do:
+          Keyword.put_new_lazy(opts, :name, fn -> "s-#{System.unique_integer([:positive])}" end),
+        else: opts
+
     {user, opts} = Keyword.pop(opts, :user)
     timeout = Keyword.get(opts, :timeout, 600_000)
 
@@ -598,7 +611,8 @@ defmodule Ampule do
       end
 
     # The console travels over the port, not distribution: no node needs to be alive.
-    Port.create(request, owner, timeout + 30_000)
+    progress_to = if progress, do: owner
+    Port.create(request, owner, progress_to, timeout + 30_000)
   end
 
   @doc """

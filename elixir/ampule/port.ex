@@ -50,8 +50,8 @@ defmodule Ampule.Port do
   end
 
   @doc "Creates a system container whose console output goes to `owner`."
-  def create(server \\ __MODULE__, request, owner, timeout) when is_map(request),
-    do: call(server, {:create, request, owner}, timeout)
+  def create(server \\ __MODULE__, request, owner, progress_to, timeout) when is_map(request),
+    do: call(server, {:create, request, owner, progress_to}, timeout)
 
   @doc "Destroys a container by name."
   def destroy(server \\ __MODULE__, name), do: call(server, {:destroy, name}, 60_000)
@@ -92,6 +92,7 @@ defmodule Ampule.Port do
       queue: [],
       containers: %{},
       systems: %{},
+      progress: %{},
       monitors: %{}
     }
 
@@ -315,7 +316,14 @@ defmodule Ampule.Port do
   end
 
   # The port logs each phase itself (as a log event); nothing more to do here.
-  defp handle_frame({:event, :progress, _info}, state), do: state
+  defp handle_frame({:event, :progress, %{name: name, phase: phase}}, state) do
+    case Map.get(state.progress, name) do
+      pid when is_pid(pid) -> send(pid, {:ampule_progress, name, phase})
+      nil -> :ok
+    end
+
+    state
+  end
 
   defp handle_frame({:event, :bad_frame, reason}, state) do
     Logger.error("ampule_port refused a frame from Ampule: #{inspect(reason)}")
@@ -373,6 +381,7 @@ defmodule Ampule.Port do
     }
 
     GenServer.reply(from, {:ok, container})
+    state = %{state | progress: Map.delete(state.progress, name)}
     monitors = if ref, do: Map.put(state.monitors, ref, {:system, name}), else: state.monitors
     systems = Map.put(state.systems, name, %{container: container, ref: ref})
     %{state | systems: systems, monitors: monitors}
@@ -419,8 +428,18 @@ defmodule Ampule.Port do
     send_request(request, {:request, from}, state)
   end
 
-  defp dispatch({:create, request, owner}, from, state) do
+  defp dispatch({:create, request, owner, progress_to}, from, state) do
     ref = if is_pid(owner), do: Process.monitor(owner)
+
+    state =
+      case {progress_to, request} do
+        {pid, %{name: name}} when is_pid(pid) ->
+          %{state | progress: Map.put(state.progress, name, pid)}
+
+        _ ->
+          state
+      end
+
     template = Map.get(request, :template, "busybox")
     send_request({:create, request}, {:create, from, owner, ref, template}, state)
   end

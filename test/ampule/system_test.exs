@@ -1,7 +1,10 @@
 defmodule Ampule.SystemTest do
   # The seed's fourth example (a whole distribution, talked to through its console) with
   # busybox, the template that works offline; debian is in the Rust suite (slow).
-  use ExUnit.Case, async: true
+  # Not async: while a system container boots, application containers booting beside it
+  # in the same port have been seen to time out in the EPMD phase (under investigation,
+  # see the notes); the sync run keeps the two apart.
+  use ExUnit.Case, async: false
 
   @moduletag :root
   @moduletag :lxc
@@ -41,7 +44,11 @@ defmodule Ampule.SystemTest do
   end
 
   test "stop keeps the disk and restart boots it again" do
-    container = Ampule.create(user: "alice", password: "s3cret")
+    container = Ampule.create(user: "alice", password: "s3cret", progress: true)
+    name = container.name
+    assert_received {:ampule_progress, ^name, :creating}
+    assert_received {:ampule_progress, ^name, :starting}
+    assert_received {:ampule_progress, ^name, :running}
     await_console(container, "login:")
     "alice\n" |> Ampule.console(container)
     await_console(container, "Password:")

@@ -58,6 +58,18 @@ pub fn parse(mountinfo: &str, membership: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs one liblxc `start()`: one at a time, because each moves the whole port process
+/// into that container's monitor cgroup until [`return_home`]; two interleaved would leave
+/// the port (and what it forks next) in the wrong one. A start takes ~35 ms.
+pub fn starting<T>(start: impl FnOnce() -> T) -> T {
+    let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    let r = start();
+    return_home();
+    r
+}
+
 /// Records where the port runs; call once at start, before any container starts.
 pub fn remember_home() {
     let _ = HOME.set(current());

@@ -357,9 +357,7 @@ pub fn start_app(host: &Host, spec: &AppSpec) -> Result<i32, StartError> {
         c.set_config_item(&k, &v)?;
     }
     c.save_config()?;
-    let started = c.start(&app_argv(spec));
-    crate::cgroup::return_home();
-    started?;
+    crate::cgroup::starting(|| c.start(&app_argv(spec)))?;
     c.init_pid().ok_or(StartError::NoInit)
 }
 
@@ -383,7 +381,9 @@ pub fn remove_leftover(lxcpath: &Path, name: &str) {
     remove_cgroups(name, Duration::from_secs(2));
 }
 
-fn kill_monitor(lxcpath: &Path, name: &str) {
+/// Kills a container without asking liblxc: its monitor's children (the init, and with it
+/// the pid namespace), then the monitor.
+pub fn kill_monitor(lxcpath: &Path, name: &str) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let title = format!("[lxc monitor] {} {name}", lxcpath.display());

@@ -206,7 +206,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             format!("cannot lock in {}: {e}", instances.display()),
         )
     })?;
-    let sweep = sweep(&state_dir, &lxcpath, &instance);
+    let sweep = sweep(&state_dir, &lxcpath, &settings.subnet, &instance);
     Ok((
         Host {
             bridge: settings.bridge.clone(),
@@ -243,22 +243,27 @@ fn id_range(file: &str) -> Result<IdRange, Unready> {
     })
 }
 
+/// Takes this instance's lock. The file is locked under a private name and only then
+/// linked to `ID.lock`: a sweep that could lock a visible lock file before its owner did
+/// would take a live instance for a dead one (and hand its addresses out again).
 fn take_lock(dir: &Path) -> io::Result<(String, Flock<fs::File>)> {
     loop {
         let id = random_id(6);
-        let path = dir.join(format!("{id}.lock"));
-        let file = match fs::OpenOptions::new()
+        let private = dir.join(format!(".{id}.{}", std::process::id()));
+        let file = fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        };
+            .create(true)
+            .truncate(true)
+            .open(&private)?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| io::Error::from(e))?;
-        return Ok((id, lock));
+        let linked = fs::hard_link(&private, dir.join(format!("{id}.lock")));
+        let _ = fs::remove_file(&private);
+        match linked {
+            Ok(()) => return Ok((id, lock)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -278,7 +283,7 @@ pub const OWNER_FILE: &str = "ampule-owner";
 pub const PERSISTENT: &str = "persistent";
 
 /// Instances whose lock nobody holds are dead: their containers, leases and locks go.
-fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
+fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
     let mut dead = Vec::new();
     if let Ok(entries) = fs::read_dir(state_dir.join("instances")) {
         for e in entries.flatten() {
@@ -318,7 +323,7 @@ fn sweep(state_dir: &Path, lxcpath: &Path, me: &str) -> Sweep {
             }
         }
     }
-    let leases = network::Leases::sweep(state_dir, &is_dead);
+    let leases = network::Leases::sweep(state_dir, subnet, &is_dead);
     crate::dhcp::sweep(state_dir, &|owner| {
         !live_instance(state_dir, owner) && owner != me
     });

@@ -244,7 +244,10 @@ impl Leases {
     }
 
     /// Removes every lease whose owning instance is in `dead`; returns how many.
-    pub fn sweep(dir: &Path, dead: &dyn Fn(&str) -> bool) -> usize {
+    /// A crashed instance's veth may outlive its container for a moment (the kernel tears
+    /// network namespaces down asynchronously): the lease goes only once its veth has, or
+    /// the next container on that address could not create its own.
+    pub fn sweep(dir: &Path, subnet: &Subnet, dead: &dyn Fn(&str) -> bool) -> usize {
         let Ok(entries) = fs::read_dir(dir.join("leases")) else {
             return 0;
         };
@@ -263,7 +266,15 @@ impl Leases {
                 continue;
             }
             let instance = owner.split_whitespace().next().unwrap_or("");
-            if dead(instance) && fs::remove_file(e.path()).is_ok() {
+            if !dead(instance) {
+                continue;
+            }
+            if let Ok(ip) = e.file_name().to_string_lossy().parse::<Ipv4Addr>() {
+                let index = u32::from(ip).wrapping_sub(u32::from(subnet.network));
+                let veth = Lease { address: ip, index }.veth();
+                crate::container::wait_link_gone(&veth, std::time::Duration::from_secs(5));
+            }
+            if fs::remove_file(e.path()).is_ok() {
                 n += 1;
             }
         }
@@ -320,7 +331,7 @@ mod tests {
         assert_eq!(held.len(), subnet.static_range().len());
         a.release(&l1);
         assert_eq!(b.acquire("again").unwrap(), Some(l1));
-        let swept = Leases::sweep(&dir, &|i| i == "aaaa");
+        let swept = Leases::sweep(&dir, &subnet, &|i| i == "aaaa");
         assert_eq!(swept, held.len() - 2);
         fs::remove_dir_all(&dir).unwrap();
     }

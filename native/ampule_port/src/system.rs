@@ -307,9 +307,7 @@ async fn boot(srv: &Arc<Server>, name: &str) -> Result<i32, eetf::Term> {
         let (host_lxcpath, n) = (srv.host.lxcpath.clone(), name.to_string());
         tokio::task::spawn_blocking(move || {
             let c = Container::open(&n, &host_lxcpath)?;
-            let r = c.start_init();
-            crate::cgroup::return_home();
-            r?;
+            crate::cgroup::starting(|| c.start_init())?;
             let pid = c.init_pid().ok_or_else(|| lxc::LxcError {
                 call: "init_pid",
                 detail: "no init".into(),
@@ -523,7 +521,9 @@ async fn remove_files(srv: &Server, name: &str) {
     let lxcpath = srv.host.lxcpath.clone();
     let n = name.to_string();
     let r = tokio::task::spawn_blocking(move || {
-        container::stop(&lxcpath, &n);
+        // Not through liblxc: a monitor stalled on a console nobody reads (the credit window
+        // is full) does not answer commands, and destroying must never hang.
+        container::kill_monitor(&lxcpath, &n);
         let dir = lxcpath.join(&n);
         container::remove_tree(&dir)?;
         container::remove_cgroups(&n, Duration::from_secs(2));
