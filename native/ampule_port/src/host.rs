@@ -323,6 +323,15 @@ fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
             }
         }
     }
+    // Cgroups liblxc left for containers whose directory is already gone (a crash between
+    // the two removals): attributable by the generated names, `a-INSTANCE-N`/`s-INSTANCE-N`.
+    for cg in orphan_cgroups(lxcpath) {
+        let mut parts = cg.splitn(3, '-');
+        let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if (kind == "a" || kind == "s") && is_dead(owner) {
+            crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
+        }
+    }
     let leases = network::Leases::sweep(state_dir, subnet, &is_dead);
     crate::dhcp::sweep(state_dir, &|owner| {
         !live_instance(state_dir, owner) && owner != me
@@ -332,6 +341,28 @@ fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
         containers,
         leases,
     }
+}
+
+/// Container names that have `lxc.monitor.`/`lxc.payload.` cgroups but no directory.
+fn orphan_cgroups(lxcpath: &Path) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    for h in hierarchies.flatten() {
+        for e in fs::read_dir(h.path()).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let name = n
+                .strip_prefix("lxc.monitor.")
+                .or_else(|| n.strip_prefix("lxc.payload."));
+            if let Some(name) = name {
+                if !lxcpath.join(name).exists() {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 fn recently_made(p: &Path) -> bool {
