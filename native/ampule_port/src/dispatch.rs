@@ -411,6 +411,9 @@ impl Server {
         let veth = lease.as_ref().map(|l| l.veth());
         let lxcpath = self.host.lxcpath.clone();
         let dir = container::dir(&self.host, name);
+        let forget_neighbour = lease
+            .as_ref()
+            .map(|l| (l.address.to_string(), self.host.bridge.clone()));
         let r = tokio::task::spawn_blocking(move || {
             container::stop(&lxcpath, &host_name);
             container::remove_tree(&dir)?;
@@ -418,6 +421,14 @@ impl Server {
                 container::wait_link_gone(&v, std::time::Duration::from_secs(5));
             }
             container::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
+            if let Some((ip, bridge)) = forget_neighbour {
+                // The next container on this address has another MAC: drop the host's
+                // cached one now rather than let connections go to a vanished veth.
+                let _ = std::process::Command::new("ip")
+                    .args(["neigh", "del", &ip, "dev", &bridge])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
             Ok::<_, std::io::Error>(())
         })
         .await;

@@ -219,8 +219,16 @@ impl Leases {
         })
     }
 
+    /// Takes a free address, searching from a random point: an address freed a moment ago
+    /// is rarely handed out again at once, so the host's neighbour cache (which may still
+    /// hold the old container's MAC for it) is not asked to forget it first.
     pub fn acquire(&self, container: &str) -> io::Result<Option<Lease>> {
-        for index in self.subnet.static_range() {
+        use rand::Rng;
+        let range = self.subnet.static_range();
+        let len = range.end - range.start;
+        let first = rand::thread_rng().gen_range(0..len);
+        for offset in 0..len {
+            let index = range.start + (first + offset) % len;
             let address = self.subnet.nth(index);
             let path = self.dir.join(address.to_string());
             match fs::OpenOptions::new()
@@ -323,7 +331,8 @@ mod tests {
         let l1 = a.acquire("c1").unwrap().unwrap();
         let l2 = b.acquire("c2").unwrap().unwrap();
         assert_ne!(l1, l2);
-        assert_eq!(l1.veth(), "amp2");
+        assert_eq!(l1.veth(), format!("amp{:x}", l1.index));
+        assert!(subnet.static_range().contains(&l1.index));
         let mut held = vec![l1.clone(), l2];
         while let Some(l) = a.acquire("more").unwrap() {
             held.push(l);
