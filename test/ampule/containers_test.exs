@@ -1,5 +1,6 @@
 defmodule Ampule.ContainersTest do
   # Making containers, their owners, their errors, their logs: real containers.
+  import Ampule.Test.Host, only: [wait_until: 1, wait_until: 2]
   use ExUnit.Case, async: true
 
   @moduletag :root
@@ -8,25 +9,6 @@ defmodule Ampule.ContainersTest do
   defp unique(prefix), do: "#{prefix}-#{System.unique_integer([:positive])}"
 
   defp info(name), do: Ampule.Port.request({:info, name})
-
-  defp wait_until(fun, timeout \\ 10_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline)
-  end
-
-  defp poll(fun, deadline) do
-    cond do
-      fun.() ->
-        true
-
-      System.monotonic_time(:millisecond) > deadline ->
-        false
-
-      true ->
-        Process.sleep(20)
-        poll(fun, deadline)
-    end
-  end
 
   test "start/1 returns a container; destroy/1 removes it" do
     name = unique("plain")

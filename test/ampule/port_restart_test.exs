@@ -1,6 +1,7 @@
 defmodule Ampule.PortRestartTest do
   # kill -9 of the real port program: callers hear at once, a new port takes over and
   # removes what the dead one left behind. Not async: it takes Ampule's port away.
+  import Ampule.Test.Host, only: [wait_until: 1]
   use ExUnit.Case, async: false
 
   @moduletag :root
@@ -54,25 +55,6 @@ defmodule Ampule.PortRestartTest do
       {:error, reason} when reason in [:not_running, :port_exited] and tries > 0 ->
         Process.sleep(100)
         wait_for_spawn(tries - 1)
-    end
-  end
-
-  defp wait_until(fun, timeout \\ 10_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline)
-  end
-
-  defp poll(fun, deadline) do
-    cond do
-      fun.() ->
-        true
-
-      System.monotonic_time(:millisecond) > deadline ->
-        false
-
-      true ->
-        Process.sleep(10)
-        poll(fun, deadline)
     end
   end
 end

@@ -92,14 +92,6 @@ defmodule Ampule.SystemTest do
     ref = Process.monitor(owner)
     send(owner, :stop)
     assert_receive {:DOWN, ^ref, :process, _, _}
-    assert eventually(fn -> Ampule.info(container) == {:error, :not_found} end)
-  end
-
-  defp eventually(f, tries \\ 200) do
-    cond do
-      f.() -> true
-      tries == 0 -> false
-      true -> receive(after: (50 -> eventually(f, tries - 1)))
-    end
+    assert Ampule.Test.Host.wait_until(fn -> Ampule.info(container) == {:error, :not_found} end)
   end
 end

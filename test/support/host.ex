@@ -2,6 +2,20 @@ defmodule Ampule.Test.Host do
   @moduledoc false
   # What the host has, for test_helper.exs and the leftover check after the suite.
 
+  @doc "Polls `fun` until it returns true or `timeout` ms pass; returns the last answer."
+  def wait_until(fun, timeout \\ 10_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+    poll(fun, deadline)
+  end
+
+  defp poll(fun, deadline) do
+    cond do
+      fun.() -> true
+      System.monotonic_time(:millisecond) > deadline -> false
+      true -> receive(after: (10 -> poll(fun, deadline)))
+    end
+  end
+
   def root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
 
   def state_dir, do: Application.get_env(:ampule, :state_dir, "/var/lib/ampule")
