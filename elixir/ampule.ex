@@ -193,6 +193,10 @@ defmodule Ampule do
     * `{:throw, value}` - the function threw `value` (`call` throws it again).
     * `{:exit, reason}` - the function exited, or its process was killed (`call` exits).
     * `:noconnection` - the container's node is gone (destroyed, halted).
+    * `:oom` - the fresh container of an anonymous call (`call/1`, `call/2` with options)
+      was killed for exceeding its memory limit. (A container of your own reports it to
+      its owner as `{:ampule_exit, container, :oom}`; the call itself gets
+      `:noconnection`.)
     * `{:spawn_failed, reason}` - the node refused to start the call's process.
 
   Managing containers (`destroy/1`): `:not_found` - no such container (already destroyed).
@@ -214,6 +218,7 @@ defmodule Ampule do
           | {:throw, term}
           | {:exit, term}
           | :noconnection
+          | :oom
           | {:spawn_failed, term}
           | {:boot_timeout, atom, String.t()}
           | {:boot_failed, term, String.t()}
@@ -283,10 +288,26 @@ defmodule Ampule do
 
     try do
       call(mfa, container, timeout)
+    rescue
+      error in Ampule.Error ->
+        reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
     after
       destroy(container)
     end
   end
+
+  # The fresh container's node went away during the call. Its owner (this process) hears
+  # why from the port; when it was the memory limit, say so rather than `:noconnection`.
+  defp node_gone_reason(:noconnection, %Container{name: name}) do
+    receive do
+      {:ampule_exit, %Container{name: ^name}, :oom} -> :oom
+      {:ampule_exit, %Container{name: ^name}, _status} -> :noconnection
+    after
+      2_000 -> :noconnection
+    end
+  end
+
+  defp node_gone_reason(reason, _container), do: reason
 
   @doc """
   Runs `{module, function, args}` in `container`, waiting at most `timeout` milliseconds
@@ -445,6 +466,9 @@ defmodule Ampule do
     * `:memory` - memory limit in bytes (default: the port's, 512 MiB)
     * `:pids` - process limit (default: the port's, 512)
     * `:cpu_shares` - relative CPU weight (default: the port's, 1024)
+    * `:cpus` - a hard CPU quota, in CPUs (`0.5` is half of one CPU's time, `2` two
+      CPUs' worth), enforced by the CFS bandwidth controller (default: none; the CPU is
+      shared by weight, `:cpu_shares`)
     * `:config` - raw `lxc.*` configuration items, `{key, value}` pairs, applied last
       (default `[]`)
 
@@ -519,7 +543,11 @@ defmodule Ampule do
     :persistent,
     :timeout,
     :owner,
-    :progress
+    :progress,
+    :memory,
+    :pids,
+    :cpu_shares,
+    :cpus
   ]
 
   @doc """
@@ -554,6 +582,9 @@ defmodule Ampule do
     * `:timeout` - milliseconds for the template to finish (default 600000)
     * `:owner` - the process that gets console output and whose exit destroys the
       container (default: the caller); `false` for none
+    * `:memory`, `:pids`, `:cpu_shares`, `:cpus` - limits, as for `start/1`; inside a
+      system container the kernel's OOM killer picks a victim among its processes (its
+      init survives if it can)
     * `:progress` - `true` sends the owner `{:ampule_progress, name, phase}` as the
       container is made (`:creating`, `:starting`, `:running`; the first debian build
       takes a minute). Phases are always logged.
@@ -598,6 +629,12 @@ defmodule Ampule do
 
         {:timeout, value}, acc when is_integer(value) and value > 0 ->
           Map.put(acc, :timeout, value)
+
+        {key, value}, acc when key in [:memory, :pids, :cpu_shares] and is_integer(value) ->
+          Map.put(acc, key, value)
+
+        {:cpus, value}, acc when is_number(value) and value >= 0.01 and value <= 1024 ->
+          Map.put(acc, :cpu_millis, round(value * 1000))
 
         {key, value}, _acc ->
           raise ArgumentError, "invalid value for #{inspect(key)}: #{inspect(value)}"
@@ -668,6 +705,9 @@ defmodule Ampule do
 
   def format_error({:throw, value}), do: "the function threw #{inspect(value)}"
   def format_error({:exit, reason}), do: "the function's process exited: #{inspect(reason)}"
+
+  def format_error(:oom),
+    do: "the container exceeded its memory limit and its node was killed (see :memory)"
 
   def format_error(:noconnection),
     do: "the container's node cannot be reached (the container was destroyed or its node stopped)"

@@ -20,12 +20,13 @@ if Host.root?() do
   # After the whole suite: nothing of Ampule may be left on the machine.
   ExUnit.after_suite(fn _result ->
     left = Host.leftovers()
-    count = length(left.containers) + length(left.dirs) + length(left.veths)
+    count = left |> Map.values() |> Enum.map(&length/1) |> Enum.sum()
 
     IO.puts(
       "\nLeftover check: #{length(left.containers)} container(s) in the port, " <>
         "#{length(left.dirs)} container dir(s) under #{Host.state_dir()}/lxc, " <>
-        "#{length(left.veths)} veth(s) named amp*"
+        "#{length(left.veths)} veth(s) named amp*, #{length(left.cgroups)} lxc cgroup(s), " <>
+        "#{length(left.leases)} address lease(s)"
     )
 
     if count > 0 do

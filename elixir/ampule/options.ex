@@ -17,6 +17,7 @@ defmodule Ampule.Options do
     memory: nil,
     pids: nil,
     cpu_shares: nil,
+    cpus: nil,
     owner: :self
   ]
 
@@ -47,7 +48,8 @@ defmodule Ampule.Options do
         name: opts[:name],
         memory: opts[:memory],
         pids: opts[:pids],
-        cpu_shares: opts[:cpu_shares]
+        cpu_shares: opts[:cpu_shares],
+        cpu_millis: opts[:cpus] && round(opts[:cpus] * 1000)
       }
       |> Enum.reject(fn {_key, value} -> value == nil end)
       |> Map.new()
@@ -137,7 +139,9 @@ defmodule Ampule.Options do
     end)
   end
 
-  defp value!(key, nil) when key in [:memory, :pids, :cpu_shares], do: nil
+  defp value!(key, nil) when key in [:memory, :pids, :cpu_shares, :cpus], do: nil
+  defp value!(:cpus, n) when is_number(n) and n >= 0.01 and n <= 1024, do: n
+  defp value!(:cpus, v), do: bad!(:cpus, v, "a number of CPUs from 0.01 to 1024")
   defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) and n > 0, do: n
 
   defp value!(:owner, :self), do: self()

@@ -39,6 +39,47 @@ defmodule Ampule.Test.Host do
     end
   end
 
+  @doc "liblxc cgroups (`lxc.payload.*`, `lxc.monitor.*`) in every hierarchy, as paths."
+  def cgroups do
+    for pattern <- ["/sys/fs/cgroup/lxc.*.*", "/sys/fs/cgroup/*/lxc.*.*"],
+        path <- Path.wildcard(pattern),
+        Regex.match?(~r/\/lxc\.(payload|monitor)\.[^\/]+$/, path),
+        do: path
+  end
+
+  @doc "Address leases the port holds (files named by address under the state directory)."
+  def leases do
+    case File.ls(Path.join(state_dir(), "leases")) do
+      {:ok, files} -> files
+      {:error, _} -> []
+    end
+  end
+
+  @doc "What container `name` may have left on the machine; `[]` when nothing."
+  def traces_of(name) do
+    dirs = Enum.filter(container_dirs(), &(Path.basename(&1) == name))
+    cgroups = Enum.filter(cgroups(), &String.ends_with?(&1, "." <> name))
+
+    leases =
+      Enum.filter(leases(), fn address ->
+        case File.read(Path.join([state_dir(), "leases", address])) do
+          {:ok, owner} -> String.contains?(owner, name)
+          _ -> false
+        end
+      end)
+
+    Enum.map(dirs, &{:dir, &1}) ++
+      Enum.map(cgroups, &{:cgroup, &1}) ++ Enum.map(leases, &{:lease, &1})
+  end
+
+  @doc "Host PIDs of the processes in container `name` (from its pids cgroup)."
+  def container_pids(name) do
+    case File.read("/sys/fs/cgroup/pids/lxc.payload.#{name}/cgroup.procs") do
+      {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
+      {:error, _} -> []
+    end
+  end
+
   @doc """
   Waits (up to `timeout` ms) until the port has no container left, then counts what is on
   the machine: `%{containers: [...], dirs: [...], veths: [...]}`.
@@ -53,11 +94,19 @@ defmodule Ampule.Test.Host do
         _ -> []
       end
 
-    %{containers: containers, dirs: container_dirs(), veths: veths()}
+    %{
+      containers: containers,
+      dirs: container_dirs(),
+      veths: veths(),
+      cgroups: cgroups(),
+      leases: leases()
+    }
   end
 
   defp wait_empty(deadline) do
-    empty? = match?({:ok, []}, Ampule.list()) and container_dirs() == [] and veths() == []
+    empty? =
+      match?({:ok, []}, Ampule.list()) and container_dirs() == [] and veths() == [] and
+        cgroups() == [] and leases() == []
 
     cond do
       empty? ->

@@ -21,6 +21,17 @@ defmodule Ampule.RemoteHelpers do
   def throw_value(value), do: throw(value)
   def exit_with(reason), do: exit(reason)
 
+  @doc "Keeps one scheduler busy for `ms` of wall time; returns the wall time spun."
+  def spin(ms) do
+    start = System.monotonic_time(:millisecond)
+    spin_until(start + ms)
+    System.monotonic_time(:millisecond) - start
+  end
+
+  defp spin_until(deadline) do
+    if System.monotonic_time(:millisecond) < deadline, do: spin_until(deadline)
+  end
+
   @doc "Elixir's standard library, used inside the container."
   def elixir_inside(words), do: words |> Enum.map(&String.upcase/1) |> Enum.join(" ")
 end

@@ -180,8 +180,12 @@ pub fn mounts_for(code_paths: &[String]) -> Vec<String> {
     out
 }
 
+/// The CFS period of a CPU quota: 100 ms, the kernel's default.
+const CPU_PERIOD_US: u64 = 100_000;
+
 fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
-    match cg {
+    let quota_us = l.cpu_millis.map(|m| m * CPU_PERIOD_US / 1000);
+    let mut items: Vec<(String, String)> = match cg {
         Cgroups::V1 => vec![
             (
                 "lxc.cgroup.memory.limit_in_bytes".into(),
@@ -199,7 +203,21 @@ fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
                 (l.cpu_shares * 100 / 1024).clamp(1, 10000).to_string(),
             ),
         ],
+    };
+    match (cg, quota_us) {
+        (_, None) => {}
+        (Cgroups::V1, Some(q)) => items.extend([
+            (
+                "lxc.cgroup.cpu.cfs_period_us".into(),
+                CPU_PERIOD_US.to_string(),
+            ),
+            ("lxc.cgroup.cpu.cfs_quota_us".into(), q.to_string()),
+        ]),
+        (Cgroups::V2, Some(q)) => {
+            items.push(("lxc.cgroup2.cpu.max".into(), format!("{q} {CPU_PERIOD_US}")))
+        }
     }
+    items
 }
 
 /// The items common to every container Ampule makes: id map, network, limits, and
@@ -261,6 +279,9 @@ pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
             "lxc.mount.entry".into(),
             "tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=256m 0 0".into(),
         ),
+        // Nothing in the container can gain privileges (setuid binaries, file capabilities)
+        // on top of the nosuid mounts.
+        ("lxc.no_new_privs".into(), "1".into()),
         ("lxc.init.uid".into(), NODE_UID.to_string()),
         ("lxc.init.gid".into(), NODE_UID.to_string()),
         ("lxc.init.cwd".into(), HOME.into()),

@@ -19,6 +19,7 @@ use crate::frame::{self, Incoming};
 use crate::host::Host;
 use crate::lxc;
 use crate::network::{Lease, Leases};
+use crate::oom;
 use crate::outbox::Outbox;
 use crate::pipe::Receiver;
 use crate::protocol::{self, atom, bin, error, int, map, ok, ok_value, tuple, Request, SpawnOpts};
@@ -338,7 +339,14 @@ impl Server {
             e.init_pid = Some(pid);
             e.nodename = Some(spec.nodename());
         }
-        let mut exited = match self.clone().watch_init(&name, pid) {
+        let oom = match oom::Watch::register(self.host.cgroups, &name) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                log::warn!(container = name.as_str(); "cannot watch for OOM kills: {e}");
+                None
+            }
+        };
+        let mut exited = match self.clone().watch_init(&name, pid, oom.clone()) {
             Ok(rx) => rx,
             Err(e) => {
                 log::error!(container = name.as_str(); "cannot watch init {pid}: {e}");
@@ -384,16 +392,23 @@ impl Server {
             Outcome::Timeout => Some(boot_timeout(phase.get(), &self, &name)),
         };
         let reason = reason.unwrap_or_else(|| {
-            let status = container::exit_status(&self.host, &name)
-                .map(int)
-                .unwrap_or_else(|| atom("killed"));
             tuple(vec![
                 atom("boot_failed"),
-                status,
+                self.exit_reason(&name, oom.as_deref()),
                 bin(container::log_tail(&self.host, &name)),
             ])
         });
         self.fail_boot(&spec, reason).await
+    }
+
+    /// Why an application container's node exited: `oom`, the exit status the init
+    /// wrapper recorded, or `killed` when it recorded none.
+    fn exit_reason(&self, name: &str, oom: Option<&oom::Watch>) -> Term {
+        let status = container::exit_status(&self.host, name);
+        if oom.is_some_and(|w| w.killed_by_oom(status)) {
+            return atom("oom");
+        }
+        status.map(int).unwrap_or_else(|| atom("killed"))
     }
 
     /// Destroys a container that did not boot, then answers with `reason`.
@@ -449,6 +464,7 @@ impl Server {
         self: Arc<Self>,
         name: &str,
         pid: i32,
+        oom: Option<Arc<oom::Watch>>,
     ) -> std::io::Result<watch::Receiver<bool>> {
         let fd = lxc::watch_exit(pid)?;
         let (tx, rx) = watch::channel(false);
@@ -477,9 +493,7 @@ impl Server {
                     _ => return,
                 }
             };
-            let status = container::exit_status(&self.host, &name)
-                .map(int)
-                .unwrap_or_else(|| atom("killed"));
+            let status = self.exit_reason(&name, oom.as_deref());
             log::info!(container = name.as_str(); "init exited ({status}); destroying");
             self.remove(&name, lease).await;
             self.out

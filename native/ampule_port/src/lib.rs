@@ -15,6 +15,7 @@
 //! - [`system`]: system containers from LXC templates and their consoles.
 //! - [`dhcp`]: the dnsmasq that serves system containers on the bridge.
 //! - [`network`]: the bridge, its isolation rules, address leases.
+//! - [`oom`]: telling an out-of-memory kill from other deaths.
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
 //! - [`cgroup`]: keeps the port out of the cgroups liblxc moves it into.
@@ -34,6 +35,7 @@ pub mod host;
 #[allow(unsafe_code)]
 pub mod lxc;
 pub mod network;
+pub mod oom;
 pub mod outbox;
 pub mod pipe;
 pub mod protocol;

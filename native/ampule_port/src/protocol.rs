@@ -44,6 +44,8 @@ pub struct Limits {
     pub memory: u64,
     pub pids: u64,
     pub cpu_shares: u64,
+    /// A hard CPU quota in thousandths of one CPU (`1500` = one and a half), or none.
+    pub cpu_millis: Option<u64>,
 }
 
 impl Default for Limits {
@@ -52,6 +54,7 @@ impl Default for Limits {
             memory: 512 * 1024 * 1024,
             pids: 512,
             cpu_shares: 1024,
+            cpu_millis: None,
         }
     }
 }
@@ -352,6 +355,12 @@ fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
     as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
 }
 
+fn cpu_millis(key: &str, v: &Term) -> Result<u64, RequestError> {
+    as_u64(v)
+        .filter(|n| (10..=1_024_000).contains(n))
+        .ok_or_else(|| bad(key, v))
+}
+
 fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
     let mut o = SpawnOpts {
         name: None,
@@ -373,6 +382,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
+            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }
@@ -429,6 +439,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
+            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }

@@ -336,7 +336,7 @@ async fn boot(srv: &Arc<Server>, name: &str) -> Result<i32, eetf::Term> {
         e.state = State::Running;
         e.init_pid = Some(pid);
     }
-    if let Err(e) = srv.clone().watch_init(name, pid) {
+    if let Err(e) = srv.clone().watch_init(name, pid, None) {
         log::warn!(container = name; "cannot watch init: {e}");
     }
     Ok(pid)

@@ -1,0 +1,186 @@
+defmodule Ampule.IsolationTest do
+  # What a container cannot do, each with a positive control showing the thing tested is
+  # really there: the network it cannot reach, the files it cannot write, the ids and
+  # privileges it does not have. See docs/security.md.
+  use ExUnit.Case, async: true
+
+  alias Ampule.Test.Host
+
+  @moduletag :root
+  @moduletag :lxc
+
+  setup_all do
+    %{a: Ampule.spawn(), b: Ampule.spawn()}
+  end
+
+  defp address(%Ampule.Container{address: a}) do
+    {:ok, ip} = :inet.parse_address(to_charlist(a))
+    ip
+  end
+
+  # A TCP connection attempt from inside `container`.
+  defp connect_from(container, ip, port) do
+    Ampule.call({:gen_tcp, :connect, [ip, port, [], 1_000]}, container, 5_000)
+  end
+
+  describe "network" do
+    setup do
+      # An "outside host": a network namespace joined to the host by a veth of its own.
+      n = System.unique_integer([:positive])
+      ns = "ampule-test-out-#{n}"
+      {host_if, ns_if} = {"aout#{n}h", "aout#{n}o"}
+      run!(~w(ip netns add #{ns}))
+
+      on_exit(fn ->
+        System.cmd("ip", ~w(netns del #{ns}))
+        System.cmd("ip", ~w(link del #{host_if}), stderr_to_stdout: true)
+      end)
+
+      run!(~w(ip link add #{host_if} type veth peer name #{ns_if} netns #{ns}))
+      run!(~w(ip addr add 10.213.58.1/30 dev #{host_if}))
+      run!(~w(ip link set #{host_if} up))
+      run!(~w(ip -n #{ns} addr add 10.213.58.2/30 dev #{ns_if}))
+      run!(~w(ip -n #{ns} link set #{ns_if} up))
+      %{netns: "/var/run/netns/#{ns}"}
+    end
+
+    test "the outside host is reachable from the host, not from a container",
+         %{a: a, netns: netns} do
+      outside = {10, 213, 58, 2}
+
+      {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: outside, netns: netns])
+
+      {:ok, port} = :inet.port(listener)
+
+      assert {:ok, from_host} = :gen_tcp.connect(outside, port, [], 2_000)
+      assert {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
+      :gen_tcp.close(from_host)
+      :gen_tcp.close(accepted)
+
+      assert {:error, _} = connect_from(a, outside, port)
+      assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
+    end
+
+    test "a container reaches the host's EPMD, and no other port of the host", %{a: a} do
+      host = {10, 213, 57, 1}
+      # A host port outside the allowed ones, listening on the bridge's address.
+      {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: host])
+      {:ok, port} = :inet.port(listener)
+      assert port not in 4369..4369 and port not in 9100..9155
+
+      assert {:ok, from_host} = :gen_tcp.connect(host, port, [], 2_000)
+      {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
+      :gen_tcp.close(from_host)
+      :gen_tcp.close(accepted)
+
+      assert {:ok, epmd} = connect_from(a, host, 4369)
+      assert is_port(epmd)
+      assert {:error, _} = connect_from(a, host, port)
+      assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
+    end
+
+    test "a container cannot open a connection to a sibling", %{a: a, b: b} do
+      # b's node listens on its distribution port: the host reaches it...
+      assert {:ok, s} = :gen_tcp.connect(address(b), 9100, [], 2_000)
+      :gen_tcp.close(s)
+      # ...a does not, neither there nor at b's EPMD.
+      assert {:error, _} = connect_from(a, address(b), 9100)
+      assert {:error, _} = connect_from(a, address(b), 4369)
+    end
+  end
+
+  test "one container's cookie does not open another's node", %{a: a, b: b} do
+    # A probe node on the host (which may reach both) shows the cookie alone is refused,
+    # firewall aside: with b's cookie it connects, with a's it does not.
+    assert probe(b.nodename, b.cookie) == "true"
+    assert probe(b.nodename, a.cookie) == "false"
+    # And from inside a, b's node is out of reach.
+    refute Ampule.call({:net_kernel, :connect_node, [b.nodename]}, a, 10_000)
+  end
+
+  test "the host's files are read-only inside; what a container writes stays there", %{a: a} do
+    mark = "ampule-probe-#{System.unique_integer([:positive])}"
+
+    assert Ampule.call({File, :write, ["/usr/#{mark}", "x"]}, a) == {:error, :erofs}
+    # The project's code, mounted from the host, is read-only too.
+    ebin = :code.lib_dir(:ampule) |> Path.join("ebin") |> Path.join(mark)
+    assert Ampule.call({File, :write, [ebin, "x"]}, a) == {:error, :erofs}
+
+    assert Ampule.call({File, :write, ["/tmp/#{mark}", "x"]}, a) == :ok
+    assert Ampule.call({File, :read, ["/tmp/#{mark}"]}, a) == {:ok, "x"}
+    # The rootfs's top belongs to the container's root, not to the node's uid.
+    assert Ampule.call({File, :write, ["/#{mark}", "x"]}, a) == {:error, :eacces}
+
+    refute File.exists?("/tmp/#{mark}")
+    refute File.exists?("/usr/#{mark}")
+    refute File.exists?("/#{mark}")
+    refute File.exists?(ebin)
+  end
+
+  test "the node runs as uid 1000 inside, an unprivileged uid of the subuid range outside",
+       %{a: a} do
+    assert Ampule.call({:os, :cmd, [~c"id -u"]}, a) == ~c"1000\n"
+
+    [start | _] = subuid_start()
+    # Every process of the container (a short-lived one may be gone by the time it is read).
+    uids =
+      for pid <- Host.container_pids(a.name),
+          {:ok, status} <- [File.read("/proc/#{pid}/status")],
+          [_, real, effective] = Regex.run(~r/^Uid:\s+(\d+)\s+(\d+)/m, status),
+          id <- [real, effective],
+          do: String.to_integer(id)
+
+    assert length(uids) >= 4, "at least init and erl's runtime"
+    assert Enum.uniq(uids) == [start + 1000]
+  end
+
+  test "no capabilities, no new privileges, no host devices", %{a: a} do
+    {:ok, status} = Ampule.call({File, :read, ["/proc/self/status"]}, a)
+    assert status =~ ~r/^CapEff:\s+0+$/m
+    assert status =~ ~r/^CapPrm:\s+0+$/m
+    assert status =~ ~r/^NoNewPrivs:\s+1$/m
+
+    # Binding a port below 1024 needs CAP_NET_BIND_SERVICE.
+    assert Ampule.call({:gen_tcp, :listen, [80, []]}, a) == {:error, :eacces}
+
+    devices = Ampule.call({File, :ls!, ["/dev"]}, a)
+
+    allowed =
+      ~w(null zero full random urandom tty console pts ptmx shm mqueue fd stdin stdout stderr
+         net fuse kmsg hugepages lxc initctl log core .lxc-boot-id)
+
+    assert devices -- allowed == []
+  end
+
+  defp run!(argv) do
+    {out, status} = System.cmd(hd(argv), tl(argv), stderr_to_stdout: true)
+    if status != 0, do: flunk("#{Enum.join(argv, " ")}: #{out}")
+    out
+  end
+
+  defp subuid_start do
+    "/etc/subuid"
+    |> File.read!()
+    |> String.split("\n")
+    |> Enum.find_value(fn line ->
+      case String.split(line, ":") do
+        ["root", start, _count] -> [String.to_integer(start)]
+        _ -> nil
+      end
+    end)
+  end
+
+  # `net_kernel:connect_node/1` from a fresh host node that presents `cookie`.
+  defp probe(node, cookie) do
+    name = "probe#{System.unique_integer([:positive])}@10.213.57.1"
+
+    script =
+      "erlang:set_cookie('#{node}', '#{cookie}'), " <>
+        "io:format(\"~p\", [net_kernel:connect_node('#{node}')]), halt()."
+
+    {out, 0} =
+      System.cmd("erl", ["-noshell", "-noinput", "-name", name, "-hidden", "-eval", script])
+
+    out
+  end
+end
