@@ -98,6 +98,12 @@ defmodule Ampule.IsolationTest do
     refute Ampule.call({:net_kernel, :connect_node, [b.nodename]}, a, 10_000)
   end
 
+  test "not a guarantee: a container's node is a full distribution peer of the host's",
+       %{a: a} do
+    # docs/security.md says so; this shows it is true, so the docs cannot drift.
+    assert Ampule.call({:erpc, :call, [node(), :erlang, :node, []]}, a) == node()
+  end
+
   test "the host's files are read-only inside; what a container writes stays there", %{a: a} do
     mark = "ampule-probe-#{System.unique_integer([:positive])}"
 

@@ -155,6 +155,54 @@ fn closing_the_input_destroys_every_container_within_two_seconds() {
     assert_eq!(left, Vec::<String>::new());
 }
 
+/// A machine crash, as far as a test can make one: the port and every process of its
+/// containers die by SIGKILL at once, leaving what a power cut leaves (directories,
+/// address leases, the instance lock, cgroups). The next port's start-up sweep removes it
+/// all before its hello.
+#[test]
+fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
+    let mut port = Port::start();
+    let nodes: Vec<Node> = (1..=2).map(|i| port.spawn_node(i, map(vec![]))).collect();
+    port.kill();
+    for n in &nodes {
+        let mut victims = processes_mentioning(&format!("/lxc {}", n.name));
+        let procs = format!("/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs", n.name);
+        victims.extend(
+            std::fs::read_to_string(procs)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+        assert!(victims.len() >= 2, "monitor and init of {}", n.name);
+        for pid in victims {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    for n in &nodes {
+        let veth = n.veth();
+        let gone = eventually_empty(Duration::from_secs(5), || {
+            let mut left = processes_mentioning(&format!("{}@", n.name));
+            if std::path::Path::new("/sys/class/net").join(&veth).exists() {
+                left.push(0);
+            }
+            left.into_iter().map(|p| p.to_string()).collect()
+        });
+        assert_eq!(gone, Vec::<String>::new(), "{} still runs", n.name);
+        let left = n.leftovers();
+        assert!(left.iter().any(|l| l.starts_with("directory")), "{left:?}");
+        assert!(left.iter().any(|l| l.starts_with("lease")), "{left:?}");
+    }
+
+    let next = Port::start();
+    for n in &nodes {
+        assert_eq!(n.leftovers(), Vec::<String>::new());
+    }
+    drop(next);
+}
+
 #[test]
 fn an_erl_that_exits_early_is_boot_failed_with_its_output_not_a_timeout() {
     let mut port = Port::start();

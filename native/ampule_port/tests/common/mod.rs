@@ -210,6 +210,12 @@ impl Port {
         wait_exit(&mut self.child, timeout)
     }
 
+    /// SIGKILL, as a crash would; the process is reaped before this returns.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill the port");
+        let _ = self.child.wait();
+    }
+
     pub fn wait(mut self, timeout: Duration) -> ExitStatus {
         wait_exit(&mut self.child, timeout)
     }
