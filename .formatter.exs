@@ -1,3 +1,3 @@
 [
-  inputs: ["{mix,.formatter}.exs", "{elixir,test}/**/*.{ex,exs}"]
+  inputs: ["{mix,.formatter}.exs", "{elixir,test,bench,examples}/**/*.{ex,exs}"]
 ]
