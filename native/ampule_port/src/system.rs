@@ -486,7 +486,14 @@ pub async fn stop(srv: Arc<Server>, name: &str) -> Out {
     srv.system.close(name);
     let lxcpath = srv.host.lxcpath.clone();
     let n = name.to_string();
-    let _ = tokio::task::spawn_blocking(move || halt(&lxcpath, &n)).await;
+    let halting = tokio::task::spawn_blocking(move || halt(&lxcpath, &n));
+    // shutdown() and stop() go through the monitor's command socket; a monitor that does
+    // not answer (see destroy) must not hold the request forever: kill it instead.
+    if tokio::time::timeout(HALT_LIMIT, halting).await.is_err() {
+        log::warn!(container = name; "no halt within {HALT_LIMIT:?}; killing its monitor");
+        let (lxcpath, n) = (srv.host.lxcpath.clone(), name.to_string());
+        let _ = tokio::task::spawn_blocking(move || container::kill_monitor(&lxcpath, &n)).await;
+    }
     {
         let n = name.to_string();
         let _ = tokio::task::spawn_blocking(move || {
@@ -500,6 +507,9 @@ pub async fn stop(srv: Arc<Server>, name: &str) -> Out {
     }
     ok()
 }
+
+/// A clean shutdown (10 s), then a stop (10 s), plus slack.
+const HALT_LIMIT: Duration = Duration::from_secs(25);
 
 fn halt(lxcpath: &Path, name: &str) {
     if let Ok(c) = Container::open(name, lxcpath) {
