@@ -113,6 +113,7 @@ defmodule Ampule.Protocol do
     :rootfs,
     :leases,
     :killed,
+    :oom,
     :destroying,
     # {bad_term, Detail}
     :empty,

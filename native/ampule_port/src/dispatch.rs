@@ -162,35 +162,11 @@ impl Server {
     }
 
     fn handle_frame(self: Arc<Self>, bytes: Vec<u8>) {
-        let env = match etf::envelope(&bytes) {
-            Ok(env) => env,
-            Err(EnvelopeError::Term(e)) => {
-                self.out.event(
-                    "bad_frame",
-                    tuple(vec![
-                        atom("bad_term"),
-                        tuple(vec![atom(e.atom()), bin(e.to_string())]),
-                    ]),
-                );
-                return;
-            }
-            Err(EnvelopeError::NotEnvelope) => {
-                self.out.event("bad_frame", atom("bad_envelope"));
-                return;
-            }
-        };
-        let tag = env.tag.to_vec();
-        let raw_request = env.body.to_vec();
-        let request = etf::decode_body(env.body)
-            .map_err(|_| protocol::RequestError::Bad)
-            .and_then(|t| protocol::parse(&t));
-        match request {
-            Err(e) => self
-                .out
-                .send(&protocol::reply(&tag, e.to_reply(&raw_request))),
-            Ok(req) => {
+        match sort_frame(&bytes) {
+            Sorted::Answer(out) => self.out.send(&out),
+            Sorted::Run { tag, request } => {
                 tokio::spawn(async move {
-                    let result = self.clone().execute(req).await;
+                    let result = self.clone().execute(request).await;
                     self.out.send(&protocol::reply(&tag, result));
                 });
             }
@@ -568,6 +544,45 @@ impl Server {
             .join(format!("{}.lock", self.host.instance));
         let _ = std::fs::remove_file(lock);
         log::info!("input closed; every transient container is gone");
+    }
+}
+
+/// What one frame from the BEAM comes to, before anything runs.
+#[derive(Debug)]
+pub enum Sorted {
+    /// Send this at once: a `bad_frame` event, or the error reply to a bad request.
+    Answer(Out),
+    /// Run `request`; its result goes back with `tag`, byte for byte as the caller sent it.
+    Run { tag: Vec<u8>, request: Request },
+}
+
+/// Checks, decodes and parses one frame, without side effects: every frame gets exactly
+/// one answer, either here or from running the request (the property test's subject).
+pub fn sort_frame(bytes: &[u8]) -> Sorted {
+    let env = match etf::envelope(bytes) {
+        Ok(env) => env,
+        Err(EnvelopeError::Term(e)) => {
+            return Sorted::Answer(protocol::event(
+                "bad_frame",
+                tuple(vec![
+                    atom("bad_term"),
+                    tuple(vec![atom(e.atom()), bin(e.to_string())]),
+                ]),
+            ))
+        }
+        Err(EnvelopeError::NotEnvelope) => {
+            return Sorted::Answer(protocol::event("bad_frame", atom("bad_envelope")))
+        }
+    };
+    let request = etf::decode_body(env.body)
+        .map_err(|_| protocol::RequestError::Bad)
+        .and_then(|t| protocol::parse(&t));
+    match request {
+        Err(e) => Sorted::Answer(protocol::reply(env.tag, e.to_reply(env.body))),
+        Ok(request) => Sorted::Run {
+            tag: env.tag.to_vec(),
+            request,
+        },
     }
 }
 

@@ -177,7 +177,14 @@ fn walk(b: &[u8], at: usize, depth: usize) -> Result<usize, TermError> {
         106 => Ok(p),
         107 => take(b, p + 2, u16_at(b, p)?),
         109 => take(b, p + 4, u32_at(b, p)?),
-        77 => take(b, p + 5, u32_at(b, p)?),
+        // BIT_BINARY_EXT: 1 to 8 bits used in the last byte, 0 only when empty (what the
+        // BEAM checks); other counts overflow a shift in eetf.
+        77 => match (u32_at(b, p)?, u8_at(b, p + 4)?) {
+            (0, 0) | (1.., 1..=8) => take(b, p + 5, u32_at(b, p)?),
+            (_, bits) => Err(TermError::Decode(format!(
+                "bit binary with {bits} tail bits"
+            ))),
+        },
         110 => take(b, p + 2, u8_at(b, p)?),
         111 => take(b, p + 5, u32_at(b, p)?),
         104 => seq(p + 1, u8_at(b, p)?),
@@ -202,17 +209,11 @@ fn walk(b: &[u8], at: usize, depth: usize) -> Result<usize, TermError> {
             take(b, after_node, creation + 4 * n)
         }
         113 => seq(p, 3),
-        // NEW_FUN_EXT carries its own total size, including the 4 size bytes.
-        112 => {
-            let size = u32_at(b, p)?;
-            if size < 4 {
-                return Err(TermError::Truncated);
-            }
-            take(b, p, size)
-        }
         // 68: distribution header, 82: atom cache reference (both panic in eetf);
-        // 80: compressed (would hide a decompression bomb); 117: the old FUN_EXT.
-        68 | 82 | 80 | 117 => Err(TermError::RefusedTag(tag)),
+        // 80: compressed (would hide a decompression bomb); 117 and 112: funs, whose
+        // insides eetf decodes without this walk (its free-variable count is allocated
+        // up front: 4 bytes can ask for 240 GB and abort the process).
+        68 | 82 | 80 | 117 | 112 => Err(TermError::RefusedTag(tag)),
         other => Err(TermError::UnknownTag(other)),
     }
 }
@@ -257,10 +258,56 @@ fn encode_into(out: &Out, buf: &mut Vec<u8>) {
     }
 }
 
-/// Our own terms never hold lists of small integers (the case eetf mis-encodes): lists are
-/// only ever of binaries, atoms and maps. Tuples and lists are still walked here so that a
-/// caller's term nested in ours goes through [`Out::Raw`] only.
+/// eetf writes a list of integers as a byte string (`STRING_EXT`) even when one is outside
+/// 0..=255, which turns `[-1]` into `[255]`. Replies can hold a caller's value (a bad
+/// option's), so containers are walked here and lists always written as `LIST_EXT`; only
+/// leaves go through eetf.
 fn encode_term(term: &Term, buf: &mut Vec<u8>) {
+    match term {
+        Term::List(l) => {
+            if l.elements.is_empty() {
+                buf.push(106);
+                return;
+            }
+            buf.push(108);
+            buf.extend_from_slice(&(l.elements.len() as u32).to_be_bytes());
+            for e in &l.elements {
+                encode_term(e, buf);
+            }
+            buf.push(106);
+        }
+        Term::ImproperList(l) => {
+            buf.push(108);
+            buf.extend_from_slice(&(l.elements.len() as u32).to_be_bytes());
+            for e in &l.elements {
+                encode_term(e, buf);
+            }
+            encode_term(&l.last, buf);
+        }
+        Term::Tuple(t) => {
+            if t.elements.len() < 256 {
+                buf.extend_from_slice(&[104, t.elements.len() as u8]);
+            } else {
+                buf.push(105);
+                buf.extend_from_slice(&(t.elements.len() as u32).to_be_bytes());
+            }
+            for e in &t.elements {
+                encode_term(e, buf);
+            }
+        }
+        Term::Map(m) => {
+            buf.push(116);
+            buf.extend_from_slice(&(m.map.len() as u32).to_be_bytes());
+            for (k, v) in &m.map {
+                encode_term(k, buf);
+                encode_term(v, buf);
+            }
+        }
+        leaf => encode_leaf(leaf, buf),
+    }
+}
+
+fn encode_leaf(term: &Term, buf: &mut Vec<u8>) {
     let mut tmp = Vec::new();
     match term.encode(&mut tmp) {
         Ok(()) => buf.extend_from_slice(&tmp[1..]),
@@ -275,6 +322,21 @@ mod tests {
 
     fn t(s: &str) -> Term {
         Term::from(eetf::Atom::from(s))
+    }
+
+    #[test]
+    fn integer_lists_keep_their_values() {
+        let l = Term::from(eetf::List::from(vec![
+            Term::from(eetf::FixInteger::from(-1)),
+            Term::from(eetf::FixInteger::from(300)),
+            Term::from(eetf::FixInteger::from(7)),
+        ]));
+        // term_to_binary([-1, 300, 7])
+        let expected = [
+            131, 108, 0, 0, 0, 3, 98, 255, 255, 255, 255, 98, 0, 0, 1, 44, 97, 7, 106,
+        ];
+        assert_eq!(encode(&Out::Term(l.clone())), expected);
+        assert_eq!(decode_body(&expected[1..]).unwrap(), l);
     }
 
     #[test]

@@ -271,13 +271,22 @@ fn opts_map(t: &Term) -> Result<Vec<(String, &Term)>, RequestError> {
     let Term::Map(m) = t else {
         return Err(RequestError::Bad);
     };
-    let mut out = Vec::with_capacity(m.map.len());
-    for (k, v) in &m.map {
-        match as_atom(k) {
-            Some(name) => out.push((name.to_string(), v)),
-            None => return Err(RequestError::BadOption(k.clone())),
-        }
+    // In a fixed order (the map's own is random): with several bad options, the same one
+    // is named every time.
+    if let Some(k) = m
+        .map
+        .keys()
+        .filter(|k| as_atom(k).is_none())
+        .min_by_key(|k| k.to_string())
+    {
+        return Err(RequestError::BadOption(k.clone()));
     }
+    let mut out: Vec<(String, &Term)> = m
+        .map
+        .iter()
+        .filter_map(|(k, v)| Some((as_atom(k)?.to_string(), v)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -429,7 +438,8 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
             "user" => {
                 let p = pairs(&k, &list(vec![v.clone()]), |u, p| {
                     word(u) && !p.is_empty() && no_control(p) && !p.contains(':')
-                })?;
+                })
+                .map_err(|_| bad(&k, v))?;
                 o.user = p.into_iter().next();
             }
             "privileged" => o.privileged = boolean(&k, v)?,

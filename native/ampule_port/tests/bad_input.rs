@@ -60,6 +60,23 @@ fn each_malformed_frame_is_answered_and_the_port_keeps_serving() {
             atom("bad_term"),
         ),
         ("trailing bytes", vec![131, 106, 106], atom("bad_term")),
+        (
+            // eetf would reserve room for 2^32-1 free variables and abort the process.
+            "fun asking for 240 GB",
+            [
+                &[131, 104, 2, 97, 1, 112, 0, 0, 0, 49, 0][..],
+                &[0; 16],
+                &[0, 0, 0, 0, 255, 255, 255, 255, 119, 1, 109, 97, 0, 97, 0],
+                &[103, 119, 1, 110, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ]
+            .concat(),
+            atom("bad_term"),
+        ),
+        (
+            "bit binary with 9 tail bits",
+            vec![131, 104, 2, 97, 1, 77, 0, 0, 0, 1, 9, 255],
+            atom("bad_term"),
+        ),
         ("not a tuple", encode(&atom("list")), atom("bad_envelope")),
         (
             "three-tuple",
