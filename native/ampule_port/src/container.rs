@@ -12,6 +12,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::boot::Timeline;
 use crate::host::{Cgroups, Host, OWNER_FILE};
 use crate::lxc::{Container, LxcError};
 use crate::network::Lease;
@@ -351,13 +352,18 @@ impl From<LxcError> for StartError {
 
 /// Configures and starts an application container whose directory [`prepare`] wrote;
 /// returns its init's host pid.
-pub fn start_app(host: &Host, spec: &AppSpec) -> Result<i32, StartError> {
+pub fn start_app(host: &Host, spec: &AppSpec, timeline: &Timeline) -> Result<i32, StartError> {
     let c = Container::open(&spec.name, &host.lxcpath)?;
     for (k, v) in app_config(host, spec) {
         c.set_config_item(&k, &v)?;
     }
     c.save_config()?;
-    crate::cgroup::starting(|| c.start(&app_argv(spec)))?;
+    timeline.mark("config");
+    crate::cgroup::starting(|| {
+        timeline.mark("start_lock");
+        c.start(&app_argv(spec))
+    })?;
+    timeline.mark("lxc_start");
     c.init_pid().ok_or(StartError::NoInit)
 }
 
