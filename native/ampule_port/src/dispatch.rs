@@ -112,7 +112,10 @@ impl Server {
     /// Claims `name` for a new container, or says why not.
     pub fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
         let mut reg = self.registry();
-        if reg.contains_key(name) || container::dir(&self.host, name).exists() {
+        if reg.contains_key(name)
+            || container::dir(&self.host, name).exists()
+            || self.host.lxcpath.join(name).exists()
+        {
             return Err(error(atom("name_in_use")));
         }
         let seq = self.next_seq();
@@ -411,7 +414,7 @@ impl Server {
     pub async fn remove(&self, name: &str, lease: Option<Lease>) {
         let host_name = name.to_string();
         let veth = lease.as_ref().map(|l| l.veth());
-        let lxcpath = self.host.lxcpath.clone();
+        let lxcpath = self.host.apps.clone();
         let dir = container::dir(&self.host, name);
         let forget_neighbour = lease
             .as_ref()
@@ -581,7 +584,7 @@ fn start_error(e: StartError, srv: &Server, name: &str) -> Term {
             tuple(vec![atom("rootfs"), bin(e.to_string())])
         }
         StartError::Lxc(e) => {
-            log::error!(container = name; "{e}; {}", container::lxc_log_tail(&srv.host, name));
+            log::error!(container = name; "{e}; {}", container::lxc_log_tail(&container::dir(&srv.host, name)));
             tuple(vec![atom("lxc"), atom(e.call)])
         }
         StartError::NoInit => tuple(vec![atom("lxc"), atom("init_pid")]),
