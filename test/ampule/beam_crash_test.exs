@@ -65,7 +65,8 @@ defmodule Ampule.BeamCrashTest do
   end
 
   defp veth_of(name) do
-    config = File.read!(Path.join([Host.state_dir(), "lxc", name, "config"]))
+    [dir] = Enum.filter(Host.container_dirs(), &(Path.basename(&1) == name))
+    config = File.read!(Path.join(dir, "config"))
     [_, veth] = Regex.run(~r/^lxc\.net\.0\.veth\.pair = (\S+)$/m, config)
     veth
   end

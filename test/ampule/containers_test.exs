@@ -23,6 +23,7 @@ defmodule Ampule.ContainersTest do
     assert :ok = Ampule.destroy(c)
     assert {:error, :not_found} = info(name)
     assert {:error, :not_found} = Ampule.destroy(c)
+    refute File.exists?(Path.join([Ampule.Test.Host.state_dir(), "apps", name]))
     refute File.exists?(Path.join([Ampule.Test.Host.state_dir(), "lxc", name]))
   end
 

@@ -21,14 +21,13 @@ defmodule Ampule.Test.Host do
   def state_dir, do: Application.get_env(:ampule, :state_dir, "/var/lib/ampule")
   def bridge, do: Application.get_env(:ampule, :bridge, "ampule0")
 
-  @doc "Container directories under the port's state directory."
+  @doc "Container directories under the port's state directory (system: lxc/, app: apps/)."
   def container_dirs do
-    dir = Path.join(state_dir(), "lxc")
-
-    case File.ls(dir) do
-      {:ok, names} -> Enum.map(names, &Path.join(dir, &1))
-      {:error, _} -> []
-    end
+    for sub <- ["lxc", "apps"],
+        dir = Path.join(state_dir(), sub),
+        {:ok, names} <- [File.ls(dir)],
+        name <- names,
+        do: Path.join(dir, name)
   end
 
   @doc "Network links named amp* other than Ampule's bridge (the containers' veths)."

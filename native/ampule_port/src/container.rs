@@ -12,6 +12,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::boot::Timeline;
 use crate::host::{Cgroups, Host, OWNER_FILE};
 use crate::lxc::{Container, LxcError};
 use crate::network::Lease;
@@ -39,8 +40,9 @@ impl AppSpec {
     }
 }
 
+/// An application container's directory (under [`Host::apps`]).
 pub fn dir(host: &Host, name: &str) -> PathBuf {
-    host.lxcpath.join(name)
+    host.apps.join(name)
 }
 
 pub fn rootfs(host: &Host, name: &str) -> PathBuf {
@@ -59,9 +61,10 @@ pub fn log_tail(host: &Host, name: &str) -> String {
     String::from_utf8_lossy(&text[start..]).into_owned()
 }
 
-/// The last lines liblxc logged for this container (warnings and errors).
-pub fn lxc_log_tail(host: &Host, name: &str) -> String {
-    let text = fs::read(dir(host, name).join("lxc.log")).unwrap_or_default();
+/// The last lines liblxc logged for the container whose directory is `dir` (warnings and
+/// errors).
+pub fn lxc_log_tail(dir: &Path) -> String {
+    let text = fs::read(dir.join("lxc.log")).unwrap_or_default();
     let start = text.len().saturating_sub(1500);
     String::from_utf8_lossy(&text[start..]).into_owned()
 }
@@ -221,13 +224,19 @@ fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
 }
 
 /// The items common to every container Ampule makes: id map, network, limits, and
-/// capabilities that no container needs.
-pub fn base_config(host: &Host, name: &str, veth: &str, limits: &Limits) -> Vec<(String, String)> {
+/// capabilities that no container needs. `dir` is the container's directory (its log's).
+pub fn base_config(
+    host: &Host,
+    name: &str,
+    dir: &Path,
+    veth: &str,
+    limits: &Limits,
+) -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = vec![
         ("lxc.uts.name".into(), name.into()),
         (
             "lxc.log.file".into(),
-            dir(host, name).join("lxc.log").display().to_string(),
+            dir.join("lxc.log").display().to_string(),
         ),
         ("lxc.log.level".into(), "WARN".into()),
         (
@@ -255,7 +264,13 @@ pub fn base_config(host: &Host, name: &str, veth: &str, limits: &Limits) -> Vec<
 /// applied last.
 pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
     let root = rootfs(host, &spec.name);
-    let mut c = base_config(host, &spec.name, &spec.lease.veth(), &spec.opts.limits);
+    let mut c = base_config(
+        host,
+        &spec.name,
+        &dir(host, &spec.name),
+        &spec.lease.veth(),
+        &spec.opts.limits,
+    );
     c.extend([
         ("lxc.rootfs.path".into(), format!("dir:{}", root.display())),
         (
@@ -372,13 +387,18 @@ impl From<LxcError> for StartError {
 
 /// Configures and starts an application container whose directory [`prepare`] wrote;
 /// returns its init's host pid.
-pub fn start_app(host: &Host, spec: &AppSpec) -> Result<i32, StartError> {
-    let c = Container::open(&spec.name, &host.lxcpath)?;
+pub fn start_app(host: &Host, spec: &AppSpec, timeline: &Timeline) -> Result<i32, StartError> {
+    let c = Container::open(&spec.name, &host.apps)?;
     for (k, v) in app_config(host, spec) {
         c.set_config_item(&k, &v)?;
     }
     c.save_config()?;
-    crate::cgroup::starting(|| c.start(&app_argv(spec)))?;
+    timeline.mark("config");
+    crate::cgroup::starting(|| {
+        timeline.mark("start_lock");
+        c.start(&app_argv(spec))
+    })?;
+    timeline.mark("lxc_start");
     c.init_pid().ok_or(StartError::NoInit)
 }
 

@@ -12,7 +12,7 @@ use eetf::Term;
 use erl_dist::node::NodeName;
 use tokio::sync::{watch, RwLock};
 
-use crate::boot::{self, Phase, PhaseCell};
+use crate::boot::{self, Phase, PhaseCell, Timeline};
 use crate::container::{self, AppSpec, StartError};
 use crate::etf::{self, EnvelopeError, Out};
 use crate::frame::{self, Incoming};
@@ -113,7 +113,10 @@ impl Server {
     /// Claims `name` for a new container, or says why not.
     pub fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
         let mut reg = self.registry();
-        if reg.contains_key(name) || container::dir(&self.host, name).exists() {
+        if reg.contains_key(name)
+            || container::dir(&self.host, name).exists()
+            || self.host.lxcpath.join(name).exists()
+        {
             return Err(error(atom("name_in_use")));
         }
         let seq = self.next_seq();
@@ -274,12 +277,14 @@ impl Server {
         let phase = Arc::new(PhaseCell::default());
 
         let permit = self.start_permit().await;
+        let timeline = Arc::new(Timeline::new(began));
         let mut job = {
-            let (srv, sp, ph) = (self.clone(), spec.clone(), phase.clone());
+            let (srv, sp, ph, tl) = (self.clone(), spec.clone(), phase.clone(), timeline.clone());
             tokio::task::spawn_blocking(move || {
                 container::prepare(&srv.host, &sp)?;
+                tl.mark("prepare");
                 ph.set(Phase::Start);
-                container::start_app(&srv.host, &sp)
+                container::start_app(&srv.host, &sp, &tl)
             })
         };
         let started = tokio::select! {
@@ -338,7 +343,7 @@ impl Server {
             Timeout,
         }
         let outcome = tokio::select! {
-            _ = boot::wait_ready(spec.lease.address, &spec.name, &spec.cookie, &self.local, &phase) => Outcome::Ready,
+            _ = boot::wait_ready(spec.lease.address, &spec.name, &spec.cookie, &self.local, &phase, &timeline) => Outcome::Ready,
             _ = exited.wait_for(|e| *e) => Outcome::Exited,
             _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
         };
@@ -353,7 +358,7 @@ impl Server {
                     }
                     drop(reg);
                     let ms = began.elapsed().as_millis() as i64;
-                    log::debug!(container = name.as_str(); "ready in {ms} ms");
+                    log::debug!(container = name.as_str(); "ready in {}", timeline.summary());
                     return ok_value(map(vec![
                         ("name", bin(&name)),
                         ("nodename", bin(spec.nodename())),
@@ -400,18 +405,22 @@ impl Server {
     pub async fn remove(&self, name: &str, lease: Option<Lease>) {
         let host_name = name.to_string();
         let veth = lease.as_ref().map(|l| l.veth());
-        let lxcpath = self.host.lxcpath.clone();
+        let lxcpath = self.host.apps.clone();
         let dir = container::dir(&self.host, name);
         let forget_neighbour = lease
             .as_ref()
             .map(|l| (l.address.to_string(), self.host.bridge.clone()));
         let r = tokio::task::spawn_blocking(move || {
+            let timeline = Timeline::new(Instant::now());
             container::stop(&lxcpath, &host_name);
+            timeline.mark("lxc_stop");
             container::remove_tree(&dir)?;
+            timeline.mark("remove_tree");
             if let Some(v) = veth {
                 container::wait_link_gone(&v, std::time::Duration::from_secs(5));
             }
             container::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
+            timeline.mark("veth_cgroups");
             if let Some((ip, bridge)) = forget_neighbour {
                 // The next container on this address has another MAC: drop the host's
                 // cached one now rather than let connections go to a vanished veth.
@@ -420,6 +429,8 @@ impl Server {
                     .stderr(std::process::Stdio::null())
                     .status();
             }
+            timeline.mark("neighbour");
+            log::debug!(container = host_name.as_str(); "removed in {}", timeline.summary());
             Ok::<_, std::io::Error>(())
         })
         .await;
@@ -602,7 +613,7 @@ fn start_error(e: StartError, srv: &Server, name: &str) -> Term {
             tuple(vec![atom("rootfs"), bin(e.to_string())])
         }
         StartError::Lxc(e) => {
-            log::error!(container = name; "{e}; {}", container::lxc_log_tail(&srv.host, name));
+            log::error!(container = name; "{e}; {}", container::lxc_log_tail(&container::dir(&srv.host, name)));
             tuple(vec![atom("lxc"), atom(e.call)])
         }
         StartError::NoInit => tuple(vec![atom("lxc"), atom("init_pid")]),

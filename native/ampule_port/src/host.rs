@@ -66,7 +66,10 @@ pub struct Host {
     pub bridge: String,
     pub subnet: Subnet,
     pub state_dir: PathBuf,
+    /// Where system containers live (on disk: they may outlive the port).
     pub lxcpath: PathBuf,
+    /// Where application containers live: a tmpfs of the port's own (see [`mount_apps`]).
+    pub apps: PathBuf,
     pub instance: String,
     pub uids: IdRange,
     pub gids: IdRange,
@@ -186,8 +189,9 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     })?;
     let state_dir = settings.state_dir.clone();
     let lxcpath = state_dir.join("lxc");
+    let apps = state_dir.join("apps");
     let instances = state_dir.join("instances");
-    for d in [&lxcpath, &instances] {
+    for d in [&lxcpath, &apps, &instances] {
         fs::create_dir_all(d).map_err(|e| {
             unready(
                 "no_state_dir",
@@ -197,22 +201,24 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     }
     // The rootfs of a user-namespaced container is reached through these directories by
     // mapped ids, which are "other" to them.
-    for d in [&state_dir, &lxcpath] {
+    for d in [&state_dir, &lxcpath, &apps] {
         set_mode(d, 0o711);
     }
+    mount_apps(&state_dir, &apps);
     let (instance, lock) = take_lock(&instances).map_err(|e| {
         unready(
             "no_state_dir",
             format!("cannot lock in {}: {e}", instances.display()),
         )
     })?;
-    let sweep = sweep(&state_dir, &lxcpath, &settings.subnet, &instance);
+    let sweep = sweep(&state_dir, &[&lxcpath, &apps], &settings.subnet, &instance);
     Ok((
         Host {
             bridge: settings.bridge.clone(),
             subnet: settings.subnet,
             state_dir,
             lxcpath,
+            apps,
             instance,
             uids,
             gids,
@@ -223,6 +229,40 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
         sweep,
     ))
 }
+
+/// Application containers are transient and their directories tiny (a rootfs skeleton, a
+/// config, a log), but a disk file system can make each of their few dozen creations and
+/// removals cost milliseconds (ext4 with `discard` here: ~30 ms to remove one container's
+/// directory). They live on a tmpfs mounted at `STATE/apps`, made once and shared by every
+/// port instance (it stays mounted, like the bridge). Without it (no permission to mount,
+/// say) they stay on the state directory's file system, which only costs time.
+fn mount_apps(state_dir: &Path, apps: &Path) {
+    use nix::mount::{mount, MsFlags};
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(apps) != dev(state_dir) {
+        return;
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if let Err(e) = mount(
+        Some("ampule"),
+        apps,
+        Some("tmpfs"),
+        flags,
+        Some(APPS_TMPFS_OPTIONS),
+    ) {
+        log::warn!(
+            "cannot mount a tmpfs on {} ({e}); application containers stay on disk",
+            apps.display()
+        );
+    }
+}
+
+/// The tmpfs of application containers: each container's skeleton, its home and its
+/// node's `boot.log`. Its pages are charged to the memory cgroup of the container that
+/// writes them, so each container's share is bounded by its memory limit; the cap on the
+/// whole (tmpfs's usual half of RAM) bounds the sum.
+pub const APPS_TMPFS_OPTIONS: &str = "mode=0711,size=50%";
 
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -283,7 +323,7 @@ pub const OWNER_FILE: &str = "ampule-owner";
 pub const PERSISTENT: &str = "persistent";
 
 /// Instances whose lock nobody holds are dead: their containers, leases and locks go.
-fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
+fn sweep(state_dir: &Path, lxcpaths: &[&Path], subnet: &Subnet, me: &str) -> Sweep {
     let mut dead = Vec::new();
     if let Ok(entries) = fs::read_dir(state_dir.join("instances")) {
         for e in entries.flatten() {
@@ -307,7 +347,10 @@ fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
         owner != me && !owner.starts_with(PERSISTENT) && !live_instance(state_dir, owner)
     };
     let mut containers = Vec::new();
-    if let Ok(entries) = fs::read_dir(lxcpath) {
+    for &lxcpath in lxcpaths {
+        let Ok(entries) = fs::read_dir(lxcpath) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let owner = match fs::read_to_string(e.path().join(OWNER_FILE)) {
@@ -325,7 +368,7 @@ fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
     }
     // Cgroups liblxc left for containers whose directory is already gone (a crash between
     // the two removals): attributable by the generated names, `a-INSTANCE-N`/`s-INSTANCE-N`.
-    for cg in orphan_cgroups(lxcpath) {
+    for cg in orphan_cgroups(lxcpaths) {
         let mut parts = cg.splitn(3, '-');
         let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if (kind == "a" || kind == "s") && is_dead(owner) {
@@ -344,7 +387,7 @@ fn sweep(state_dir: &Path, lxcpath: &Path, subnet: &Subnet, me: &str) -> Sweep {
 }
 
 /// Container names that have `lxc.monitor.`/`lxc.payload.` cgroups but no directory.
-fn orphan_cgroups(lxcpath: &Path) -> Vec<String> {
+fn orphan_cgroups(lxcpaths: &[&Path]) -> Vec<String> {
     let mut names = std::collections::BTreeSet::new();
     let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
         return Vec::new();
@@ -356,7 +399,7 @@ fn orphan_cgroups(lxcpath: &Path) -> Vec<String> {
                 .strip_prefix("lxc.monitor.")
                 .or_else(|| n.strip_prefix("lxc.payload."));
             if let Some(name) = name {
-                if !lxcpath.join(name).exists() {
+                if !lxcpaths.iter().any(|p| p.join(name).exists()) {
                     names.insert(name.to_string());
                 }
             }

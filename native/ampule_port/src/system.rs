@@ -94,7 +94,8 @@ fn random_hex(n: usize) -> String {
 
 fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, String)> {
     let veth = format!("{}s{}", crate::network::VETH_PREFIX, random_hex(6));
-    let mut c = container::base_config(host, name, &veth, &opts.limits);
+    let dir = host.lxcpath.join(name);
+    let mut c = container::base_config(host, name, &dir, &veth, &opts.limits);
     if opts.privileged {
         c.retain(|(k, _)| k != "lxc.idmap");
     }
@@ -170,7 +171,7 @@ pub async fn create(srv: Arc<Server>, opts: CreateOpts) -> Out {
     drop(permit);
     drop(one_at_a_time);
     if let Err(e) = built {
-        let detail = container::lxc_log_tail(&srv.host, &name);
+        let detail = container::lxc_log_tail(&srv.host.lxcpath.join(&name));
         log::error!(container = name.as_str(); "creating from {} failed: {e}; {detail}", opts.template);
         remove_files(&srv, &name).await;
         srv.forget(&name);
@@ -203,7 +204,7 @@ pub async fn create(srv: Arc<Server>, opts: CreateOpts) -> Out {
 fn build(host: &Host, name: &str, opts: &CreateOpts) -> io::Result<()> {
     // Claimed before the template runs, so that no other instance's start-up sweep takes
     // the half-made directory for a crashed one's.
-    let dir = container::dir(host, name);
+    let dir = host.lxcpath.join(name);
     fs::create_dir(&dir)?;
     fs::write(dir.join(OWNER_FILE), &host.instance)?;
     // Busybox's template shifts ownership itself; the distribution templates refuse a user
@@ -268,7 +269,7 @@ fn run_template(
     config: &[(String, String)],
 ) -> io::Result<()> {
     use std::io::Read;
-    let dir = container::dir(host, name);
+    let dir = host.lxcpath.join(name);
     let file = dir.join("create.conf");
     let text: String = config.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
     fs::write(&file, text)?;

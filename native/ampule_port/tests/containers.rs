@@ -165,7 +165,8 @@ fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
     let nodes: Vec<Node> = (1..=2).map(|i| port.spawn_node(i, map(vec![]))).collect();
     port.kill();
     for n in &nodes {
-        let mut victims = processes_mentioning(&format!("/lxc {}", n.name));
+        // Its liblxc monitor, "[lxc monitor] LXCPATH NAME", and what runs inside.
+        let mut victims = processes_mentioning(&format!("/apps {}", n.name));
         let procs = format!("/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs", n.name);
         victims.extend(
             std::fs::read_to_string(procs)

@@ -321,9 +321,12 @@ fn rand_suffix() -> u64 {
 /// cgroups in any hierarchy, and processes whose command line names it.
 pub fn leftovers(name: &str, address: Option<&str>, veth: Option<&str>) -> Vec<String> {
     let mut found = Vec::new();
-    let dir = Path::new(STATE_DIR).join("lxc").join(name);
-    if dir.exists() {
-        found.push(format!("directory {}", dir.display()));
+    // System containers live under lxc/, application containers under apps/ (a tmpfs).
+    for sub in ["lxc", "apps"] {
+        let dir = Path::new(STATE_DIR).join(sub).join(name);
+        if dir.exists() {
+            found.push(format!("directory {}", dir.display()));
+        }
     }
     if let Some(a) = address {
         let lease = Path::new(STATE_DIR).join("leases").join(a);
