@@ -27,12 +27,43 @@ defmodule Bench.Sides do
   # One cold start of each side: start, one rpc, stop.
   @host ~c"10.213.57.1"
 
+  # Timed: start, rpc, stop. :peer.stop/1 returns before the node's OS process is gone,
+  # so (untimed) wait for that too: a peer still shutting down would steal CPU from the
+  # next sample, which is Ampule's.
   def peer_cold do
-    Bench.Stats.time(fn ->
-      {pid, node} = peer_start()
-      _ = :rpc.call(node, :erlang, :node, [])
-      :peer.stop(pid)
-    end)
+    t0 = System.monotonic_time(:microsecond)
+    {pid, node} = peer_start()
+    _ = :rpc.call(node, :erlang, :node, [])
+    t1 = System.monotonic_time(:microsecond)
+    os_pid = peer_os_pid(node)
+    t2 = System.monotonic_time(:microsecond)
+    :peer.stop(pid)
+    t3 = System.monotonic_time(:microsecond)
+    wait_gone(os_pid)
+    t1 - t0 + (t3 - t2)
+  end
+
+  def peer_os_pid(node), do: :rpc.call(node, :os, :getpid, []) |> List.to_integer()
+
+  def peer_stop({pid, node}) do
+    os_pid = peer_os_pid(node)
+    :peer.stop(pid)
+    wait_gone(os_pid)
+  end
+
+  # Until the process has exited: gone, or a zombie (its parent, erl_child_setup, reaps
+  # it up to two seconds later; a zombie uses no CPU).
+  def wait_gone(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} ->
+        if not String.contains?(stat, ") Z ") do
+          Process.sleep(1)
+          wait_gone(os_pid)
+        end
+
+      {:error, _} ->
+        :ok
+    end
   end
 
   def ampule_cold do
@@ -146,15 +177,15 @@ IO.puts(:stderr, "rpc latency")
 c = Ampule.spawn()
 {ppid, pnode} = Sides.peer_start()
 
-rpc = fn node ->
-  for _ <- 1..n_rpc, do: Stats.time(fn -> :rpc.call(node, :erlang, :node, []) end)
+rpc = fn node, n ->
+  for _ <- 1..n, do: Stats.time(fn -> :rpc.call(node, :erlang, :node, []) end)
 end
 
 # Interleaved in blocks, so that a noisy moment hits both sides.
 {amp_rpc, peer_rpc} =
   Enum.reduce(1..10, {[], []}, fn _, {a, p} ->
     n = div(n_rpc, 10)
-    {a ++ Enum.take(rpc.(c.nodename), n), p ++ Enum.take(rpc.(pnode), n)}
+    {a ++ rpc.(c.nodename, n), p ++ rpc.(pnode, n)}
   end)
 
 :peer.stop(ppid)
@@ -170,8 +201,7 @@ throughput =
   for k <- in_flight do
     {a_rate, a_boots} = Sides.throughput(&Sides.ampule_start/0, &Ampule.destroy/1, k, 16)
 
-    {p_rate, p_boots} =
-      Sides.throughput(&Sides.peer_start/0, fn {pid, _} -> :peer.stop(pid) end, k, 16)
+    {p_rate, p_boots} = Sides.throughput(&Sides.peer_start/0, &Sides.peer_stop/1, k, 16)
 
     %{
       k: k,
@@ -229,7 +259,7 @@ destroy_us =
 # :peer nodes for the same memory comparison (10 are enough for a median).
 peers = for _ <- 1..10, do: Sides.peer_start()
 peer_mem = Enum.map(peers, fn {_, node} -> Memory.of_pids(Memory.peer_pids(node)) end)
-Enum.each(peers, fn {pid, _} -> :peer.stop(pid) end)
+Enum.each(peers, &Sides.peer_stop/1)
 
 t = Map.new(throughput, &{&1.k, &1})
 
@@ -281,7 +311,7 @@ png = Path.join(__DIR__, "throughput.png")
 
 plot = """
 set terminal pngcairo size 900,420 font ',10'
-set output '#{png}'
+set output 'throughput.png'
 set multiplot layout 1,2 title 'Ampule vs :peer, #{String.trim(machine)}' font ',9'
 set xlabel 'boots in flight'
 set logscale x 2
@@ -291,16 +321,17 @@ set key top left
 set grid
 set ylabel 'boots per second'
 set yrange [0:*]
-plot '#{data}' using 1:2 with linespoints title 'Ampule', '' using 1:3 with linespoints title ':peer'
+plot 'throughput.dat' using 1:2 with linespoints title 'Ampule', '' using 1:3 with linespoints title ':peer'
 set ylabel 'median boot latency (ms)'
-plot '#{data}' using 1:4 with linespoints title 'Ampule', '' using 1:5 with linespoints title ':peer'
+plot 'throughput.dat' using 1:4 with linespoints title 'Ampule', '' using 1:5 with linespoints title ':peer'
 unset multiplot
 """
 
 script = Path.join(__DIR__, "throughput.gp")
 File.write!(script, plot)
 
-case System.cmd("gnuplot", [script], stderr_to_stdout: true) do
+# Relative names: `cd bench && gnuplot throughput.gp` redraws it from the committed data.
+case System.cmd("gnuplot", [Path.basename(script)], cd: __DIR__, stderr_to_stdout: true) do
   {_, 0} -> IO.puts(:stderr, "plot: #{png}")
   {out, status} -> IO.puts(:stderr, "gnuplot failed (#{status}): #{out}")
 end
