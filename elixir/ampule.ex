@@ -521,10 +521,10 @@ defmodule Ampule do
   """
   @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
   def destroy(%Container{name: name, nodename: node}) do
-    result = Port.destroy(name)
-    # Its node is gone with it; see Ampule.Port (which does the same for containers it knows).
+    # Its node goes with it; disconnecting first closes the connection cleanly (see
+    # Ampule.Port, which does the same for the containers it knows).
     _ = :erlang.disconnect_node(node)
-    result
+    Port.destroy(name)
   end
 
   def destroy(name) when is_binary(name), do: Port.destroy(name)

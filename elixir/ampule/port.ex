@@ -356,8 +356,7 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply({:destroy, from, container}, result, state) do
-    if container, do: disconnect(container)
+  defp handle_reply({:destroy, from, _container}, result, state) do
     GenServer.reply(from, normalize(result))
     state
   end
@@ -456,6 +455,8 @@ defmodule Ampule.Port do
       end
 
     {container, state} = forget(name, state)
+    # Before the port removes it, while the node can still close the connection cleanly.
+    if container, do: disconnect(container)
     send_request({:destroy, name}, {:destroy, from, container}, state)
   end
 
@@ -496,8 +497,9 @@ defmodule Ampule.Port do
   end
 
   # A destroyed container's node vanishes without closing its connection (its network
-  # goes with it): disconnect now, so that monitors and links fire and the next call
-  # fails at once instead of after the tick time.
+  # goes with it): disconnect first, so that the connection closes cleanly (a half-open
+  # one lingers in the host's conntrack), monitors and links fire, and the next call fails
+  # at once instead of after the tick time.
   defp disconnect(%Container{nodename: node}) do
     _ = :erlang.disconnect_node(node)
     :ok

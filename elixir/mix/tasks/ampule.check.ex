@@ -23,6 +23,8 @@ defmodule Mix.Tasks.Ampule.Check do
     * Ampule's bridge (made by the port when missing, so only a note)
     * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
     * `epmd`, to start distribution on this node
+    * the tools the port runs: `ip`, `nft`, `dnsmasq` (system containers' DHCP),
+      `lxc-create` (templates)
 
   Exits with status 1 when something is missing.
   """
@@ -65,7 +67,8 @@ defmodule Mix.Tasks.Ampule.Check do
       userns(),
       bridge(),
       erl(),
-      epmd()
+      epmd(),
+      tools()
     ]
   end
 
@@ -245,6 +248,28 @@ defmodule Mix.Tasks.Ampule.Check do
       {:missing, "epmd", "not found", "apt-get install erlang-base"}
     end
   end
+
+  @tools [
+    {"ip", "iproute2"},
+    {"nft", "nftables"},
+    {"dnsmasq", "dnsmasq-base"},
+    {"lxc-create", "lxc"}
+  ]
+
+  defp tools do
+    case Enum.reject(@tools, fn {tool, _} -> find_tool(tool) end) do
+      [] ->
+        {:ok, "tools", Enum.map_join(@tools, ", ", &elem(&1, 0)), nil}
+
+      missing ->
+        {:missing, "tools", "not found: #{Enum.map_join(missing, ", ", &elem(&1, 0))}",
+         "apt-get install #{Enum.map_join(missing, " ", &elem(&1, 1))}"}
+    end
+  end
+
+  # The port runs as root, with /usr/sbin on its PATH even when this shell's lacks it.
+  defp find_tool(tool),
+    do: System.find_executable(tool) || existing("/usr/sbin/#{tool}") || existing("/sbin/#{tool}")
 
   defp root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
 

@@ -18,7 +18,7 @@ use crate::etf::{self, EnvelopeError, Out};
 use crate::frame::{self, Incoming};
 use crate::host::Host;
 use crate::lxc;
-use crate::network::{Lease, Leases};
+use crate::network::{self, Lease, Leases};
 use crate::oom;
 use crate::outbox::Outbox;
 use crate::pipe::Receiver;
@@ -407,9 +407,8 @@ impl Server {
         let veth = lease.as_ref().map(|l| l.veth());
         let lxcpath = self.host.apps.clone();
         let dir = container::dir(&self.host, name);
-        let forget_neighbour = lease
-            .as_ref()
-            .map(|l| (l.address.to_string(), self.host.bridge.clone()));
+        let address = lease.as_ref().map(|l| l.address);
+        let bridge = self.host.bridge.clone();
         let r = tokio::task::spawn_blocking(move || {
             let timeline = Timeline::new(Instant::now());
             container::stop(&lxcpath, &host_name);
@@ -421,15 +420,10 @@ impl Server {
             }
             container::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
             timeline.mark("veth_cgroups");
-            if let Some((ip, bridge)) = forget_neighbour {
-                // The next container on this address has another MAC: drop the host's
-                // cached one now rather than let connections go to a vanished veth.
-                let _ = std::process::Command::new("ip")
-                    .args(["neigh", "del", &ip, "dev", &bridge])
-                    .stderr(std::process::Stdio::null())
-                    .status();
+            if let Some(ip) = address {
+                network::forget_address(ip, &bridge);
             }
-            timeline.mark("neighbour");
+            timeline.mark("forget_address");
             log::debug!(container = host_name.as_str(); "removed in {}", timeline.summary());
             Ok::<_, std::io::Error>(())
         })

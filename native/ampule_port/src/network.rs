@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 /// An IPv4 subnet such as `10.213.57.0/24`.
@@ -118,8 +118,25 @@ pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
     if !addrs.split_whitespace().any(|w| w == cidr) {
         run(Command::new("ip").args(["addr", "add", &cidr, "dev", bridge]))?;
     }
+    // A bridge without an address of its own takes the lowest MAC among its ports, so its
+    // MAC changed whenever a container's veth came or went, and containers that had
+    // resolved the host's address kept sending to a MAC nobody had any more: about one
+    // boot in 200, under churn, had its replies to the host vanish and never connected.
+    let mac = bridge_mac(subnet.host());
+    if fs::read_to_string(Path::new("/sys/class/net").join(bridge).join("address"))
+        .map(|a| a.trim() != mac)
+        .unwrap_or(true)
+    {
+        run(Command::new("ip").args(["link", "set", bridge, "address", &mac]))?;
+    }
     run(Command::new("ip").args(["link", "set", bridge, "up"]))?;
     isolate_bridge(bridge, subnet)
+}
+
+/// The bridge's fixed MAC: locally administered (`02:`), from the host's address.
+pub fn bridge_mac(host: Ipv4Addr) -> String {
+    let [a, b, c, d] = host.octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// No forwarding in or out of the bridge, no NAT, from a container only the host's EPMD,
@@ -290,9 +307,26 @@ impl Leases {
     }
 }
 
+/// Before an address goes to another container, the host forgets the old one's MAC: the
+/// next container on it has another, and connections must not go to a vanished veth.
+pub fn forget_address(ip: Ipv4Addr, bridge: &str) {
+    let _ = Command::new("ip")
+        .args(["neigh", "del", &ip.to_string(), "dev", bridge])
+        .stderr(Stdio::null())
+        .status();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bridge_mac_is_local_and_follows_the_host_address() {
+        assert_eq!(
+            bridge_mac(Ipv4Addr::new(10, 213, 57, 1)),
+            "02:00:0a:d5:39:01"
+        );
+    }
 
     #[test]
     fn parses_and_normalises_subnets() {

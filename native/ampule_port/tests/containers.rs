@@ -204,6 +204,34 @@ fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
     drop(next);
 }
 
+/// A bridge with no MAC of its own takes its lowest port's, and containers that resolved
+/// the host's address to an old one lose their replies to the host: the MAC is set once.
+#[test]
+fn the_bridge_keeps_its_mac_while_veths_come_and_go() {
+    let mut port = Port::start();
+    let Term::Tuple(hello) = &port.hello else {
+        panic!("hello: {}", port.hello)
+    };
+    let bridge = text(get(&hello.elements[2], "bridge"));
+    let sys = std::path::Path::new("/sys/class/net").join(&bridge);
+    let mac = || std::fs::read_to_string(sys.join("address")).unwrap();
+    let before = mac();
+    // NET_ADDR_SET: chosen, not inherited from a port.
+    assert_eq!(
+        std::fs::read_to_string(sys.join("addr_assign_type")).unwrap(),
+        "3\n"
+    );
+    let a = port.spawn_node(1, map(vec![]));
+    let b = port.spawn_node(2, map(vec![]));
+    assert_eq!(mac(), before);
+    assert_eq!(
+        port.call(3, tuple(vec![atom("destroy"), bin(&a.name)])),
+        atom("ok")
+    );
+    assert_eq!(mac(), before);
+    assert_eq!(b.rpc("erlang", "node", "[]"), format!("'{}'", b.nodename));
+}
+
 #[test]
 fn an_erl_that_exits_early_is_boot_failed_with_its_output_not_a_timeout() {
     let mut port = Port::start();
