@@ -1,10 +1,8 @@
 defmodule Ampule.SystemTest do
   # The seed's fourth example (a whole distribution, talked to through its console) with
-  # busybox, the template that works offline; debian is in the Rust suite (slow).
-  # Not async: while a system container boots, application containers booting beside it
-  # in the same port have been seen to time out in the EPMD phase (under investigation,
-  # see the notes); the sync run keeps the two apart.
-  use ExUnit.Case, async: false
+  # busybox, the template that works offline; debian is in the Rust suite (slow). Async:
+  # system containers boot beside application containers, as they would in use.
+  use ExUnit.Case, async: true
 
   @moduletag :root
   @moduletag :lxc
