@@ -2,6 +2,8 @@ defmodule Ampule.CallsTest do
   # call, cast, async_call/yield and multicall against real containers, with timeouts.
   use ExUnit.Case, async: true
 
+  import Ampule.Test.Host, only: [wait_until: 1]
+
   alias Ampule.RemoteHelpers
 
   @moduletag :root
@@ -166,23 +168,5 @@ defmodule Ampule.CallsTest do
       assert_raise Ampule.Error, fn -> Ampule.call({:erlang, :node, []}, container, 15_000) end
 
     assert error.reason == :noconnection
-  end
-
-  defp wait_until(fun, timeout \\ 5_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline)
-  end
-
-  defp poll_again(fun, deadline) do
-    Process.sleep(20)
-    poll(fun, deadline)
-  end
-
-  defp poll(fun, deadline) do
-    cond do
-      fun.() -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> poll_again(fun, deadline)
-    end
   end
 end
