@@ -516,8 +516,17 @@ defmodule Ampule do
   @doc """
   Destroys a container: kills everything in it and removes its files, veth and address.
 
-  Returns `:ok`, or `{:error, :not_found}` if it is already gone (see "Error reasons" for
-  the port's errors). Any process may destroy any container.
+  Returns `:ok` once nothing of the container runs any more (its node is down), or
+  `{:error, :not_found}` if it is already gone (see "Error reasons" for the port's errors).
+  Any process may destroy any container.
+
+  Like `:peer.stop/1`, it does not wait for the last of the cleanup: the port releases an
+  application container's rootfs, veth, cgroups and address right after it answers (tens of
+  milliseconds; most of it is the kernel deleting the veth). The container is gone from
+  `list/0` and `info/1` at once, its `:name` can be used again at once (a spawn with it
+  waits for the release), and the port finishes every release before it exits, so nothing
+  outlives the BEAM either way. A system container's `destroy` returns when everything of
+  it is removed.
   """
   @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
   def destroy(%Container{name: name, nodename: node}) do

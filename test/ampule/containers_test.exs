@@ -10,7 +10,7 @@ defmodule Ampule.ContainersTest do
 
   defp info(name), do: Ampule.Port.request({:info, name})
 
-  test "start/1 returns a container; destroy/1 removes it" do
+  test "start/1 returns a container; destroy/1 kills it at once and releases the rest behind" do
     name = unique("plain")
     assert {:ok, %Ampule.Container{name: ^name} = c} = Ampule.start(name: name)
     assert c.address =~ ~r/\A10\.213\.57\.\d+\z/
@@ -20,11 +20,27 @@ defmodule Ampule.ContainersTest do
     assert {:ok, names} = Ampule.list()
     assert name in names
 
+    pids = Ampule.Test.Host.container_pids(name)
+    assert pids != []
+
     assert :ok = Ampule.destroy(c)
+    # Nothing of it runs once destroy returns...
+    assert Enum.reject(pids, &File.exists?("/proc/#{&1}")) == pids
     assert {:error, :not_found} = info(name)
+    refute name in elem(Ampule.list(), 1)
     assert {:error, :not_found} = Ampule.destroy(c)
-    refute File.exists?(Path.join([Ampule.Test.Host.state_dir(), "apps", name]))
-    refute File.exists?(Path.join([Ampule.Test.Host.state_dir(), "lxc", name]))
+    # ...and its directory, cgroups and address follow right behind.
+    assert wait_until(fn -> Ampule.Test.Host.traces_of(name) == [] end, 2_000)
+  end
+
+  test "a destroyed container's name can be used again at once" do
+    name = unique("again")
+    first = Ampule.spawn(name: name)
+    assert :ok = Ampule.destroy(first)
+    second = Ampule.spawn(name: name)
+    assert second.address != nil
+    assert Ampule.call({:erlang, :node, []}, second) == second.nodename
+    assert :ok = Ampule.destroy(second)
   end
 
   test "the owner's exit destroys its containers; owner: false opts out" do

@@ -76,7 +76,7 @@ defmodule Ampule.LimitsTest do
     assert alive?(c)
 
     :ok = Ampule.destroy(c)
-    assert Host.traces_of(c.name) == []
+    assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, 2_000)
   end
 
   test "a CPU quota caps the CPU time a busy container gets" do

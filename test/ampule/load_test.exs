@@ -17,11 +17,11 @@ defmodule Ampule.LoadTest do
   test "200 anonymous calls in a row, then 20 spawns at once, leak nothing" do
     # Warm up once, so that one-time allocations (thread stacks, caches) are in the base.
     assert Ampule.call({:erlang, :node, []}) |> is_atom()
-    before = snapshot()
+    before = settled_snapshot()
 
     results = for i <- 1..200, do: Ampule.call({:erlang, :+, [i, 1]})
     assert results == Enum.map(1..200, &(&1 + 1))
-    after_calls = snapshot()
+    after_calls = settled_snapshot()
 
     test_process = self()
 
@@ -38,7 +38,7 @@ defmodule Ampule.LoadTest do
              Enum.map(containers, & &1.nodename)
 
     Enum.each(containers, &(:ok = Ampule.destroy(&1)))
-    done = snapshot()
+    done = settled_snapshot()
 
     IO.puts(
       "\n  port: #{before.fds} fds and #{before.rss_kib} KiB RSS before; " <>
@@ -54,6 +54,17 @@ defmodule Ampule.LoadTest do
       assert s.cgroups == before.cgroups
       assert s.rss_kib <= before.rss_kib + @rss_slack_kib
     end
+  end
+
+  # `destroy` answers once a container's node is dead; its veth, cgroups and address are
+  # released right behind, its lease last of all. Count once every release has finished.
+  defp settled_snapshot do
+    assert Host.wait_until(fn ->
+             s = snapshot()
+             length(s.leases) == length(s.containers)
+           end)
+
+    snapshot()
   end
 
   defp snapshot do

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eetf::Term;
 use erl_dist::node::NodeName;
-use tokio::sync::{watch, RwLock};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{watch, Notify, RwLock};
 
 use crate::boot::{self, Phase, PhaseCell, Timeline};
 use crate::container::{self, AppSpec, StartError};
@@ -24,6 +26,9 @@ use crate::outbox::Outbox;
 use crate::pipe::Receiver;
 use crate::protocol::{self, atom, bin, error, int, map, ok, ok_value, tuple, Request, SpawnOpts};
 use crate::system;
+
+/// How long `destroy` waits for a killed init to exit before answering anyway.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// What kind of container an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +65,9 @@ pub struct Entry {
     pub nodename: Option<String>,
     pub address: Option<Ipv4Addr>,
     pub init_pid: Option<i32>,
+    /// A pidfd on the init, from its exit watch: `destroy` kills through it, so that it can
+    /// never reach a process that reused the pid.
+    pub init_fd: Option<Arc<AsyncFd<OwnedFd>>>,
     pub lease: Option<Lease>,
     /// Kept (stopped, disk intact) when the port exits, and adopted by the next one.
     pub persistent: bool,
@@ -76,6 +84,9 @@ pub struct Server {
     gate: Arc<RwLock<()>>,
     local: NodeName,
     seq: AtomicU64,
+    /// Woken whenever a name is forgotten: a spawn that wants the name of a container still
+    /// being released, and the final sweep, wait on it.
+    released: Notify,
     pub system: system::Consoles,
 }
 
@@ -96,6 +107,7 @@ impl Server {
             gate: Arc::new(RwLock::new(())),
             local,
             seq: AtomicU64::new(0),
+            released: Notify::new(),
             system: system::Consoles::default(),
         }))
     }
@@ -110,14 +122,33 @@ impl Server {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Claims `name` for a new container, or says why not.
-    pub fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
+    /// Claims `name` for a new container, or says why not. A destroyed container's name is
+    /// free as soon as `destroy` answered: if its release is still running, this waits
+    /// for it rather than refusing the name.
+    pub async fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.try_reserve(name, kind) {
+                Err(None) => released.await,
+                Err(Some(out)) => return Err(out),
+                Ok(seq) => return Ok(seq),
+            }
+        }
+    }
+
+    /// `Err(None)`: the name belongs to a container being released.
+    fn try_reserve(&self, name: &str, kind: Kind) -> Result<u64, Option<Out>> {
         let mut reg = self.registry();
+        if reg.get(name).is_some_and(|e| e.state == State::Destroying) {
+            return Err(None);
+        }
         if reg.contains_key(name)
             || container::dir(&self.host, name).exists()
             || self.host.lxcpath.join(name).exists()
         {
-            return Err(error(atom("name_in_use")));
+            return Err(Some(error(atom("name_in_use"))));
         }
         let seq = self.next_seq();
         reg.insert(
@@ -129,6 +160,7 @@ impl Server {
                 nodename: None,
                 address: None,
                 init_pid: None,
+                init_fd: None,
                 lease: None,
                 persistent: false,
             },
@@ -138,6 +170,24 @@ impl Server {
 
     pub fn forget(&self, name: &str) {
         self.registry().remove(name);
+        self.released.notify_waiters();
+    }
+
+    /// Waits until no application container is still being released.
+    async fn releases_done(&self) {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let pending = self
+                .registry()
+                .values()
+                .any(|e| e.kind == Kind::App && e.state == State::Destroying);
+            if !pending {
+                return;
+            }
+            released.await;
+        }
     }
 
     /// Shared hold on the start gate (see `gate`).
@@ -199,7 +249,12 @@ impl Server {
 
     fn list(&self) -> Out {
         let reg = self.registry();
-        let mut entries: Vec<(&String, &Entry)> = reg.iter().collect();
+        // A destroyed container whose release is still running is already gone for the
+        // BEAM: `destroy` has answered.
+        let mut entries: Vec<(&String, &Entry)> = reg
+            .iter()
+            .filter(|(_, e)| !(e.kind == Kind::App && e.state == State::Destroying))
+            .collect();
         entries.sort_by_key(|(_, e)| e.seq);
         ok_value(protocol::list(
             entries.into_iter().map(|(n, _)| bin(n)).collect(),
@@ -208,7 +263,10 @@ impl Server {
 
     fn info(&self, name: &str) -> Out {
         let reg = self.registry();
-        let Some(e) = reg.get(name) else {
+        let Some(e) = reg
+            .get(name)
+            .filter(|e| !(e.kind == Kind::App && e.state == State::Destroying))
+        else {
             return error(atom("not_found"));
         };
         let undefined = || atom("undefined");
@@ -248,7 +306,7 @@ impl Server {
             .name
             .clone()
             .unwrap_or_else(|| format!("a-{}-{}", self.host.instance, seq));
-        if let Err(e) = self.reserve(&name, Kind::App) {
+        if let Err(e) = self.reserve(&name, Kind::App).await {
             return e;
         }
         let lease = match self.leases.acquire(&name) {
@@ -447,7 +505,10 @@ impl Server {
         pid: i32,
         oom: Option<Arc<oom::Watch>>,
     ) -> std::io::Result<watch::Receiver<bool>> {
-        let fd = lxc::watch_exit(pid)?;
+        let fd = Arc::new(lxc::watch_exit(pid)?);
+        if let Some(e) = self.registry().get_mut(name) {
+            e.init_fd = Some(fd.clone());
+        }
         let (tx, rx) = watch::channel(false);
         let name = name.to_string();
         tokio::spawn(async move {
@@ -463,6 +524,7 @@ impl Server {
                     Some(e) if e.state == State::Running => {
                         e.state = State::Stopped;
                         e.init_pid = None;
+                        e.init_fd = None;
                         drop(reg);
                         self.system.close(&name);
                         self.out.event(
@@ -483,8 +545,12 @@ impl Server {
         Ok(rx)
     }
 
-    async fn destroy(&self, name: &str) -> Out {
-        let lease = {
+    /// Answers once every process of the container has exited. An application container's
+    /// veth, cgroups, files and address are released right behind, off the caller's path
+    /// (liblxc's teardown is ~40 ms, most of it the kernel deleting the veth): the name is
+    /// reusable at once (see `reserve`) and the final sweep waits for every release.
+    async fn destroy(self: &Arc<Self>, name: &str) -> Out {
+        let (kind, lease, init) = {
             let mut reg = self.registry();
             match reg.get_mut(name) {
                 None => return error(atom("not_found")),
@@ -492,16 +558,40 @@ impl Server {
                 Some(e) if e.state == State::Destroying => return error(atom("not_found")),
                 Some(e) => {
                     e.state = State::Destroying;
-                    e.lease.clone()
+                    (e.kind, e.lease.clone(), e.init_fd.clone())
                 }
             }
         };
-        if self.registry().get(name).map(|e| e.kind) == Some(Kind::System) {
+        if kind == Kind::System {
             system::destroy_files(self, name).await;
-        } else {
-            self.remove(name, lease).await;
+            return ok();
         }
+        self.kill(name, init).await;
+        let srv = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { srv.remove(&name, lease).await });
         ok()
+    }
+
+    /// Kills an application container's init and waits until it has exited: the kernel
+    /// kills the rest of a pid namespace and reaps it before its init is gone, so nothing
+    /// of the container runs any more when this returns. The init is killed directly,
+    /// not through liblxc's `stop()`, which only returns once the monitor has finished
+    /// the whole teardown; the monitor sees the exit and tears down as it always does.
+    async fn kill(&self, name: &str, init: Option<Arc<AsyncFd<OwnedFd>>>) {
+        let began = Instant::now();
+        if let Some(init) = init {
+            if let Err(e) = lxc::kill_pidfd(&init) {
+                log::warn!(container = name; "cannot kill init: {e}");
+            }
+            if tokio::time::timeout(KILL_WAIT, init.readable())
+                .await
+                .is_err()
+            {
+                log::warn!(container = name; "init still running {KILL_WAIT:?} after the kill");
+            }
+        }
+        log::debug!(container = name; "dead in {:.1} ms", began.elapsed().as_secs_f64() * 1000.0);
     }
 
     /// End of input: wait for starts in flight, then destroy every transient container.
@@ -512,7 +602,7 @@ impl Server {
         let victims: Vec<(String, Entry)> = self
             .registry()
             .iter_mut()
-            .filter(|(_, e)| e.kind == Kind::App)
+            .filter(|(_, e)| e.kind == Kind::App && e.state != State::Destroying)
             .map(|(n, e)| {
                 e.state = State::Destroying;
                 (n.clone(), e.clone())
@@ -522,6 +612,7 @@ impl Server {
             self.remove(&name, e.lease).await;
         });
         futures::future::join_all(jobs).await;
+        self.releases_done().await;
         let systems: Vec<(String, bool)> = self
             .registry()
             .iter()

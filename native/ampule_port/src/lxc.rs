@@ -301,6 +301,27 @@ pub fn watch_exit(pid: i32) -> std::io::Result<AsyncFd<OwnedFd>> {
     register(owned, Interest::READABLE)
 }
 
+/// Sends SIGKILL through a pidfd from [`watch_exit`]: unlike `kill(pid)`, it can never
+/// reach another process that reused the pid.
+pub fn kill_pidfd(fd: &AsyncFd<OwnedFd>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal takes a pidfd we own (kept open by `fd`), a signal number,
+    // a null siginfo (the kernel fills it in) and flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.get_ref().as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Registers an owned descriptor with tokio's reactor (call from within the runtime).
 pub fn register(fd: OwnedFd, interest: Interest) -> std::io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd takes ownership of the descriptor, so it stays open exactly as

@@ -143,7 +143,7 @@ pub async fn create(srv: Arc<Server>, opts: CreateOpts) -> Out {
         .name
         .clone()
         .unwrap_or_else(|| format!("s-{}-{}", srv.host.instance, seq));
-    if let Err(e) = srv.reserve(&name, Kind::System) {
+    if let Err(e) = srv.reserve(&name, Kind::System).await {
         return e;
     }
     if let Some(e) = srv.registry().get_mut(&name) {
@@ -505,6 +505,7 @@ pub async fn stop(srv: Arc<Server>, name: &str) -> Out {
     if let Some(e) = srv.registry().get_mut(name) {
         e.state = State::Stopped;
         e.init_pid = None;
+        e.init_fd = None;
     }
     ok()
 }
@@ -579,6 +580,7 @@ pub fn adopt(host: &Host) -> Vec<(String, Entry)> {
                 nodename: None,
                 address: None,
                 init_pid: None,
+                init_fd: None,
                 lease: None,
                 persistent: true,
             },

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -73,16 +74,55 @@ fn a_node_boots_unprivileged_answers_rpc_and_leaves_nothing_when_destroyed() {
         "a running container is visible"
     );
 
+    let pids = processes_mentioning(&format!("{}@", node.name));
     assert_eq!(
         port.call(3, tuple(vec![atom("destroy"), bin(&node.name)])),
         atom("ok")
     );
-    assert_eq!(node.leftovers(), Vec::<String>::new());
+    // When destroy answers, nothing of the container runs any more; it is gone from the
+    // port's view; its veth, cgroups, files and address follow right behind.
+    let running: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert_eq!(running, Vec::<u32>::new());
     assert_eq!(
-        unwrap_err(port.call(4, tuple(vec![atom("destroy"), bin(&node.name)]))),
+        unwrap_err(port.call(4, tuple(vec![atom("info"), bin(&node.name)]))),
         atom("not_found")
     );
+    assert_eq!(unwrap_ok(port.call(5, atom("list"))), list(vec![]));
+    assert_eq!(
+        unwrap_err(port.call(6, tuple(vec![atom("destroy"), bin(&node.name)]))),
+        atom("not_found")
+    );
+    let left = eventually_empty(Duration::from_secs(2), || node.leftovers());
+    assert_eq!(left, Vec::<String>::new());
     assert_eq!(port.close(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn a_destroyed_containers_name_is_free_at_once_and_closing_waits_for_its_release() {
+    let mut port = Port::start();
+    let name = format!("reborn-{}", std::process::id());
+    let first = port.spawn_node(1, map(vec![("name", bin(&name))]));
+    assert_eq!(
+        port.call(2, tuple(vec![atom("destroy"), bin(&name)])),
+        atom("ok")
+    );
+    // Asked while the first one's release may still run: waits for it, never refuses.
+    let second = port.spawn_node(3, map(vec![("name", bin(&name))]));
+    assert_eq!(
+        second.rpc("erlang", "node", "[]"),
+        format!("'{}'", second.nodename)
+    );
+    assert_eq!(
+        port.call(4, tuple(vec![atom("destroy"), bin(&name)])),
+        atom("ok")
+    );
+    // Closing right after a destroy: the port exits only once the release is done.
+    assert_eq!(port.close(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(first.leftovers(), Vec::<String>::new());
+    assert_eq!(second.leftovers(), Vec::<String>::new());
 }
 
 #[test]
