@@ -15,10 +15,11 @@ const EXIT_UNREADY: u8 = 78;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    // Before any thread exists: the BEAM's environment may lack the sbin directories where
-    // ip, nft and dnsmasq live.
+    let settings = Settings::from_args(std::env::args().skip(1));
+    // Before any thread exists (setting the environment is not thread-safe).
     let path = std::env::var("PATH").unwrap_or_default();
-    std::env::set_var("PATH", format!("{path}:/usr/sbin:/usr/bin:/sbin:/bin"));
+    let state_dir = settings.as_ref().ok().map(|s| s.state_dir.as_path());
+    std::env::set_var("PATH", host::search_path(&path, state_dir));
     let (input, output) = match (pipe::take_private(3, false), pipe::take_private(4, true)) {
         (Ok(i), Ok(o)) => (i, o),
         (Err(e), _) | (_, Err(e)) => {
@@ -41,10 +42,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    runtime.block_on(serve(input, output))
+    runtime.block_on(serve(input, output, settings))
 }
 
-async fn serve(input: std::os::fd::OwnedFd, output: std::os::fd::OwnedFd) -> ExitCode {
+async fn serve(
+    input: std::os::fd::OwnedFd,
+    output: std::os::fd::OwnedFd,
+    settings: Result<Settings, String>,
+) -> ExitCode {
     let (out, mut queue) = Outbox::new();
     let mut writer = match Sender::from_owned_fd(output) {
         Ok(w) => w,
@@ -66,7 +71,7 @@ async fn serve(input: std::os::fd::OwnedFd, output: std::os::fd::OwnedFd) -> Exi
         ExitCode::from(code)
     };
 
-    let settings = match Settings::from_args(std::env::args().skip(1)) {
+    let settings = match settings {
         Ok(s) => s,
         Err(e) => {
             out.event(

@@ -101,6 +101,27 @@ fn a_node_boots_unprivileged_answers_rpc_and_leaves_nothing_when_destroyed() {
 }
 
 #[test]
+fn liblxc_writes_the_id_maps_itself_instead_of_running_newuidmap() {
+    let mut port = Port::start();
+    let node = port.spawn_node(1, map(vec![]));
+    let log = std::fs::read_to_string(
+        Path::new(STATE_DIR)
+            .join("apps")
+            .join(&node.name)
+            .join("lxc.log"),
+    )
+    .unwrap();
+    // The port's stand-ins, first on its PATH, turned shadow's tools down (host::idmap_dir).
+    assert!(
+        log.contains("newuidmap is lacking necessary privileges")
+            && log.contains("newgidmap is lacking necessary privileges"),
+        "lxc.log: {log}"
+    );
+    // And the node still runs as uid 1000 in its user namespace (its host uid: a_node_boots_unprivileged_...).
+    assert_eq!(node.rpc("os", "cmd", "[\"id -u\"]"), "\"1000\\n\"");
+}
+
+#[test]
 fn a_destroyed_containers_name_is_free_at_once_and_closing_waits_for_its_release() {
     let mut port = Port::start();
     let name = format!("reborn-{}", std::process::id());
