@@ -2,8 +2,9 @@
 # Run with `script/bench` (as root). Prints a Markdown report, writes it to
 # bench/results.md, and draws bench/throughput.png with gnuplot.
 #
-# Sizes (environment): BENCH_COLD (cold starts per side, 20), BENCH_RPC (rpc round trips
-# per side, 10000), BENCH_DENSITY (containers up at once, at most 100).
+# Sizes (environment): BENCH_COLD (cold starts per side, 40), BENCH_RPC (rpc round trips
+# per side, 10000), BENCH_DENSITY (containers up at once, at most 100), BENCH_ROUNDS
+# (rounds of the throughput measure, 3).
 
 defmodule Bench.Stats do
   def median(xs), do: pct(xs, 50)
@@ -125,11 +126,13 @@ defmodule Bench.Sides do
   def ampule_start, do: Ampule.spawn(owner: false)
 
   # `k` boots in flight until `total` are up; returns {boots per second, per-boot µs}.
+  # Timed until the last node is ready; the stops (each side's full stop) come after,
+  # untimed, so that the next sample starts on a quiet machine.
   def throughput(start, stop, k, total) do
     parent = self()
 
-    us =
-      Bench.Stats.time(fn ->
+    {us, handles} =
+      :timer.tc(fn ->
         1..total
         |> Task.async_stream(
           fn _ ->
@@ -141,9 +144,9 @@ defmodule Bench.Sides do
           timeout: 120_000
         )
         |> Enum.map(fn {:ok, h} -> h end)
-        |> Enum.each(stop)
       end)
 
+    Enum.each(handles, stop)
     boots = for _ <- 1..total, do: receive(do: ({:boot_us, b} -> b))
     {total / (us / 1_000_000), boots}
   end
@@ -197,9 +200,10 @@ end
 
 alias Bench.{Memory, Sides, Stats}
 
-n_cold = String.to_integer(System.get_env("BENCH_COLD", "20"))
+n_cold = String.to_integer(System.get_env("BENCH_COLD", "40"))
 n_rpc = String.to_integer(System.get_env("BENCH_RPC", "10000"))
 n_density = min(String.to_integer(System.get_env("BENCH_DENSITY", "100")), 100)
+n_rounds = String.to_integer(System.get_env("BENCH_ROUNDS", "3"))
 
 # Warm up both sides once (page cache, distribution, the port's first container).
 Sides.ampule_cold()
@@ -239,18 +243,25 @@ Sides.wait_no_leases()
 IO.puts(:stderr, "throughput")
 in_flight = [1, 2, 4, 8]
 
+# Rounds of every k on both sides, so that the machine's drift over a minute (these
+# machines are noisy) spreads over all ks instead of skewing the ratio between two of them.
+samples =
+  for _round <- 1..n_rounds, k <- in_flight do
+    {a_rate, a_boots} = Sides.throughput(&Sides.ampule_start/0, &Sides.ampule_stop/1, k, 16)
+    {p_rate, p_boots} = Sides.throughput(&Sides.peer_start/0, &Sides.peer_stop/1, k, 16)
+    {k, a_rate, a_boots, p_rate, p_boots}
+  end
+
 throughput =
   for k <- in_flight do
-    {a_rate, a_boots} = Sides.throughput(&Sides.ampule_start/0, &Sides.ampule_stop/1, k, 16)
-
-    {p_rate, p_boots} = Sides.throughput(&Sides.peer_start/0, &Sides.peer_stop/1, k, 16)
+    mine = for {^k, _, _, _, _} = s <- samples, do: s
 
     %{
       k: k,
-      ampule: a_rate,
-      ampule_boot: Stats.median(a_boots),
-      peer: p_rate,
-      peer_boot: Stats.median(p_boots)
+      ampule: Stats.median(Enum.map(mine, &elem(&1, 1))),
+      ampule_boot: Stats.median(Enum.flat_map(mine, &elem(&1, 2))),
+      peer: Stats.median(Enum.map(mine, &elem(&1, 3))),
+      peer_boot: Stats.median(Enum.flat_map(mine, &elem(&1, 4)))
     }
   end
 
@@ -291,7 +302,7 @@ mem = Enum.map(up, fn c -> Memory.of_pids(Memory.container_pids(c.name)) end)
 rss_each = Enum.map(mem, &elem(&1, 0))
 pss_each = Enum.map(mem, &elem(&1, 1))
 
-{destroy_us, released_us} =
+{released_us, destroy_us} =
   :timer.tc(fn ->
     destroy_us =
       Stats.time(fn ->
@@ -329,7 +340,7 @@ Machine: #{String.trim(machine)}.
 | `:rpc.call` round trip, median (n=#{n_rpc}) | #{Stats.median(amp_rpc)} µs | #{Stats.median(peer_rpc)} µs | #{Stats.ratio(Stats.median(amp_rpc), Stats.median(peer_rpc))} |
 | `:rpc.call` round trip, p99 | #{Stats.pct(amp_rpc, 99)} µs | #{Stats.pct(peer_rpc, 99)} µs | |
 | anonymous `Ampule.call/1` (fresh container, result, destroyed), median | #{Stats.ms(Stats.median(anon))} ms | | |
-| boots per second, 1 / 2 / 4 / 8 in flight | #{Enum.map_join(in_flight, " / ", &:erlang.float_to_binary(t[&1].ampule, decimals: 1))} | #{Enum.map_join(in_flight, " / ", &:erlang.float_to_binary(t[&1].peer, decimals: 1))} | |
+| nodes ready per second (median of #{n_rounds} rounds), 1 / 2 / 4 / 8 in flight | #{Enum.map_join(in_flight, " / ", &:erlang.float_to_binary(t[&1].ampule, decimals: 1))} | #{Enum.map_join(in_flight, " / ", &:erlang.float_to_binary(t[&1].peer, decimals: 1))} | |
 | boot throughput, 2 in flight vs 1 | #{Stats.ratio(t[2].ampule, t[1].ampule)}× | #{Stats.ratio(t[2].peer, t[1].peer)}× | |
 | median boot latency, 1 / 2 / 4 / 8 in flight | #{Enum.map_join(in_flight, " / ", &Stats.ms(t[&1].ampule_boot))} ms | #{Enum.map_join(in_flight, " / ", &Stats.ms(t[&1].peer_boot))} ms | |
 | containers up at once (asked #{n_density}) | #{length(up)}#{if density_error, do: " (then #{inspect(density_error)})"} | | |
