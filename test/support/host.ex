@@ -71,6 +71,14 @@ defmodule Ampule.Test.Host do
       Enum.map(cgroups, &{:cgroup, &1}) ++ Enum.map(leases, &{:lease, &1})
   end
 
+  @doc "Whether process `pid` exists and is not a zombie (exited, not yet reaped)."
+  def runs?(pid) do
+    case File.read("/proc/#{pid}/stat") do
+      {:ok, stat} -> not (stat |> String.split(") ") |> List.last() |> String.starts_with?("Z"))
+      {:error, _} -> false
+    end
+  end
+
   @doc "Host PIDs of the processes in container `name` (from its pids cgroup)."
   def container_pids(name) do
     case File.read("/sys/fs/cgroup/pids/lxc.payload.#{name}/cgroup.procs") do

@@ -263,7 +263,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             format!("cannot lock in {}: {e}", instances.display()),
         )
     })?;
-    let sweep = sweep(&state_dir, &[&lxcpath, &apps], &settings.subnet, &instance);
+    let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
     Ok((
         Host {
             bridge: settings.bridge.clone(),
@@ -375,7 +375,7 @@ pub const OWNER_FILE: &str = "ampule-owner";
 pub const PERSISTENT: &str = "persistent";
 
 /// Instances whose lock nobody holds are dead: their containers, leases and locks go.
-fn sweep(state_dir: &Path, lxcpaths: &[&Path], subnet: &Subnet, me: &str) -> Sweep {
+fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) -> Sweep {
     let mut dead = Vec::new();
     if let Ok(entries) = fs::read_dir(state_dir.join("instances")) {
         for e in entries.flatten() {
@@ -427,7 +427,9 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], subnet: &Subnet, me: &str) -> Swe
             crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
         }
     }
-    let leases = network::Leases::sweep(state_dir, subnet, &is_dead);
+    let leases = network::Leases::sweep(state_dir, &settings.subnet, &is_dead, &|ip| {
+        network::forget_address(ip, &settings.bridge)
+    });
     crate::dhcp::sweep(state_dir, &|owner| {
         !live_instance(state_dir, owner) && owner != me
     });

@@ -271,8 +271,15 @@ impl Leases {
     /// Removes every lease whose owning instance is in `dead`; returns how many.
     /// A crashed instance's veth may outlive its container for a moment (the kernel tears
     /// network namespaces down asynchronously): the lease goes only once its veth has, or
-    /// the next container on that address could not create its own.
-    pub fn sweep(dir: &Path, subnet: &Subnet, dead: &dyn Fn(&str) -> bool) -> usize {
+    /// the next container on that address could not create its own. Then the address is
+    /// given to `forget` (the host's neighbour entry, see [`forget_address`]), as a
+    /// destroy does before it releases a lease.
+    pub fn sweep(
+        dir: &Path,
+        subnet: &Subnet,
+        dead: &dyn Fn(&str) -> bool,
+        forget: &dyn Fn(Ipv4Addr),
+    ) -> usize {
         let Ok(entries) = fs::read_dir(dir.join("leases")) else {
             return 0;
         };
@@ -298,6 +305,7 @@ impl Leases {
                 let index = u32::from(ip).wrapping_sub(u32::from(subnet.network));
                 let veth = Lease { address: ip, index }.veth();
                 crate::container::wait_link_gone(&veth, std::time::Duration::from_secs(5));
+                forget(ip);
             }
             if fs::remove_file(e.path()).is_ok() {
                 n += 1;
@@ -308,7 +316,9 @@ impl Leases {
 }
 
 /// Before an address goes to another container, the host forgets the old one's MAC: the
-/// next container on it has another, and connections must not go to a vanished veth.
+/// next container on it has another, and connections must not go to a vanished veth. (A
+/// neighbour entry confirmed just before its container vanished stays REACHABLE for up to
+/// 45 s: the next container's node would get nothing, its boot timing out in `epmd`.)
 pub fn forget_address(ip: Ipv4Addr, bridge: &str) {
     let _ = Command::new("ip")
         .args(["neigh", "del", &ip.to_string(), "dev", bridge])
@@ -374,8 +384,17 @@ mod tests {
         assert_eq!(held.len(), subnet.static_range().len());
         a.release(&l1);
         assert_eq!(b.acquire("again").unwrap(), Some(l1));
-        let swept = Leases::sweep(&dir, &subnet, &|i| i == "aaaa");
+        let forgotten = std::cell::RefCell::new(Vec::new());
+        let swept = Leases::sweep(&dir, &subnet, &|i| i == "aaaa", &|ip| {
+            forgotten.borrow_mut().push(ip)
+        });
         assert_eq!(swept, held.len() - 2);
+        // Every swept address, and only those, is forgotten by the host.
+        let mut expected: Vec<Ipv4Addr> = held[2..].iter().map(|l| l.address).collect();
+        let mut got = forgotten.into_inner();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

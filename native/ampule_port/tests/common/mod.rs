@@ -377,6 +377,17 @@ pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Whether process `pid` exists and is not a zombie (exited, waiting for its parent).
+pub fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
