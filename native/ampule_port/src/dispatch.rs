@@ -124,18 +124,23 @@ impl Server {
 
     /// Claims `name` for a new container, or says why not. A destroyed container's name is
     /// free as soon as `destroy` answered: if its release is still running, this waits
-    /// for it rather than refusing the name.
-    pub async fn reserve(&self, name: &str, kind: Kind) -> Result<u64, Out> {
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            match self.try_reserve(name, kind) {
-                Err(None) => released.await,
-                Err(Some(out)) => return Err(out),
-                Ok(seq) => return Ok(seq),
+    /// for it (up to `limit`, then the name is in use) rather than refusing the name.
+    pub async fn reserve(&self, name: &str, kind: Kind, limit: Duration) -> Result<u64, Out> {
+        let wait = async {
+            loop {
+                let released = self.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                match self.try_reserve(name, kind) {
+                    Err(None) => released.await,
+                    Err(Some(out)) => return Err(out),
+                    Ok(seq) => return Ok(seq),
+                }
             }
-        }
+        };
+        tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or_else(|_| Err(error(atom("name_in_use"))))
     }
 
     /// `Err(None)`: the name belongs to a container being released.
@@ -306,7 +311,7 @@ impl Server {
             .name
             .clone()
             .unwrap_or_else(|| format!("a-{}-{}", self.host.instance, seq));
-        if let Err(e) = self.reserve(&name, Kind::App).await {
+        if let Err(e) = self.reserve(&name, Kind::App, opts.boot_timeout).await {
             return e;
         }
         let lease = match self.leases.acquire(&name) {

@@ -40,6 +40,10 @@ const NEEDS_INTERNET: [&str; 4] = ["download", "ubuntu", "ubuntu-cloud", "oci"];
 /// The console login the seed's example expects.
 pub const DEFAULT_USER: (&str, &str) = ("ubuntu", "ubuntu");
 
+/// How long a create waits for the release of a destroyed application container of the
+/// same name before the name counts as in use.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 struct Console {
     ptx: Arc<AsyncFd<OwnedFd>>,
     _sock: OwnedFd,
@@ -143,7 +147,7 @@ pub async fn create(srv: Arc<Server>, opts: CreateOpts) -> Out {
         .name
         .clone()
         .unwrap_or_else(|| format!("s-{}-{}", srv.host.instance, seq));
-    if let Err(e) = srv.reserve(&name, Kind::System).await {
+    if let Err(e) = srv.reserve(&name, Kind::System, RELEASE_WAIT).await {
         return e;
     }
     if let Some(e) = srv.registry().get_mut(&name) {
