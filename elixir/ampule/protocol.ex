@@ -75,6 +75,7 @@ defmodule Ampule.Protocol do
     :bad_option_value,
     :bad_config_key,
     :name_in_use,
+    :closing,
     :no_address,
     :lxc,
     :boot_failed,

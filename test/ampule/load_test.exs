@@ -17,11 +17,11 @@ defmodule Ampule.LoadTest do
   test "200 anonymous calls in a row, then 20 spawns at once, leak nothing" do
     # Warm up once, so that one-time allocations (thread stacks, caches) are in the base.
     assert Ampule.call({:erlang, :node, []}) |> is_atom()
-    before = settled_snapshot()
+    before = settled_snapshot(nil)
 
     results = for i <- 1..200, do: Ampule.call({:erlang, :+, [i, 1]})
     assert results == Enum.map(1..200, &(&1 + 1))
-    after_calls = settled_snapshot()
+    after_calls = settled_snapshot(before)
 
     test_process = self()
 
@@ -38,7 +38,7 @@ defmodule Ampule.LoadTest do
              Enum.map(containers, & &1.nodename)
 
     Enum.each(containers, &(:ok = Ampule.destroy(&1)))
-    done = settled_snapshot()
+    done = settled_snapshot(before)
 
     IO.puts(
       "\n  port: #{before.fds} fds and #{before.rss_kib} KiB RSS before; " <>
@@ -57,12 +57,18 @@ defmodule Ampule.LoadTest do
   end
 
   # `destroy` answers once a container's node is dead; its veth, cgroups and address are
-  # released right behind, its lease last of all. Count once every release has finished.
-  defp settled_snapshot do
-    assert Host.wait_until(fn ->
-             s = snapshot()
-             length(s.leases) == length(s.containers)
-           end)
+  # released right behind. Count once the releases have finished: back to `base` (the
+  # assertions below say what differs if that never happens), or for the base itself,
+  # when every lease belongs to a listed container.
+  @settled [:fds, :containers, :leases, :veths, :cgroups]
+  defp settled_snapshot(base) do
+    Host.wait_until(fn ->
+      s = snapshot()
+
+      if base,
+        do: Map.take(s, @settled) == Map.take(base, @settled),
+        else: length(s.leases) == length(s.containers)
+    end)
 
     snapshot()
   end

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,13 @@ use crate::pipe::Receiver;
 use crate::protocol::{self, atom, bin, error, int, map, ok, ok_value, tuple, Request, SpawnOpts};
 use crate::system;
 
-/// How long `destroy` waits for a killed init to exit before answering anyway.
+/// How long `destroy` waits for a killed init to exit before it falls back to liblxc's
+/// full, synchronous stop.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long the final sweep waits for releases still running (each normally takes tens of
+/// milliseconds); past it, their monitors are killed and the files left to the next
+/// port's start-up sweep.
+const RELEASE_LIMIT: Duration = Duration::from_secs(30);
 
 /// What kind of container an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub struct Server {
     /// Woken whenever a name is forgotten: a spawn that wants the name of a container still
     /// being released, and the final sweep, wait on it.
     released: Notify,
+    /// Set when input ends: no name is reserved any more.
+    closing: AtomicBool,
     pub system: system::Consoles,
 }
 
@@ -108,6 +115,7 @@ impl Server {
             local,
             seq: AtomicU64::new(0),
             released: Notify::new(),
+            closing: AtomicBool::new(false),
             system: system::Consoles::default(),
         }))
     }
@@ -143,10 +151,16 @@ impl Server {
             .unwrap_or_else(|_| Err(error(atom("name_in_use"))))
     }
 
-    /// `Err(None)`: the name belongs to a container being released.
+    /// `Err(None)`: the name belongs to an application container being released.
     fn try_reserve(&self, name: &str, kind: Kind) -> Result<u64, Option<Out>> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Some(error(atom("closing"))));
+        }
         let mut reg = self.registry();
-        if reg.get(name).is_some_and(|e| e.state == State::Destroying) {
+        if reg
+            .get(name)
+            .is_some_and(|e| e.kind == Kind::App && e.state == State::Destroying)
+        {
             return Err(None);
         }
         if reg.contains_key(name)
@@ -311,6 +325,9 @@ impl Server {
             .name
             .clone()
             .unwrap_or_else(|| format!("a-{}-{}", self.host.instance, seq));
+        // The boot timeout covers the whole spawn, a wait for a same-named release too.
+        let began = Instant::now();
+        let deadline = tokio::time::Instant::from_std(began + opts.boot_timeout);
         if let Err(e) = self.reserve(&name, Kind::App, opts.boot_timeout).await {
             return e;
         }
@@ -335,8 +352,6 @@ impl Server {
             cookie: boot::random_cookie(),
             opts,
         };
-        let began = Instant::now();
-        let deadline = tokio::time::Instant::from_std(began + spec.opts.boot_timeout);
         let phase = Arc::new(PhaseCell::default());
 
         let permit = self.start_permit().await;
@@ -571,10 +586,15 @@ impl Server {
             system::destroy_files(self, name).await;
             return ok();
         }
-        self.kill(name, init).await;
-        let srv = self.clone();
-        let name = name.to_string();
-        tokio::spawn(async move { srv.remove(&name, lease).await });
+        if self.kill(name, init).await {
+            let srv = self.clone();
+            let name = name.to_string();
+            tokio::spawn(async move { srv.remove(&name, lease).await });
+        } else {
+            // The promise is "nothing runs when destroy answers": without a confirmed
+            // exit, answer only after liblxc's own stop and the whole release.
+            self.remove(name, lease).await;
+        }
         ok()
     }
 
@@ -583,26 +603,56 @@ impl Server {
     /// of the container runs any more when this returns. The init is killed directly,
     /// not through liblxc's `stop()`, which only returns once the monitor has finished
     /// the whole teardown; the monitor sees the exit and tears down as it always does.
-    async fn kill(&self, name: &str, init: Option<Arc<AsyncFd<OwnedFd>>>) {
+    /// Returns whether the exit was seen.
+    async fn kill(&self, name: &str, init: Option<Arc<AsyncFd<OwnedFd>>>) -> bool {
         let began = Instant::now();
-        if let Some(init) = init {
-            if let Err(e) = lxc::kill_pidfd(&init) {
-                log::warn!(container = name; "cannot kill init: {e}");
-            }
-            if tokio::time::timeout(KILL_WAIT, init.readable())
-                .await
-                .is_err()
-            {
-                log::warn!(container = name; "init still running {KILL_WAIT:?} after the kill");
-            }
+        let Some(init) = init else {
+            return false;
+        };
+        if let Err(e) = lxc::kill_pidfd(&init) {
+            log::warn!(container = name; "cannot kill init: {e}");
+        }
+        if tokio::time::timeout(KILL_WAIT, init.readable())
+            .await
+            .is_err()
+        {
+            log::warn!(container = name; "init still running {KILL_WAIT:?} after the kill");
+            return false;
         }
         log::debug!(container = name; "dead in {:.1} ms", began.elapsed().as_secs_f64() * 1000.0);
+        true
+    }
+
+    /// Releases that did not finish within [`RELEASE_LIMIT`] (a monitor that no longer
+    /// answers liblxc): their monitors are killed, so that nothing of them runs, and what
+    /// is left on disk belongs to this instance, whose lock goes at exit: the next port's
+    /// start-up sweep removes it.
+    async fn abandon_releases(&self) {
+        let stuck: Vec<String> = self
+            .registry()
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::App && e.state == State::Destroying)
+            .map(|(n, _)| n.clone())
+            .collect();
+        log::warn!(
+            "releases not done after {RELEASE_LIMIT:?}: {stuck:?}; left to the next port's sweep"
+        );
+        let lxcpath = self.host.apps.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for name in stuck {
+                container::kill_monitor(&lxcpath, &name);
+            }
+        })
+        .await;
     }
 
     /// End of input: wait for starts in flight, then destroy every transient container.
     /// The gate stays shut for good, so a request still in flight can never start a
     /// container after the sweep (it waits until the process exits).
     async fn shutdown(self: &Arc<Self>) {
+        self.closing.store(true, Ordering::SeqCst);
+        // A spawn waiting for a release must not take the name (and an address) now.
+        self.released.notify_waiters();
         std::mem::forget(self.gate.clone().write_owned().await);
         let victims: Vec<(String, Entry)> = self
             .registry()
@@ -617,7 +667,12 @@ impl Server {
             self.remove(&name, e.lease).await;
         });
         futures::future::join_all(jobs).await;
-        self.releases_done().await;
+        if tokio::time::timeout(RELEASE_LIMIT, self.releases_done())
+            .await
+            .is_err()
+        {
+            self.abandon_releases().await;
+        }
         let systems: Vec<(String, bool)> = self
             .registry()
             .iter()

@@ -178,17 +178,36 @@ pub fn search_path(inherited: &str, state_dir: Option<&Path>) -> String {
     dirs.join(":")
 }
 
-/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent).
+/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent, and safe against another
+/// port instance doing the same at once). The directory comes first on a root process's
+/// `PATH`, so it must be root's alone: a real directory (not a link), owned by the port's
+/// user, writable by no one else; anything else is refused.
 fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let dir = idmap_dir(state_dir);
-    fs::create_dir_all(&dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)?;
+    let meta = fs::symlink_metadata(&dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{} must be a directory owned by the port's user (root) and writable by it only",
+            dir.display()
+        )));
+    }
     for tool in ["newuidmap", "newgidmap"] {
         let link = dir.join(tool);
         if fs::read_link(&link).is_ok_and(|t| t == Path::new("/bin/false")) {
             continue;
         }
-        let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink("/bin/false", &link)?;
+        // Made aside and renamed into place: a rename replaces atomically, so two
+        // instances starting together both succeed.
+        let aside = dir.join(format!(".{tool}.{}", std::process::id()));
+        let _ = fs::remove_file(&aside);
+        std::os::unix::fs::symlink("/bin/false", &aside)?;
+        fs::rename(&aside, &link)?;
     }
     Ok(())
 }
@@ -511,6 +530,16 @@ mod tests {
                 0
             );
         }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_idmap_dir_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ampule-idmap-w-{}", std::process::id()));
+        prepare_idmap_dir(&dir).unwrap();
+        fs::set_permissions(idmap_dir(&dir), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(prepare_idmap_dir(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 
