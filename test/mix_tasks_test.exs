@@ -21,4 +21,27 @@ defmodule Ampule.MixTasksTest do
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])
     assert File.regular?(Mix.Tasks.Compile.AmpulePort.dest())
   end
+
+  test "a prebuilt port from AMPULE_PORT_PATH is replaced by a source build once unset" do
+    alias Mix.Tasks.Compile.AmpulePort
+    built = File.read!(AmpulePort.dest())
+    # A stand-in "prebuilt" binary, newer than every source file, as a real one would be.
+    prebuilt = Path.join(System.tmp_dir!(), "ampule_port_prebuilt_#{System.os_time()}")
+    File.write!(prebuilt, built <> "prebuilt")
+    File.chmod!(prebuilt, 0o755)
+
+    try do
+      System.put_env("AMPULE_PORT_PATH", prebuilt)
+      capture_io(fn -> assert {:ok, []} = AmpulePort.run([]) end)
+      assert File.read!(AmpulePort.dest()) == built <> "prebuilt"
+      System.delete_env("AMPULE_PORT_PATH")
+      # Newer than the sources, but not built from them: rebuilt (cargo has nothing to do).
+      capture_io(fn -> assert {:ok, []} = AmpulePort.run([]) end)
+      assert File.read!(AmpulePort.dest()) == built
+      assert {:noop, []} = AmpulePort.run([])
+    after
+      System.delete_env("AMPULE_PORT_PATH")
+      File.rm(prebuilt)
+    end
+  end
 end

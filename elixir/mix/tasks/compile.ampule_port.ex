@@ -57,7 +57,10 @@ defmodule Mix.Tasks.Compile.AmpulePort do
   def manifests, do: []
 
   @impl Mix.Task.Compiler
-  def clean, do: File.rm(dest())
+  def clean do
+    File.rm(origin_file())
+    File.rm(dest())
+  end
 
   @doc false
   # The project root the port is built in (tests use it).
@@ -65,6 +68,14 @@ defmodule Mix.Tasks.Compile.AmpulePort do
 
   @doc false
   def dest, do: Path.join([@root, "priv", @crate])
+
+  # Where priv/ampule_port came from, "cargo" or "prebuilt": a copy from AMPULE_PORT_PATH
+  # is never up to date for a build from source, however new its mtime.
+  @doc false
+  def origin_file, do: dest() <> ".origin"
+
+  defp origin, do: File.read(origin_file())
+  defp origin!(what), do: File.write!(origin_file(), what)
 
   @doc false
   # The files whose change makes the port stale.
@@ -82,8 +93,8 @@ defmodule Mix.Tasks.Compile.AmpulePort do
   end
 
   defp up_to_date?(dest) do
-    case File.stat(dest, time: :posix) do
-      {:ok, %{mtime: built}} ->
+    case {origin(), File.stat(dest, time: :posix)} do
+      {{:ok, "cargo"}, {:ok, %{mtime: built}}} ->
         Enum.all?(sources(), fn file ->
           case File.stat(file, time: :posix) do
             {:ok, %{mtime: mtime}} -> mtime <= built
@@ -91,7 +102,7 @@ defmodule Mix.Tasks.Compile.AmpulePort do
           end
         end)
 
-      {:error, _} ->
+      _ ->
         false
     end
   end
@@ -102,10 +113,12 @@ defmodule Mix.Tasks.Compile.AmpulePort do
         error("AMPULE_PORT_PATH is set to #{inspect(prebuilt)}, which is not a file")
 
       Path.expand(prebuilt) == dest or same_file?(prebuilt, dest) ->
+        origin!("prebuilt")
         {:noop, []}
 
       true ->
         install(prebuilt, dest)
+        origin!("prebuilt")
         Mix.shell().info("Copied prebuilt ampule_port from #{prebuilt} (AMPULE_PORT_PATH)")
         {:ok, []}
     end
@@ -137,6 +150,7 @@ defmodule Mix.Tasks.Compile.AmpulePort do
         case run_cargo(cargo, ["build", "--release", "--locked", "-p", @crate], target_dir) do
           {_output, 0} ->
             install(Path.join([target_dir, "release", @crate]), dest)
+            origin!("cargo")
             {:ok, []}
 
           {output, status} ->
