@@ -78,6 +78,14 @@ pub struct Entry {
     pub persistent: bool,
 }
 
+impl Entry {
+    /// An application container that `destroy` has answered for and whose veth, cgroups,
+    /// files and address are still being released: gone for the BEAM, not yet for the port.
+    fn releasing(&self) -> bool {
+        self.kind == Kind::App && self.state == State::Destroying
+    }
+}
+
 /// The port's state shared by every request task.
 pub struct Server {
     pub host: Host,
@@ -134,21 +142,28 @@ impl Server {
     /// free as soon as `destroy` answered: if its release is still running, this waits
     /// for it (up to `limit`, then the name is in use) rather than refusing the name.
     pub async fn reserve(&self, name: &str, kind: Kind, limit: Duration) -> Result<u64, Out> {
-        let wait = async {
-            loop {
-                let released = self.released.notified();
-                tokio::pin!(released);
-                released.as_mut().enable();
-                match self.try_reserve(name, kind) {
-                    Err(None) => released.await,
-                    Err(Some(out)) => return Err(out),
-                    Ok(seq) => return Ok(seq),
-                }
-            }
-        };
+        let wait = self.after_releases(|| match self.try_reserve(name, kind) {
+            Err(None) => None,
+            Err(Some(out)) => Some(Err(out)),
+            Ok(seq) => Some(Ok(seq)),
+        });
         tokio::time::timeout(limit, wait)
             .await
             .unwrap_or_else(|_| Err(error(atom("name_in_use"))))
+    }
+
+    /// Runs `check` now and again after every release until it gives an answer. The wake-up
+    /// is armed before each check, so a release between the two is never missed.
+    async fn after_releases<T>(&self, mut check: impl FnMut() -> Option<T>) -> T {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(answer) = check() {
+                return answer;
+            }
+            released.await;
+        }
     }
 
     /// `Err(None)`: the name belongs to an application container being released.
@@ -157,10 +172,7 @@ impl Server {
             return Err(Some(error(atom("closing"))));
         }
         let mut reg = self.registry();
-        if reg
-            .get(name)
-            .is_some_and(|e| e.kind == Kind::App && e.state == State::Destroying)
-        {
+        if reg.get(name).is_some_and(Entry::releasing) {
             return Err(None);
         }
         if reg.contains_key(name)
@@ -194,19 +206,8 @@ impl Server {
 
     /// Waits until no application container is still being released.
     async fn releases_done(&self) {
-        loop {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            let pending = self
-                .registry()
-                .values()
-                .any(|e| e.kind == Kind::App && e.state == State::Destroying);
-            if !pending {
-                return;
-            }
-            released.await;
-        }
+        self.after_releases(|| (!self.registry().values().any(Entry::releasing)).then_some(()))
+            .await
     }
 
     /// Shared hold on the start gate (see `gate`).
@@ -270,10 +271,8 @@ impl Server {
         let reg = self.registry();
         // A destroyed container whose release is still running is already gone for the
         // BEAM: `destroy` has answered.
-        let mut entries: Vec<(&String, &Entry)> = reg
-            .iter()
-            .filter(|(_, e)| !(e.kind == Kind::App && e.state == State::Destroying))
-            .collect();
+        let mut entries: Vec<(&String, &Entry)> =
+            reg.iter().filter(|(_, e)| !e.releasing()).collect();
         entries.sort_by_key(|(_, e)| e.seq);
         ok_value(protocol::list(
             entries.into_iter().map(|(n, _)| bin(n)).collect(),
@@ -282,10 +281,7 @@ impl Server {
 
     fn info(&self, name: &str) -> Out {
         let reg = self.registry();
-        let Some(e) = reg
-            .get(name)
-            .filter(|e| !(e.kind == Kind::App && e.state == State::Destroying))
-        else {
+        let Some(e) = reg.get(name).filter(|e| !e.releasing()) else {
             return error(atom("not_found"));
         };
         let undefined = || atom("undefined");
@@ -631,7 +627,7 @@ impl Server {
         let stuck: Vec<String> = self
             .registry()
             .iter()
-            .filter(|(_, e)| e.kind == Kind::App && e.state == State::Destroying)
+            .filter(|(_, e)| e.releasing())
             .map(|(n, _)| n.clone())
             .collect();
         log::warn!(

@@ -152,7 +152,7 @@ impl Settings {
 /// liblxc writes a container's id maps with those two setuid tools whenever it finds them
 /// on `PATH`, even when it runs as root and could write `/proc/PID/{u,g}id_map` itself:
 /// two `sh -c newuidmap ...` round trips, ~5 ms of every start (measured: liblxc's
-/// `start()` 12.8–15.8 → 8.3–8.8 ms). It skips them when the first ones on `PATH` lack the
+/// `start()` 12.8–15.8 → 8.3–9.9 ms). It skips them when the first ones on `PATH` lack the
 /// privilege, so this directory, first on the port's `PATH`, holds links to `/bin/false`
 /// under their names. What shadow's tools would enforce still holds: the maps are exactly
 /// root's own range from `/etc/subuid` and `/etc/subgid` (see `id_range`), and liblxc
