@@ -16,6 +16,14 @@ defmodule Ampule.MixTasksTest do
     end
   end
 
+  test "mix ampule.check names a missing tool a template runs, with its package" do
+    assert {:ok, "tools", found, nil} = Mix.Tasks.Ampule.Check.tools()
+    assert found =~ "rsync"
+
+    assert {:missing, "tools", "not found: rsync", "apt-get install rsync"} =
+             Mix.Tasks.Ampule.Check.tools(&(&1 != "rsync"))
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

@@ -24,7 +24,8 @@ defmodule Mix.Tasks.Ampule.Check do
     * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
     * `epmd`, to start distribution on this node
     * the tools the port runs: `ip`, `nft`, `dnsmasq` (system containers' DHCP),
-      `lxc-create` (templates)
+      `lxc-create` (templates), and what the templates themselves run: `busybox`,
+      `debootstrap`, `wget`, `rsync`
 
   Exits with status 1 when something is missing.
   """
@@ -253,11 +254,18 @@ defmodule Mix.Tasks.Ampule.Check do
     {"ip", "iproute2"},
     {"nft", "nftables"},
     {"dnsmasq", "dnsmasq-base"},
-    {"lxc-create", "lxc"}
+    {"lxc-create", "lxc"},
+    # What the templates of system containers run (`create(template: ...)`).
+    {"busybox", "busybox-static"},
+    {"debootstrap", "debootstrap"},
+    {"wget", "wget"},
+    {"rsync", "rsync"}
   ]
 
-  defp tools do
-    case Enum.reject(@tools, fn {tool, _} -> find_tool(tool) end) do
+  @doc false
+  # `found?` is a parameter so that a test can show a missing tool is named.
+  def tools(found? \\ &find_tool/1) do
+    case Enum.reject(@tools, fn {tool, _} -> found?.(tool) end) do
       [] ->
         {:ok, "tools", Enum.map_join(@tools, ", ", &elem(&1, 0)), nil}
 

@@ -110,6 +110,13 @@ fn run(cmd: &mut Command) -> io::Result<String> {
 /// Makes sure the bridge exists, is up and holds the host address. Runs before the reaper
 /// starts, so `Command`'s own wait sees its children.
 pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
+    // Several ports may start at once on a machine that has no bridge yet (the test suites
+    // do, on a fresh machine): each step below would race the others' ("File exists",
+    // "Address already assigned"), so one instance at a time prepares a bridge.
+    fs::create_dir_all(BRIDGE_LOCKS)?;
+    let file = fs::File::create(Path::new(BRIDGE_LOCKS).join(format!("{bridge}.lock")))?;
+    let _one_at_a_time = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io::Error::from(e))?;
     if !Path::new("/sys/class/net").join(bridge).exists() {
         run(Command::new("ip").args(["link", "add", bridge, "type", "bridge"]))?;
     }
@@ -132,6 +139,9 @@ pub fn ensure_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
     run(Command::new("ip").args(["link", "set", bridge, "up"]))?;
     isolate_bridge(bridge, subnet)
 }
+
+/// Where the locks that serialise preparing a bridge live (one file per bridge name).
+const BRIDGE_LOCKS: &str = "/run/ampule";
 
 /// The bridge's fixed MAC: locally administered (`02:`), from the host's address.
 pub fn bridge_mac(host: Ipv4Addr) -> String {
