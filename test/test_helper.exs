@@ -25,7 +25,7 @@ if Host.root?() do
     IO.puts(
       "\nLeftover check: #{length(left.containers)} container(s) in the port, " <>
         "#{length(left.dirs)} container dir(s) under #{Host.state_dir()}/{lxc,apps}, " <>
-        "#{length(left.veths)} veth(s) named amp*, #{length(left.cgroups)} lxc cgroup(s), " <>
+        "#{length(left.veths)} veth(s) on #{Host.bridge()}, #{length(left.cgroups)} lxc cgroup(s), " <>
         "#{length(left.leases)} address lease(s)"
     )
 

@@ -62,7 +62,7 @@ defmodule Ampule.IsolationTest do
     end
 
     test "a container reaches the host's EPMD, and no other port of the host", %{a: a} do
-      host = {10, 213, 57, 1}
+      host = Host.host_address()
       # A host port outside the allowed ones, listening on the bridge's address.
       {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: host])
       {:ok, port} = :inet.port(listener)

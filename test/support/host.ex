@@ -30,12 +30,19 @@ defmodule Ampule.Test.Host do
         do: Path.join(dir, name)
   end
 
-  @doc "Network links named amp* other than Ampule's bridge (the containers' veths)."
+  @doc "The containers' veths: the ports of Ampule's bridge."
   def veths do
-    case File.ls("/sys/class/net") do
-      {:ok, links} -> Enum.filter(links, &(String.starts_with?(&1, "amp") and &1 != bridge()))
+    case File.ls("/sys/class/net/#{bridge()}/brif") do
+      {:ok, links} -> links
       {:error, _} -> []
     end
+  end
+
+  @doc "The host's address on Ampule's bridge, as a tuple (from the port's hello)."
+  def host_address do
+    {:ok, hello} = Ampule.Port.hello()
+    {:ok, ip} = :inet.parse_address(to_charlist(hello.host_address))
+    ip
   end
 
   @doc "liblxc cgroups (`lxc.payload.*`, `lxc.monitor.*`) in every hierarchy, as paths."

@@ -150,15 +150,20 @@ pub fn bridge_mac(host: Ipv4Addr) -> String {
 }
 
 /// No forwarding in or out of the bridge, no NAT, from a container only the host's EPMD,
-/// distribution and DHCP ports, and no frame bridged from one container to another (those
-/// never reach the IP layer, hence the `bridge` table): nftables tables of Ampule's own,
-/// replaced whole each time.
+/// distribution and DHCP ports, and no frame bridged from one container to another (the
+/// `bridge` table; on a host without `br_netfilter` those frames never reach the IP
+/// layer): nftables tables of Ampule's own, one pair per bridge, replaced whole each time.
 fn isolate_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
     let host = subnet.host();
+    let table = table_name(bridge);
     let rules = format!(
         r#"table inet ampule {{}}
 delete table inet ampule
-table inet ampule {{
+table bridge ampule {{}}
+delete table bridge ampule
+table inet {table} {{}}
+delete table inet {table}
+table inet {table} {{
     chain forward {{
         type filter hook forward priority -10; policy accept;
         iifname "{bridge}" drop
@@ -172,9 +177,9 @@ table inet ampule {{
         iifname "{bridge}" drop
     }}
 }}
-table bridge ampule {{}}
-delete table bridge ampule
-table bridge ampule {{
+table bridge {table} {{}}
+delete table bridge {table}
+table bridge {table} {{
     chain forward {{
         type filter hook forward priority -10; policy accept;
         iifname "{veth}*" oifname "{veth}*" drop
@@ -203,6 +208,17 @@ table bridge ampule {{
         )));
     }
     Ok(())
+}
+
+/// The name of a bridge's nftables tables: `ampule_` and the bridge's name, each byte that
+/// nft would not take in a name made `_`. (Before, one pair named `ampule` served the one
+/// bridge; it is removed when a port prepares its bridge.)
+pub fn table_name(bridge: &str) -> String {
+    let safe: String = bridge
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("ampule_{safe}")
 }
 
 /// Every host-side veth of Ampule starts with this (this kernel's nftables cannot match the
@@ -346,6 +362,12 @@ mod tests {
             bridge_mac(Ipv4Addr::new(10, 213, 57, 1)),
             "02:00:0a:d5:39:01"
         );
+    }
+
+    #[test]
+    fn each_bridge_has_tables_of_its_own() {
+        assert_eq!(table_name("ampule0"), "ampule_ampule0");
+        assert_eq!(table_name("amp-test.1"), "ampule_amp_test_1");
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn hello_is_the_first_frame_and_names_the_versions() {
     assert_eq!(get(m, "protocol"), &int(1));
     assert_eq!(text(get(m, "lxc_version")), "5.0.2");
     assert_eq!(text(get(m, "version")), env!("CARGO_PKG_VERSION"));
-    assert_eq!(text(get(m, "host_address")), HOST_ADDRESS);
+    assert_eq!(text(get(m, "host_address")), host_address());
 }
 
 use eetf::Term;
@@ -102,7 +102,7 @@ fn liblxc_writes_the_id_maps_itself_instead_of_running_newuidmap() {
     let mut port = Port::start();
     let node = port.spawn_node(1, map(vec![]));
     let log = std::fs::read_to_string(
-        Path::new(STATE_DIR)
+        Path::new(&state_dir())
             .join("apps")
             .join(&node.name)
             .join("lxc.log"),
@@ -287,7 +287,7 @@ fn the_sweep_makes_the_host_forget_a_crashed_containers_mac() {
     let _b = bystander.spawn_node(1, map(vec![]));
     let mut crashed = Port::start();
     let n = crashed.spawn_node(1, map(vec![]));
-    let bridge = "ampule0";
+    let bridge = &bridge();
     assert!(
         neighbour_mac(bridge, &n.address).is_some(),
         "the readiness handshake resolved {}",

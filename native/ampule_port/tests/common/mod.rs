@@ -11,8 +11,35 @@ use std::time::{Duration, Instant};
 
 use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 
-pub const STATE_DIR: &str = "/var/lib/ampule";
-pub const HOST_ADDRESS: &str = "10.213.57.1";
+/// Where the ports under test keep their state, which bridge and subnet they use: the
+/// defaults, or `AMPULE_STATE_DIR`, `AMPULE_BRIDGE` and `AMPULE_SUBNET` (a `/24` ending in
+/// `.0`), so that two checkouts can run their suites on one machine without meeting.
+pub fn state_dir() -> String {
+    std::env::var("AMPULE_STATE_DIR").unwrap_or_else(|_| "/var/lib/ampule".into())
+}
+pub fn bridge() -> String {
+    std::env::var("AMPULE_BRIDGE").unwrap_or_else(|_| "ampule0".into())
+}
+pub fn subnet() -> String {
+    std::env::var("AMPULE_SUBNET").unwrap_or_else(|_| "10.213.57.0/24".into())
+}
+/// The host's address on the bridge: the subnet's first.
+pub fn host_address() -> String {
+    let net = subnet();
+    let base = net.split('/').next().unwrap_or("").trim_end_matches(".0");
+    format!("{base}.1")
+}
+/// The arguments that point a port at [`state_dir`], [`bridge`] and [`subnet`].
+pub fn settings_args() -> Vec<String> {
+    vec![
+        "--state-dir".into(),
+        state_dir(),
+        "--bridge".into(),
+        bridge(),
+        "--subnet".into(),
+        subnet(),
+    ]
+}
 
 pub fn atom(s: &str) -> Term {
     Term::from(Atom::from(s))
@@ -108,6 +135,7 @@ impl Port {
             .arg("-c")
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >&2"#)
             .arg(env!("CARGO_BIN_EXE_ampule_port"))
+            .args(settings_args())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -291,9 +319,10 @@ impl Node {
 
 pub fn eval_with_cookie(nodename: &str, cookie: &str, expr: &str) -> String {
     let probe = format!(
-        "probe_{}_{}@{HOST_ADDRESS}",
+        "probe_{}_{}@{}",
         std::process::id(),
-        rand_suffix()
+        rand_suffix(),
+        host_address()
     );
     let script = format!(
         "Node = '{nodename}', erlang:set_cookie(Node, '{cookie}'), \
@@ -323,13 +352,13 @@ pub fn leftovers(name: &str, address: Option<&str>, veth: Option<&str>) -> Vec<S
     let mut found = Vec::new();
     // System containers live under lxc/, application containers under apps/ (a tmpfs).
     for sub in ["lxc", "apps"] {
-        let dir = Path::new(STATE_DIR).join(sub).join(name);
+        let dir = Path::new(&state_dir()).join(sub).join(name);
         if dir.exists() {
             found.push(format!("directory {}", dir.display()));
         }
     }
     if let Some(a) = address {
-        let lease = Path::new(STATE_DIR).join("leases").join(a);
+        let lease = Path::new(&state_dir()).join("leases").join(a);
         if let Ok(owner) = std::fs::read_to_string(&lease) {
             if owner.contains(name) {
                 found.push(format!("lease {}", lease.display()));
@@ -342,7 +371,7 @@ pub fn leftovers(name: &str, address: Option<&str>, veth: Option<&str>) -> Vec<S
             // veth if no live container owns its lease.
             let lease_owner = address
                 .and_then(|a| {
-                    std::fs::read_to_string(Path::new(STATE_DIR).join("leases").join(a)).ok()
+                    std::fs::read_to_string(Path::new(&state_dir()).join("leases").join(a)).ok()
                 })
                 .unwrap_or_default();
             if lease_owner.is_empty() || lease_owner.contains(name) {
