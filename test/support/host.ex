@@ -45,11 +45,22 @@ defmodule Ampule.Test.Host do
     ip
   end
 
-  @doc "liblxc cgroups (`lxc.payload.*`, `lxc.monitor.*`) in every hierarchy, as paths."
+  @doc """
+  liblxc cgroups (`lxc.payload.*`, `lxc.monitor.*`) in every hierarchy, as paths; those of
+  containers that live under another checkout's state directory (`/var/lib/ampule*`, see
+  `config/config.exs`) are that suite's business, not this one's.
+  """
   def cgroups do
+    others =
+      for dir <- Path.wildcard("/var/lib/ampule*/{apps,lxc}/*"),
+          not String.starts_with?(dir, state_dir() <> "/"),
+          into: MapSet.new(),
+          do: Path.basename(dir)
+
     for pattern <- ["/sys/fs/cgroup/lxc.*.*", "/sys/fs/cgroup/*/lxc.*.*"],
         path <- Path.wildcard(pattern),
-        Regex.match?(~r/\/lxc\.(payload|monitor)\.[^\/]+$/, path),
+        [_, name] <- [Regex.run(~r/\/lxc\.(?:payload|monitor)\.([^\/]+)$/, path)],
+        not MapSet.member?(others, name),
         do: path
   end
 
