@@ -91,7 +91,12 @@ defmodule Ampule do
 
       {:ampule_exit, %Ampule.Container{}, status}
 
-  where `status` is the exit status, `:oom`, or `:port_exited` if the port program died.
+  where `status` is the node's exit status (an integer: `System.halt(3)` gives `3`), `:oom`
+  (the memory limit), `:killed` (a signal ended it), `:unknown`, or `:port_exited` if the
+  port program died. The port takes the status from the kernel (its process events), not
+  from anything the container wrote, so a container cannot forge it beyond exiting with a
+  status of its choice; it is `:unknown` when the kernel's report did not arrive (a host
+  whose kernel lacks process events, or a burst of exits that overflowed them).
 
   The port program destroys every container it made when the BEAM closes it or dies, even
   by `kill -9`. A port that dies itself is restarted; the new one removes whatever the dead
@@ -151,7 +156,8 @@ defmodule Ampule do
       `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, and
       `log_tail` the node's last output lines (a string). The container was destroyed.
     * `{:boot_failed, status, log_tail}` - the node's `erl` exited with `status` (an
-      integer, or `:killed`) before it was ready; `log_tail` is its last output. The
+      integer, `:killed`, `:oom` or `:unknown`, as in `{:ampule_exit, ...}`) before it was
+      ready; `log_tail` is its last output. The
       container was destroyed.
     * `{:lxc, call}` - liblxc refused `call`; the port's log (in Logger) has the details.
     * `{:rootfs, message}` - the port could not prepare the container's directory.

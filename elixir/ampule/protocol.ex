@@ -114,6 +114,7 @@ defmodule Ampule.Protocol do
     :rootfs,
     :leases,
     :killed,
+    :unknown,
     :oom,
     :destroying,
     # {bad_term, Detail}

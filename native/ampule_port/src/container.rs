@@ -49,33 +49,24 @@ pub fn rootfs(host: &Host, name: &str) -> PathBuf {
     dir(host, name).join("rootfs")
 }
 
-fn home(host: &Host, name: &str) -> PathBuf {
-    rootfs(host, name).join(HOME.trim_start_matches('/'))
-}
-
-/// The node's last output lines (what `erl` printed before it died or hung).
+/// The node's last output lines (what `erl` printed before it died or hung). `boot.log` is
+/// in the node's home, the container's to replace with anything: read as untrusted.
 pub fn log_tail(host: &Host, name: &str) -> String {
     const MAX: usize = 2048;
-    let text = fs::read(home(host, name).join("boot.log")).unwrap_or_default();
-    let start = text.len().saturating_sub(MAX);
-    String::from_utf8_lossy(&text[start..]).into_owned()
+    let rel = Path::new("rootfs")
+        .join(HOME.trim_start_matches('/'))
+        .join("boot.log");
+    match crate::untrusted::read_tail(&dir(host, name), &rel, MAX) {
+        Ok(text) => String::from_utf8_lossy(&text).into_owned(),
+        Err(e) => format!("(boot.log not read: {e})"),
+    }
 }
 
 /// The last lines liblxc logged for the container whose directory is `dir` (warnings and
 /// errors).
 pub fn lxc_log_tail(dir: &Path) -> String {
-    let text = fs::read(dir.join("lxc.log")).unwrap_or_default();
-    let start = text.len().saturating_sub(1500);
-    String::from_utf8_lossy(&text[start..]).into_owned()
-}
-
-/// The exit status the init wrapper recorded, if `erl` has exited.
-pub fn exit_status(host: &Host, name: &str) -> Option<i64> {
-    fs::read_to_string(home(host, name).join("exit_status"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let text = crate::untrusted::read_tail(dir, Path::new("lxc.log"), 1500).unwrap_or_default();
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -321,14 +312,15 @@ pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
     c
 }
 
-/// The init command: a shell that runs `erl` with its output in `~/boot.log` and records
-/// its exit status, so a failed boot can say why. The cookie is in `~/.erlang.cookie`,
-/// never here: this command line is visible to every host user.
+/// The init command: a shell that runs `erl` with its output in `~/boot.log` (so a failed
+/// boot can say why) and exits with `erl`'s status, which the port learns from the kernel
+/// (see `exits.rs`). The shell stays as the container's init, reaping orphans. The cookie
+/// is in `~/.erlang.cookie`, never here: this command line is visible to every host user.
 pub fn app_argv(spec: &AppSpec) -> Vec<String> {
     let mut argv: Vec<String> = [
         "/bin/sh",
         "-c",
-        "\"$@\" >boot.log 2>&1; echo $? >exit_status",
+        "\"$@\" >boot.log 2>&1; exit $?",
         "ampule-init",
         "/usr/bin/erl",
         "-name",
@@ -437,11 +429,19 @@ pub fn kill_monitor(lxcpath: &Path, name: &str) {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).trim_end_matches('\0') == title {
-            monitors.push(pid);
+        // A container's process can name itself anything, and make its command line as long
+        // as its memory allows: only the host's root runs monitors, and a title is short.
+        let host_root = e.metadata().is_ok_and(|m| m.uid() == 0);
+        if host_root {
+            let cmd =
+                crate::untrusted::read_bounded(&e.path().join("cmdline"), 4096).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).trim_end_matches('\0') == title {
+                monitors.push(pid);
+            }
         }
-        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let stat = crate::untrusted::read_bounded(&e.path().join("stat"), 4096)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         // The parent pid is the second field after the parenthesised command name.
         if let Some(ppid) = stat
             .rsplit_once(')')

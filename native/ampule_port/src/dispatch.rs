@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify, RwLock};
 use crate::boot::{self, Phase, PhaseCell, Timeline};
 use crate::container::{self, AppSpec, StartError};
 use crate::etf::{self, EnvelopeError, Out};
+use crate::exits::{Ended, Exits};
 use crate::frame::{self, Incoming};
 use crate::host::Host;
 use crate::lxc;
@@ -30,6 +31,9 @@ use crate::system;
 /// How long `destroy` waits for a killed init to exit before it falls back to liblxc's
 /// full, synchronous stop.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long an exit's status may lag behind the exit itself (the kernel reports it first;
+/// this only covers the port's reader being busy).
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How long the final sweep waits for releases still running (each normally takes tens of
 /// milliseconds); past it, their monitors are killed and the files left to the next
 /// port's start-up sweep.
@@ -91,6 +95,8 @@ pub struct Server {
     pub host: Host,
     pub leases: Leases,
     pub out: Outbox,
+    /// How inits ended, from the kernel.
+    pub exits: Arc<Exits>,
     registry: Mutex<HashMap<String, Entry>>,
     /// Starts hold it shared; shutdown takes it exclusively, so that no container can be
     /// started behind the back of the final sweep.
@@ -118,6 +124,7 @@ impl Server {
             host,
             leases,
             out,
+            exits: Exits::start(),
             registry: Mutex::new(adopted),
             gate: Arc::new(RwLock::new(())),
             local,
@@ -446,24 +453,29 @@ impl Server {
             Outcome::Exited => None,
             Outcome::Timeout => Some(boot_timeout(phase.get(), &self, &name)),
         };
-        let reason = reason.unwrap_or_else(|| {
-            tuple(vec![
+        let reason = match reason {
+            Some(r) => r,
+            None => tuple(vec![
                 atom("boot_failed"),
-                self.exit_reason(&name, oom.as_deref()),
+                self.exit_reason(pid, oom.as_deref()).await,
                 bin(container::log_tail(&self.host, &name)),
-            ])
-        });
+            ]),
+        };
         self.fail_boot(&spec, reason).await
     }
 
-    /// Why an application container's node exited: `oom`, the exit status the init
-    /// wrapper recorded, or `killed` when it recorded none.
-    fn exit_reason(&self, name: &str, oom: Option<&oom::Watch>) -> Term {
-        let status = container::exit_status(&self.host, name);
-        if oom.is_some_and(|w| w.killed_by_oom(status)) {
+    /// Why an application container's node exited, from the kernel: `oom`, the node's exit
+    /// status, `killed` (a signal), or `unknown` when the kernel's report was not seen.
+    async fn exit_reason(&self, pid: i32, oom: Option<&oom::Watch>) -> Term {
+        let ended = self.exits.of(pid, EXIT_REPORT_WAIT).await;
+        if oom.is_some_and(|w| w.killed_by_oom(ended)) {
             return atom("oom");
         }
-        status.map(int).unwrap_or_else(|| atom("killed"))
+        match ended {
+            Ended::Exited(status) => int(status as i64),
+            Ended::Signaled(_) => atom("killed"),
+            Ended::Unknown => atom("unknown"),
+        }
     }
 
     /// Destroys a container that did not boot, then answers with `reason`.
@@ -552,7 +564,7 @@ impl Server {
                     _ => return,
                 }
             };
-            let status = self.exit_reason(&name, oom.as_deref());
+            let status = self.exit_reason(pid, oom.as_deref()).await;
             log::info!(container = name.as_str(); "init exited ({status}); destroying");
             self.remove(&name, lease).await;
             self.out

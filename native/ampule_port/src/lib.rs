@@ -16,6 +16,8 @@
 //! - [`dhcp`]: the dnsmasq that serves system containers on the bridge.
 //! - [`network`]: the bridge, its isolation rules, address leases.
 //! - [`oom`]: telling an out-of-memory kill from other deaths.
+//! - [`exits`]: how a container's init ended, from the kernel's process events.
+//! - [`untrusted`]: reading files a container controls (no links, no blocking, bounded).
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
 //! - [`cgroup`]: keeps the port out of the cgroups liblxc moves it into.
@@ -30,6 +32,7 @@ pub mod container;
 pub mod dhcp;
 pub mod dispatch;
 pub mod etf;
+pub mod exits;
 pub mod frame;
 pub mod host;
 #[allow(unsafe_code)]
@@ -40,3 +43,4 @@ pub mod outbox;
 pub mod pipe;
 pub mod protocol;
 pub mod system;
+pub mod untrusted;

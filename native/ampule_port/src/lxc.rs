@@ -1,5 +1,6 @@
-//! The only `unsafe` in the port: a safe wrapper over liblxc (`lxc-sys`) and the two small
-//! system calls that belong to a container's init (a pidfd to watch it exit).
+//! The only `unsafe` in the port: a safe wrapper over liblxc (`lxc-sys`) and the small
+//! system calls that belong to a container's init (a pidfd to watch it exit and kill it,
+//! the kernel's process events to learn its exit status).
 //!
 //! Every liblxc call blocks (start forks and waits on the monitor socket): call these from a
 //! blocking thread, never from an async task. A [`Container`] is deliberately not `Send`:
@@ -327,4 +328,142 @@ pub fn register(fd: OwnedFd, interest: Interest) -> std::io::Result<AsyncFd<Owne
     // SAFETY: the AsyncFd takes ownership of the descriptor, so it stays open exactly as
     // long as it is registered with the reactor.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into())
+}
+
+/// The kernel's process-events connector (`NETLINK_CONNECTOR`, `CN_IDX_PROC`), subscribed:
+/// a datagram socket on which the kernel reports every process's exit with its exit code.
+/// See `exits.rs` for why the port listens to it. The connector exists only in the
+/// initial network namespace; a port started in another one (a test's "host" in a netns)
+/// opens it from a short-lived thread that enters the initial namespace first, if it may
+/// (the socket stays bound to the namespace it was made in).
+pub fn proc_events_socket() -> std::io::Result<OwnedFd> {
+    let here = match open_proc_events() {
+        Ok(sock) => return Ok(sock),
+        Err(e) => e,
+    };
+    // Outside the initial namespace the subscription is refused (ECONNREFUSED).
+    let Ok(init) = std::fs::File::open("/proc/1/ns/net") else {
+        return Err(here);
+    };
+    std::thread::spawn(move || {
+        // SAFETY: setns takes a namespace descriptor we hold open and a namespace type; it
+        // changes only this thread, which ends right after making the socket.
+        if unsafe { libc::setns(init.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        open_proc_events()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the thread opening the process events socket panicked"))?
+    .map_err(|_| here)
+}
+
+/// `NETLINK_CONNECTOR` in `<linux/netlink.h>` (not in the libc crate).
+const NETLINK_CONNECTOR: libc::c_int = 11;
+/// `CN_IDX_PROC` and `CN_VAL_PROC` in `<linux/connector.h>`.
+pub const CN_IDX_PROC: u32 = 1;
+pub const CN_VAL_PROC: u32 = 1;
+/// `PROC_CN_MCAST_LISTEN` in `<linux/cn_proc.h>`.
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+
+fn open_proc_events() -> std::io::Result<OwnedFd> {
+    // SAFETY: socket takes a family, a type and a protocol and returns a new descriptor
+    // or -1.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            NETLINK_CONNECTOR,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Every exit on the host arrives here, a fork bomb's too: a large buffer keeps a burst
+    // from overflowing it (an overflow costs statuses, never correctness).
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: SO_RCVBUFFORCE reads a c_int from the pointer, valid for the call.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: sockaddr_nl is plain data; all-zero is a valid value before the fields set.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = CN_IDX_PROC;
+    // SAFETY: addr is a valid sockaddr_nl of the given length for the call.
+    let bound = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if bound < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let request = subscribe_message();
+    // SAFETY: the buffer is valid for its length for the call.
+    let sent = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            request.as_ptr() as *const libc::c_void,
+            request.len(),
+            0,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// `nlmsghdr` + `cn_msg` + `PROC_CN_MCAST_LISTEN`, in host byte order.
+fn subscribe_message() -> Vec<u8> {
+    let op = PROC_CN_MCAST_LISTEN.to_ne_bytes();
+    let mut cn = Vec::with_capacity(24);
+    for v in [CN_IDX_PROC, CN_VAL_PROC, 0, 0] {
+        cn.extend_from_slice(&v.to_ne_bytes());
+    }
+    cn.extend_from_slice(&(op.len() as u16).to_ne_bytes());
+    cn.extend_from_slice(&0u16.to_ne_bytes());
+    cn.extend_from_slice(&op);
+    let mut msg = Vec::with_capacity(16 + cn.len());
+    msg.extend_from_slice(&((16 + cn.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&cn);
+    msg
+}
+
+/// Opens `rel` below the directory `dir` without ever leaving it: no symbolic link, magic
+/// link or mount point is followed on the way (`openat2` with `RESOLVE_BENEATH`,
+/// `RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_XDEV`), and `O_NOFOLLOW`/`O_NONBLOCK` are added to
+/// `flags`, so a FIFO put there does not block the open. For paths a container controls.
+pub fn open_beneath(
+    dir: &std::fs::File,
+    rel: &Path,
+    flags: nix::fcntl::OFlag,
+) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), rel, how)?;
+    // SAFETY: openat2 just returned this descriptor to us; nobody else owns it.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }

@@ -7,7 +7,8 @@
 //! `memory.oom_control` is signalled when the cgroup hits its limit, *before* the OOM
 //! killer picks a victim, so it is always set by the time init has exited. The kernel also
 //! signals it when the cgroup is removed, which is why an OOM needs both the signal and a
-//! node killed by SIGKILL (status 137 from the init wrapper). On cgroup v2, which has no
+//! node killed by SIGKILL (the init killed, or the init shell exiting with 137 when the
+//! OOM killer took its `erl`). On cgroup v2, which has no
 //! such notification, `memory.events` is read at exit, if the cgroup is still there.
 
 use std::fs::{self, File};
@@ -17,10 +18,11 @@ use std::path::PathBuf;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::exits::Ended;
 use crate::host::Cgroups;
 
-/// The exit status the init wrapper records for a node killed by SIGKILL (128 + 9).
-pub const KILLED: i64 = 137;
+/// The init shell's status when its `erl` was killed by SIGKILL (128 + 9).
+pub const KILLED: i32 = 137;
 
 pub enum Watch {
     V1(EventFd),
@@ -53,9 +55,9 @@ impl Watch {
         }
     }
 
-    /// Whether the node that exited with `status` was killed for want of memory.
-    pub fn killed_by_oom(&self, status: Option<i64>) -> bool {
-        if status != Some(KILLED) {
+    /// Whether the node that ended so was killed for want of memory.
+    pub fn killed_by_oom(&self, ended: Ended) -> bool {
+        if !matches!(ended, Ended::Exited(KILLED) | Ended::Signaled(9)) {
             return false;
         }
         match self {

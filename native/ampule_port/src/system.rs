@@ -596,11 +596,13 @@ pub fn adopt(host: &Host) -> Vec<(String, Entry)> {
 /// The IPv4 address a system container's DHCP client configured, read from its network
 /// namespace (`/proc/PID/net/fib_trie`: a `|-- ADDRESS` line followed by `/32 host LOCAL`).
 pub fn netns_address(init_pid: i32) -> Option<String> {
-    let trie = match fs::read_to_string(format!("/proc/{init_pid}/net/fib_trie")) {
-        Ok(t) => t,
-        Err(_) => return None,
-    };
-    local_address(&trie)
+    // The container's root can add addresses without end: read a bounded prefix.
+    let trie = crate::untrusted::read_bounded(
+        Path::new(&format!("/proc/{init_pid}/net/fib_trie")),
+        1 << 20,
+    )
+    .ok()?;
+    local_address(&String::from_utf8_lossy(&trie))
 }
 
 fn local_address(trie: &str) -> Option<String> {
