@@ -122,7 +122,9 @@ defmodule Ampule do
   container. Ampule acknowledges a chunk to the port program only once it has sent it to
   the owner, and the port reads a console at most 256 KiB ahead of those acknowledgements;
   after that the container's pty fills and whatever writes to its console blocks. When the
-  owner re-arms, what waited comes first, in order: no byte is lost or reordered. So the
+  owner re-arms, what waited comes first, in order: no byte is lost or reordered (message
+  boundaries mean nothing, as with TCP: output that waited comes joined into messages of
+  up to 16 KiB). So the
   BEAM holds at most `n` messages of at most 16 KiB in the owner's mailbox, plus the
   port's window (256 KiB and one read) per container, however fast and for however long a
   container prints. `docs/security.md` ("Console flood") has the measured figures and the

@@ -27,6 +27,8 @@ defmodule Ampule.Port do
   alias Ampule.{Container, Protocol}
 
   @hello_timeout 60_000
+  # The most console bytes the port sends in one event (one read).
+  @chunk 16 * 1024
   # Added to a spawn's boot timeout for the GenServer.call: the port answers by itself
   # within the boot timeout, this only guards against a port that never answers.
   @call_margin 60_000
@@ -336,7 +338,7 @@ defmodule Ampule.Port do
       %{container: %{owner: owner}} = system when is_pid(owner) ->
         # Chunks wait in order behind any already waiting; only what reaches the owner is
         # acknowledged, so a passive owner stops the port after its window.
-        system = %{system | buffer: :queue.in(data, system.buffer)}
+        system = %{system | buffer: enqueue(system.buffer, data)}
         {system, acked} = deliver(system)
         ack(name, acked, %{state | systems: Map.put(state.systems, name, system)})
 
@@ -530,6 +532,19 @@ defmodule Ampule.Port do
   defp passive(%{container: %{owner: owner} = container} = system) do
     if is_pid(owner), do: send(owner, {:ampule_console_passive, container})
     %{system | active: false}
+  end
+
+  # A waiting chunk takes the next one in while both fit in one read of the port (16 KiB):
+  # under load the port reads a few bytes at a time, and its window of such crumbs would
+  # cost tens of thousands of terms here and as many messages later.
+  defp enqueue(buffer, data) do
+    case :queue.peek_r(buffer) do
+      {:value, last} when byte_size(last) + byte_size(data) <= @chunk ->
+        :queue.in(last <> data, :queue.drop_r(buffer))
+
+      _ ->
+        :queue.in(data, buffer)
+    end
   end
 
   # Sends waiting chunks to the owner while its mode lets it; returns the system and the
