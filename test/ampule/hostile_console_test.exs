@@ -47,8 +47,10 @@ defmodule Ampule.HostileConsoleTest do
     chunk_bytes = for {:ampule_console, _, b} <- messages, do: byte_size(b)
     assert Enum.max(chunk_bytes) <= 16 * 1024
 
-    # What waits in Ampule's port process is at most the port's 256 KiB window.
+    # What waits in Ampule's port process is at most the port's 256 KiB window (and one
+    # read), joined into few chunks, so the process stays about that size.
     assert worst.(:port_bytes) <= 256 * 1024 + 16 * 1024
+    assert worst.(:port_memory) < 1024 * 1024
     assert worst.(:port_queue) <= 2
 
     # The BEAM: at most @n chunks of 16 KiB and the window (~1.8 MiB) over where it
@@ -66,7 +68,8 @@ defmodule Ampule.HostileConsoleTest do
 
     IO.puts(
       "\nConsole flood: #{@ignore_ms} ms unread; owner's mailbox #{worst.(:queue)} messages " <>
-        "(#{Enum.sum(chunk_bytes)} bytes), Ampule.Port held #{worst.(:port_bytes)} bytes, " <>
+        "(#{Enum.sum(chunk_bytes)} bytes), Ampule.Port held #{worst.(:port_bytes)} bytes " <>
+        "in #{worst.(:port_chunks)} chunks (its memory: #{kib(worst.(:port_memory))} KiB), " <>
         "BEAM total +#{kib(grew)} KiB (binary +#{kib(grew_binary)} KiB)"
     )
 
@@ -101,6 +104,8 @@ defmodule Ampule.HostileConsoleTest do
       queue: queue_len(),
       port_queue: port_queue,
       port_bytes: waiting_bytes(port),
+      port_chunks: waiting_chunks(port),
+      port_memory: process_memory(port),
       total: :erlang.memory(:total),
       binary: :erlang.memory(:binary),
       seq_cpu: cpu_ticks(seq)
@@ -111,6 +116,18 @@ defmodule Ampule.HostileConsoleTest do
     else
       receive after: (100 -> watch(deadline, seq, [sample | acc]))
     end
+  end
+
+  # A process's own memory and that of the binaries it refers to.
+  defp process_memory(pid) do
+    {:memory, memory} = Process.info(pid, :memory)
+    {:binary, binaries} = Process.info(pid, :binary)
+    memory + (binaries |> Enum.map(fn {_id, size, _refs} -> size end) |> Enum.sum())
+  end
+
+  defp waiting_chunks(port) do
+    %{systems: systems} = :sys.get_state(port)
+    systems |> Map.values() |> Enum.map(&:queue.len(&1.buffer)) |> Enum.sum()
   end
 
   # Console bytes waiting in Ampule.Port for a passive owner (its internal state).
