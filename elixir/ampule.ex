@@ -102,6 +102,44 @@ defmodule Ampule do
   by `kill -9`. A port that dies itself is restarted; the new one removes whatever the dead
   one left behind (containers, veths, directories) before it takes requests.
 
+  ## Console flow control
+
+  A system container (`create/1`) sends its console output to its owner as messages, as a
+  socket sends its data to its controlling process, and under the same control: the
+  `:active` mode of `:inet.setopts/2`.
+
+      container = Ampule.create(active: 10)
+      # 10 × {:ampule_console, container, bytes}, then {:ampule_console_passive, container}
+      Ampule.console_active(container, 10)
+      # 10 more
+
+    * a count `n` (the default, 100) - `n` more messages, then
+      `{:ampule_console_passive, container}`, then nothing until `console_active/2`. An
+      integer given to `console_active/2` is added to the count, as for sockets; a count
+      that reaches 0 that way sends the passive message too.
+    * `:once` - one message, then nothing (and no passive message, as for sockets).
+    * `false` - nothing until re-armed.
+    * `true` - everything, as it comes. The owner's mailbox is then unbounded: a container
+      that prints faster than its owner reads (`yes` on the console) grows it without limit,
+      and the BEAM's memory with it. Only for an owner that keeps up.
+
+  While the owner is passive, output waits, first in Ampule's port process, then in the
+  container. Ampule acknowledges a chunk to the port program only once it has sent it to
+  the owner, and the port reads a console at most 256 KiB ahead of those acknowledgements;
+  after that the container's pty fills and whatever writes to its console blocks. When the
+  owner re-arms, what waited comes first, in order: no byte is lost or reordered (message
+  boundaries mean nothing, as with TCP: output that waited comes joined into messages of
+  up to 16 KiB). So the
+  BEAM holds at most `n` messages of at most 16 KiB in the owner's mailbox, plus the
+  port's window (256 KiB and one read) per container, however fast and for however long a
+  container prints. `docs/security.md` ("Console flood") has the measured figures and the
+  test.
+
+  The default, 100 (as cowboy's `active_n`), keeps a console usable from iex: `flush()`
+  shows the output, and `{:ampule_console_passive, container}` among it says to re-arm. A
+  container without an owner (`owner: false`) has its output discarded, so it never
+  stalls.
+
   ## Timeouts
 
   Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
@@ -216,6 +254,11 @@ defmodule Ampule do
 
   @typedoc "A function to run: `{module, function, arguments}`."
   @type mfa_tuple :: {module, atom, [term]}
+
+  @typedoc """
+  How a system container's console output reaches its owner (see "Console flow control").
+  """
+  @type console_mode :: boolean | :once | integer
 
   @typedoc "See \"Error reasons\" above."
   @type reason ::
@@ -562,8 +605,13 @@ defmodule Ampule do
     :memory,
     :pids,
     :cpu_shares,
-    :cpus
+    :cpus,
+    :active
   ]
+
+  # Chunks of console output sent to the owner before it must re-arm (`console_active/2`);
+  # as cowboy's `active_n`. Bounds its mailbox to about 100 × 16 KiB.
+  @default_active 100
 
   @doc """
   Creates and boots a system container: a whole distribution from an LXC template, with
@@ -576,9 +624,11 @@ defmodule Ampule do
       "ls -al\n" |> Ampule.console(container)
 
   Everything the console prints arrives at the owner as
-  `{:ampule_console, container, binary}`, in order and byte for byte (no byte value is
-  reserved or altered). The port reads the console at most 256 KiB ahead of what Ampule has
-  forwarded, so a flood stalls the container's console, not the port's memory.
+  `{:ampule_console, container, binary}` (at most 16 KiB each), in order and byte for byte
+  (no byte value is reserved or altered), #{@default_active} messages at a time: then the
+  owner gets `{:ampule_console_passive, container}`, and the rest waits until
+  `console_active/2` re-arms it. A container that floods its console stalls there, not in
+  the BEAM's memory (see "Console flow control").
 
   ## Options
 
@@ -600,6 +650,11 @@ defmodule Ampule do
     * `:memory`, `:pids`, `:cpu_shares`, `:cpus` - limits, as for `start/1`; inside a
       system container the kernel's OOM killer picks a victim among its processes (its
       init survives if it can)
+    * `:active` - how console output reaches the owner, as `:active` for a socket
+      (default `#{@default_active}`): a count `n` from 1 to 32767 sends `n` messages, then
+      `{:ampule_console_passive, container}`; `:once` sends one; `false` none until
+      `console_active/2`; `true` all of it, with no bound on the owner's mailbox (see
+      "Console flow control")
     * `:progress` - `true` sends the owner `{:ampule_progress, name, phase}` as the
       container is made (`:creating`, `:starting`, `:running`; the first debian build
       takes a minute). Phases are always logged.
@@ -623,6 +678,8 @@ defmodule Ampule do
     owner = if owner == false, do: nil, else: owner
     {progress, opts} = Keyword.pop(opts, :progress, false)
     {password, opts} = Keyword.pop(opts, :password)
+    {active, opts} = Keyword.pop(opts, :active, @default_active)
+    active = Options.active!(active, :create)
 
     # Progress events name the container before the reply does: pick the name here.
     opts =
@@ -664,7 +721,7 @@ defmodule Ampule do
 
     # The console travels over the port, not distribution: no node needs to be alive.
     progress_to = if progress, do: owner
-    Port.create(request, owner, progress_to, timeout + 30_000)
+    Port.create(request, owner, progress_to, active, timeout + 30_000)
   end
 
   @doc """
@@ -676,6 +733,31 @@ defmodule Ampule do
 
   def console(data, name) when is_binary(name) do
     Port.request({:console, name, IO.iodata_to_binary(data)})
+  end
+
+  @doc """
+  Sets how a system container's console output reaches its owner, as
+  `:inet.setopts(socket, active: active)` does for a socket's data: `true`, `false`,
+  `:once`, or an integer from -32768 to 32767 added to the count of messages still to send
+  (a count that reaches 0 sends `{:ampule_console_passive, container}`). Output that waited
+  while the owner was passive is sent first, in order.
+
+      receive do
+        {:ampule_console, ^container, bytes} -> IO.write(bytes)
+        {:ampule_console_passive, ^container} -> Ampule.console_active(container, 100)
+      end
+
+  Any process may call it; the messages go to the owner. Returns `:ok`, or
+  `{:error, :not_found}` for a container this node's Ampule did not create or has
+  destroyed. A bad `active` raises `ArgumentError`. See "Console flow control".
+  """
+  @spec console_active(Ampule.SystemContainer.t() | String.t(), console_mode) ::
+          :ok | {:error, reason}
+  def console_active(%Ampule.SystemContainer{name: name}, active),
+    do: console_active(name, active)
+
+  def console_active(name, active) when is_binary(name) do
+    Port.console_active(name, Options.active!(active, :set))
   end
 
   @doc "Stops a system container; its disk stays, `restart/1` boots it again."

@@ -54,7 +54,13 @@ await = fn await, text, acc ->
     acc
   else
     receive do
-      {:ampule_console, ^system, bytes} -> await.(await, text, acc <> bytes)
+      {:ampule_console, ^system, bytes} ->
+        await.(await, text, acc <> bytes)
+
+      # After 100 messages the console goes passive until re-armed (flow control).
+      {:ampule_console_passive, ^system} ->
+        :ok = Ampule.console_active(system, 100)
+        await.(await, text, acc)
     after
       30_000 -> raise "no #{inspect(text)} on the console: #{inspect(acc)}"
     end

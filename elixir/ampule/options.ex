@@ -67,6 +67,22 @@ defmodule Ampule.Options do
     {timeout!(timeout, :timeout), spawn_opts}
   end
 
+  @doc """
+  Validates a console mode: for `Ampule.create/1`'s `:active` (`context: :create`, a count
+  from 1 to 32767) or `Ampule.console_active/2` (`context: :set`, any integer of
+  `:inet.setopts/2`'s range, -32768 to 32767, added to the count).
+  """
+  @spec active!(term, :create | :set) :: boolean | :once | integer
+  def active!(active, _context) when is_boolean(active) or active == :once, do: active
+  def active!(n, :create) when is_integer(n) and n in 1..32_767, do: n
+  def active!(n, :set) when is_integer(n) and n in -32_768..32_767, do: n
+
+  def active!(other, :create),
+    do: bad!(:active, other, "true, false, :once or a count from 1 to 32767")
+
+  def active!(other, :set),
+    do: bad!(:active, other, "true, false, :once or an integer from -32768 to 32767")
+
   @doc "Validates a timeout argument."
   @spec timeout!(term, atom) :: timeout
   def timeout!(:infinity, _name), do: :infinity

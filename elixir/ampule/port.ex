@@ -10,6 +10,11 @@ defmodule Ampule.Port do
   #   owner's containers when it exits (also when it exits while its spawn is in flight).
   # - Forwards `log` events to Logger with the container's name as `:container` metadata,
   #   and `exit` events to the container's owner as `{:ampule_exit, container, status}`.
+  # - Hands a system container's console output to its owner under the owner's `:active`
+  #   mode (see "Console flow control" in Ampule's docs), and acknowledges a chunk to the
+  #   port only when the owner has been sent it. While the owner is passive, chunks wait
+  #   here unacknowledged, so the port stops reading after its window (256 KiB): this
+  #   buffer is bounded by that window and the owner's mailbox by its count.
   # - If the port program dies after the hello, every pending caller gets
   #   `{:error, :port_exited}` at once and this process stops, so its supervisor starts a
   #   new port (which removes whatever the dead one left behind before its hello).
@@ -22,6 +27,8 @@ defmodule Ampule.Port do
   alias Ampule.{Container, Protocol}
 
   @hello_timeout 60_000
+  # The most console bytes the port sends in one event (one read).
+  @chunk 16 * 1024
   # Added to a spawn's boot timeout for the GenServer.call: the port answers by itself
   # within the boot timeout, this only guards against a port that never answers.
   @call_margin 60_000
@@ -49,9 +56,20 @@ defmodule Ampule.Port do
     call(server, {:spawn, request, owner}, timeout)
   end
 
-  @doc "Creates a system container whose console output goes to `owner`."
-  def create(server \\ __MODULE__, request, owner, progress_to, timeout) when is_map(request),
-    do: call(server, {:create, request, owner, progress_to}, timeout)
+  @doc """
+  Creates a system container whose console output goes to `owner`, under `active`
+  (`true`, `false`, `:once` or a count).
+  """
+  def create(server \\ __MODULE__, request, owner, progress_to, active, timeout)
+      when is_map(request),
+      do: call(server, {:create, request, owner, progress_to, active}, timeout)
+
+  @doc """
+  Sets how a system container's console output reaches its owner, as `:inet.setopts/2`
+  sets `:active`: `true`, `false`, `:once`, or an integer added to the count.
+  """
+  def console_active(server \\ __MODULE__, name, active),
+    do: call(server, {:console_active, name, active}, 5_000)
 
   @doc "Destroys a container by name."
   def destroy(server \\ __MODULE__, name), do: call(server, {:destroy, name}, 60_000)
@@ -104,6 +122,19 @@ defmodule Ampule.Port do
 
   @impl GenServer
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+
+  # Not a request to the port: the owners' console modes live here.
+  def handle_call({:console_active, name, active}, _from, state) do
+    case Map.fetch(state.systems, name) do
+      {:ok, system} ->
+        {system, acked} = system |> set_active(active) |> deliver()
+        state = %{state | systems: Map.put(state.systems, name, system)}
+        {:reply, :ok, ack(name, acked, state)}
+
+      :error ->
+        {:reply, {:error, :not_found}, state}
+    end
+  end
 
   def handle_call(message, from, %{status: :ready} = state) do
     {:noreply, dispatch(message, from, state)}
@@ -304,15 +335,18 @@ defmodule Ampule.Port do
 
   defp handle_frame({:event, :console, {name, data}}, state) do
     case Map.get(state.systems, name) do
-      %{container: %{owner: owner} = container} when is_pid(owner) ->
-        send(owner, {:ampule_console, container, data})
+      %{container: %{owner: owner}} = system when is_pid(owner) ->
+        # Chunks wait in order behind any already waiting; only what reaches the owner is
+        # acknowledged, so a passive owner stops the port after its window.
+        system = %{system | buffer: enqueue(system.buffer, data)}
+        {system, acked} = deliver(system)
+        ack(name, acked, %{state | systems: Map.put(state.systems, name, system)})
 
       _ ->
-        :ok
+        # No owner (or a container this process did not make): nobody takes the output,
+        # so it is drained rather than left to stall the container.
+        ack(name, byte_size(data), state)
     end
-
-    # Credit back to the port: it reads at most a window ahead of these acknowledgements.
-    send_internal({:console_ack, name, byte_size(data)}, state)
   end
 
   # The port logs each phase itself (as a log event); nothing more to do here.
@@ -371,7 +405,11 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply({:create, from, owner, ref, template}, {:ok, %{name: name} = info}, state) do
+  defp handle_reply(
+         {:create, from, owner, ref, template, active},
+         {:ok, %{name: name} = info},
+         state
+       ) do
     container = %Ampule.SystemContainer{
       name: name,
       template: template,
@@ -382,11 +420,12 @@ defmodule Ampule.Port do
     GenServer.reply(from, {:ok, container})
     state = %{state | progress: Map.delete(state.progress, name)}
     monitors = if ref, do: Map.put(state.monitors, ref, {:system, name}), else: state.monitors
-    systems = Map.put(state.systems, name, %{container: container, ref: ref})
+    system = %{container: container, ref: ref, active: active, buffer: :queue.new()}
+    systems = Map.put(state.systems, name, system)
     %{state | systems: systems, monitors: monitors}
   end
 
-  defp handle_reply({:create, from, _owner, ref, _template}, result, state) do
+  defp handle_reply({:create, from, _owner, ref, _template, _active}, result, state) do
     if ref, do: Process.demonitor(ref, [:flush])
     GenServer.reply(from, normalize(result))
     %{state | monitors: Map.delete(state.monitors, ref)}
@@ -427,7 +466,7 @@ defmodule Ampule.Port do
     send_request(request, {:request, from}, state)
   end
 
-  defp dispatch({:create, request, owner, progress_to}, from, state) do
+  defp dispatch({:create, request, owner, progress_to, active}, from, state) do
     ref = if is_pid(owner), do: Process.monitor(owner)
 
     state =
@@ -440,7 +479,7 @@ defmodule Ampule.Port do
       end
 
     template = Map.get(request, :template, "busybox")
-    send_request({:create, request}, {:create, from, owner, ref, template}, state)
+    send_request({:create, request}, {:create, from, owner, ref, template, active}, state)
   end
 
   defp dispatch({:destroy, name}, from, state) do
@@ -472,6 +511,71 @@ defmodule Ampule.Port do
         send_request({:spawn, request}, {:spawn, from, nil, nil}, state)
     end
   end
+
+  ## Console flow control
+
+  # `active` is `true`, `false`, `:once`, or a positive count of chunks still to send; a
+  # count that reaches 0 becomes `false` and tells the owner, as `{:active, n}` sockets do.
+  defp set_active(system, active) when is_boolean(active) or active == :once,
+    do: %{system | active: active}
+
+  defp set_active(system, n) when is_integer(n) do
+    count = if is_integer(system.active), do: system.active, else: 0
+
+    if count + n > 0 do
+      %{system | active: count + n}
+    else
+      passive(system)
+    end
+  end
+
+  defp passive(%{container: %{owner: owner} = container} = system) do
+    if is_pid(owner), do: send(owner, {:ampule_console_passive, container})
+    %{system | active: false}
+  end
+
+  # A waiting chunk takes the next one in while both fit in one read of the port (16 KiB):
+  # under load the port reads a few bytes at a time, and its window of such crumbs would
+  # cost tens of thousands of terms here and as many messages later.
+  defp enqueue(buffer, data) do
+    case :queue.peek_r(buffer) do
+      {:value, last} when byte_size(last) + byte_size(data) <= @chunk ->
+        :queue.in(last <> data, :queue.drop_r(buffer))
+
+      _ ->
+        :queue.in(data, buffer)
+    end
+  end
+
+  # Sends waiting chunks to the owner while its mode lets it; returns the system and the
+  # bytes sent, to be acknowledged.
+  defp deliver(system, sent \\ 0)
+  defp deliver(%{active: false} = system, sent), do: {system, sent}
+
+  defp deliver(%{container: %{owner: owner} = container} = system, sent) do
+    case :queue.out(system.buffer) do
+      {:empty, _} ->
+        {system, sent}
+
+      {{:value, data}, rest} ->
+        send(owner, {:ampule_console, container, data})
+        system = %{system | buffer: rest}
+
+        system =
+          case system.active do
+            true -> system
+            :once -> %{system | active: false}
+            1 -> passive(system)
+            n -> %{system | active: n - 1}
+          end
+
+        deliver(system, sent + byte_size(data))
+    end
+  end
+
+  # Credit back to the port: it reads at most a window ahead of these acknowledgements.
+  defp ack(_name, 0, state), do: state
+  defp ack(name, bytes, state), do: send_internal({:console_ack, name, bytes}, state)
 
   defp send_internal(request, %{status: :ready} = state) do
     send_request(request, {:internal, request}, state)
@@ -537,7 +641,7 @@ defmodule Ampule.Port do
   defp reply_to({:request, from}), do: from
   defp reply_to({:destroy, from, _}), do: from
   defp reply_to({:spawn, from, _, _}), do: from
-  defp reply_to({:create, from, _, _, _}), do: from
+  defp reply_to({:create, from, _, _, _, _}), do: from
   defp reply_to({:internal, _}), do: nil
 
   # Not running: the reason is given to whoever waits, and kept for the next caller.

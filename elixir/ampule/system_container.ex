@@ -11,7 +11,12 @@ defmodule Ampule.SystemContainer do
       #=> {:ampule_console, %Ampule.SystemContainer{...}, "ubuntu\\r\\nPassword: "} ...
 
   Everything the console prints arrives at the owner as
-  `{:ampule_console, container, binary}`, in order and byte for byte.
+  `{:ampule_console, container, binary}`, in order and byte for byte, under the owner's
+  `:active` mode, as a socket's data does: 100 messages by default, then
+  `{:ampule_console_passive, container}` and nothing more until
+  `Ampule.console_active(container, n)`. Meanwhile the output waits, in the end in the
+  container itself, so a console flood cannot fill the BEAM's memory; see "Console flow
+  control" in `Ampule`.
 
   ## Fields
 

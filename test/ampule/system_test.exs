@@ -8,17 +8,57 @@ defmodule Ampule.SystemTest do
   @moduletag :lxc
 
   # Console output gathered from {:ampule_console, container, bytes} messages until `text`
-  # has been seen.
+  # has been seen, re-arming the console whenever it goes passive.
   defp await_console(container, text, acc \\ "", timeout \\ 30_000) do
     if String.contains?(acc, text) do
       acc
     else
       receive do
-        {:ampule_console, ^container, bytes} -> await_console(container, text, acc <> bytes)
+        {:ampule_console, ^container, bytes} ->
+          await_console(container, text, acc <> bytes)
+
+        {:ampule_console_passive, ^container} ->
+          :ok = Ampule.console_active(container, 100)
+          await_console(container, text, acc)
       after
         timeout -> flunk("no #{inspect(text)} on the console; got #{inspect(acc)}")
       end
     end
+  end
+
+  defp login(container) do
+    await_console(container, "login:")
+    "ubuntu\n" |> Ampule.console(container)
+    await_console(container, "Password:")
+    "ubuntu\n" |> Ampule.console(container)
+    await_console(container, "$ ")
+  end
+
+  # The next console message, in mailbox order: `{:data, bytes}` or `:passive`.
+  defp next_console(container, timeout \\ 10_000) do
+    receive do
+      {:ampule_console, ^container, bytes} -> {:data, bytes}
+      {:ampule_console_passive, ^container} -> :passive
+    after
+      timeout -> flunk("no console message within #{timeout} ms")
+    end
+  end
+
+  # `text` holds the echo of `seq 1 N; echo MARK-$((6*7))`, then exactly 1..N, one a line,
+  # then the marker: every byte, in order.
+  defp assert_seq_then_mark(text, n) do
+    [_echo, output] = String.split(text, "MARK-$((6*7))\r\n", parts: 2)
+    [numbers, _prompt] = String.split(output, "MARK-42", parts: 2)
+    lines = String.split(numbers, "\r\n")
+    assert List.last(lines) == ""
+    got = lines |> Enum.drop(-1) |> Enum.map(&String.to_integer/1)
+    first_gap = Enum.zip(got, 1..n) |> Enum.find(fn {a, b} -> a != b end)
+    assert {length(got), first_gap} == {n, nil}
+  end
+
+  defp refute_console(container) do
+    refute_receive {:ampule_console, ^container, _}, 300
+    refute_received {:ampule_console_passive, ^container}
   end
 
   test "the seed's console example: log in as ubuntu and run ls -al" do
@@ -68,12 +108,52 @@ defmodule Ampule.SystemTest do
     assert :ok = Ampule.destroy(container)
   end
 
+  test "console flow control: n messages then passive, :once one, and nothing is lost" do
+    container = Ampule.create(active: 3)
+    login(container)
+    # The login may have used the count up exactly: its passive message is here already.
+    :ok = Ampule.console_active(container, false)
+    receive do: ({:ampule_console_passive, ^container} -> :ok), after: (0 -> :ok)
+
+    # ~110 KB of numbered lines, at least 7 chunks of 16 KiB: they wait while passive.
+    "seq 1 20000; echo MARK-$((6*7))\n" |> Ampule.console(container)
+    refute_console(container)
+
+    :ok = Ampule.console_active(container, 3)
+
+    assert [{:data, a}, {:data, b}, {:data, c}, :passive] =
+             for(_ <- 1..4, do: next_console(container))
+
+    refute_console(container)
+
+    :ok = Ampule.console_active(container, :once)
+    assert {:data, d} = next_console(container)
+    refute_console(container)
+
+    # An integer is added to the count, as for sockets: 0 leaves it at 0, which says passive.
+    :ok = Ampule.console_active(container, 0)
+    assert :passive = next_console(container)
+    refute_console(container)
+
+    :ok = Ampule.console_active(container, true)
+    text = await_console(container, "MARK-42", a <> b <> c <> d)
+    assert_seq_then_mark(text, 20_000)
+
+    assert {:error, :not_found} = Ampule.console_active("no-such-container", 1)
+    assert_raise ArgumentError, ~r/:active/, fn -> Ampule.console_active(container, :twice) end
+    assert :ok = Ampule.destroy(container)
+    assert {:error, :not_found} = Ampule.console_active(container, 1)
+  end
+
   test "a template that needs the internet fails at once, naming why" do
     assert {:error, {:template_unavailable, "download", why}} =
              Ampule.create_container(template: "download")
 
     assert why =~ "internet"
     assert_raise ArgumentError, fn -> Ampule.create(colour: :red) end
+    # `true` must be asked for; a count starts above 0.
+    assert_raise ArgumentError, ~r/:active/, fn -> Ampule.create(active: 0) end
+    assert_raise ArgumentError, ~r/:active/, fn -> Ampule.create(active: :always) end
   end
 
   test "the owner's exit destroys its system container" do
