@@ -32,6 +32,43 @@ defmodule Ampule.RemoteHelpers do
     if System.monotonic_time(:millisecond) < deadline, do: spin_until(deadline)
   end
 
+  @doc """
+  Opens `n` TCP connections to `ip:port` at once, each from its own process, which holds
+  its socket for `hold` ms; returns every `gen_tcp.connect` result.
+  """
+  def connect_many(ip, port, n, timeout, hold) do
+    caller = self()
+
+    for _ <- 1..n do
+      spawn(fn ->
+        send(caller, {:connected, :gen_tcp.connect(ip, port, [], timeout)})
+        Process.sleep(hold)
+      end)
+    end
+
+    for _ <- 1..n, do: receive(do: ({:connected, r} -> r))
+  end
+
+  @doc """
+  Sends EPMD's NAMES request (what `net_adm:names/1` sends) to `ip`, waiting at most
+  `timeout` ms for a connection: `{:ok, text}` lists the nodes registered there.
+  """
+  def epmd_names(ip, timeout) do
+    with {:ok, s} <- :gen_tcp.connect(ip, 4369, [:binary, active: false], timeout),
+         :ok <- :gen_tcp.send(s, <<1::16, ?n>>),
+         {:ok, <<_epmd_port::32, text::binary>>} <- read_all(s, "") do
+      {:ok, text}
+    end
+  end
+
+  defp read_all(s, acc) do
+    case :gen_tcp.recv(s, 0, 5_000) do
+      {:ok, data} -> read_all(s, acc <> data)
+      {:error, :closed} -> {:ok, acc}
+      error -> error
+    end
+  end
+
   @doc "Elixir's standard library, used inside the container."
   def elixir_inside(words), do: words |> Enum.map(&String.upcase/1) |> Enum.join(" ")
 end

@@ -149,10 +149,22 @@ pub fn bridge_mac(host: Ipv4Addr) -> String {
     format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
-/// No forwarding in or out of the bridge, no NAT, from a container only the host's EPMD,
-/// distribution and DHCP ports, and no frame bridged from one container to another (the
-/// `bridge` table; on a host without `br_netfilter` those frames never reach the IP
-/// layer): nftables tables of Ampule's own, one pair per bridge, replaced whole each time.
+/// Ampule's firewall for one bridge, nftables tables of its own replaced whole each time.
+/// Each rule is proven necessary by a test (`tests/firewall.rs`) that performs the attack
+/// it stops, on hosts with and without `br_netfilter`, and sees it succeed once that rule
+/// alone is deleted.
+///
+/// - `inet` forward: nothing is routed into or out of the bridge (no forwarding, no NAT).
+/// - `inet` input: a container opens no connection to the host. Only replies to what the
+///   host opened (the host connects to containers' nodes, never the reverse) and DHCP
+///   requests to the bridge's address pass; every other port, and every other address of
+///   the host, is closed to containers — EPMD too, which a container could otherwise flood
+///   (its ~1,100 connections made EPMD refuse everyone) and ask for every node of the host.
+/// - `bridge` forward: no frame goes from one container's port to another's. With
+///   `br_netfilter` on (bridged IPv4 then also passes the `inet` forward hook, whose drop
+///   would catch it too) this looks redundant; without it, it is the only rule that does.
+/// - `bridge` input: DHCP only from system containers' ports (`amps*`), at most 20
+///   requests a second from each, the rest dropped before dnsmasq sees them.
 fn isolate_bridge(bridge: &str, subnet: &Subnet) -> io::Result<()> {
     let host = subnet.host();
     let table = table_name(bridge);
@@ -172,22 +184,27 @@ table inet {table} {{
     chain input {{
         type filter hook input priority -10; policy accept;
         iifname "{bridge}" ct state established,related accept
-        iifname "{bridge}" ip daddr {host} tcp dport {{ 4369, {dist} }} accept
-        iifname "{bridge}" udp dport 67 accept
+        iifname "{bridge}" udp dport 67 ip daddr {{ {host}, 255.255.255.255 }} accept
         iifname "{bridge}" drop
     }}
 }}
 table bridge {table} {{}}
 delete table bridge {table}
 table bridge {table} {{
+    set dhcp_rate {{ type ifname; flags dynamic; timeout 1m; }}
     chain forward {{
         type filter hook forward priority -10; policy accept;
         iifname "{veth}*" oifname "{veth}*" drop
     }}
+    chain input {{
+        type filter hook input priority -10; policy accept;
+        iifname "{veth}*" iifname != "{system}*" udp dport 67 drop
+        iifname "{system}*" udp dport 67 update @dhcp_rate {{ iifname limit rate over {DHCP_RATE}/second burst {DHCP_BURST} packets }} drop
+    }}
 }}
 "#,
-        dist = HOST_DIST_PORTS,
         veth = VETH_PREFIX,
+        system = SYSTEM_VETH_PREFIX,
     );
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -225,9 +242,13 @@ pub fn table_name(bridge: &str) -> String {
 /// bridge by name in the bridge family, so sibling isolation matches the ports).
 pub const VETH_PREFIX: &str = "amp";
 
-/// Host ports a container may open on the host, besides EPMD: the host node's
-/// distribution listener (the Elixir side pins it to this range).
-pub const HOST_DIST_PORTS: &str = "9100-9155";
+/// System containers' veths start with this (`amps` and random hex; application
+/// containers' are `amp` and the lease's index in hex, never an `s`).
+pub const SYSTEM_VETH_PREFIX: &str = "amps";
+
+/// DHCP requests a second (and burst) each system container may send.
+const DHCP_RATE: u32 = 20;
+const DHCP_BURST: u32 = 40;
 
 /// Address leases as files under `STATE/leases/ADDRESS`, created exclusively, holding the
 /// owning instance and container; a crashed instance's leases are swept at start.
@@ -245,9 +266,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The host-side veth name: unique because the address is.
+    /// The host-side veth name, from the whole address: unique on the machine because the
+    /// address is, whichever bridge it is on (`amp` and 8 hex digits: 11 of the 15 bytes a
+    /// name may have). From the index alone, two ports on different bridges collided.
     pub fn veth(&self) -> String {
-        format!("{VETH_PREFIX}{:x}", self.index)
+        format!("{VETH_PREFIX}{:08x}", u32::from(self.address))
     }
 }
 
@@ -407,7 +430,15 @@ mod tests {
         let l1 = a.acquire("c1").unwrap().unwrap();
         let l2 = b.acquire("c2").unwrap().unwrap();
         assert_ne!(l1, l2);
-        assert_eq!(l1.veth(), format!("amp{:x}", l1.index));
+        assert_eq!(l1.veth(), format!("amp{:08x}", u32::from(l1.address)));
+        assert_eq!(
+            Lease {
+                address: Ipv4Addr::new(10, 213, 57, 75),
+                index: 75
+            }
+            .veth(),
+            "amp0ad5394b"
+        );
         assert!(subnet.static_range().contains(&l1.index));
         let mut held = vec![l1.clone(), l2];
         while let Some(l) = a.acquire("more").unwrap() {

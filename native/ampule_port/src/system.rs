@@ -97,7 +97,7 @@ fn random_hex(n: usize) -> String {
 }
 
 fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, String)> {
-    let veth = format!("{}s{}", crate::network::VETH_PREFIX, random_hex(6));
+    let veth = format!("{}{}", crate::network::SYSTEM_VETH_PREFIX, random_hex(6));
     let dir = host.lxcpath.join(name);
     let mut c = container::base_config(host, name, &dir, &veth, &opts.limits);
     if opts.privileged {

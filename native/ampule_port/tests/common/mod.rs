@@ -2,6 +2,8 @@
 //! a real `erl` to reach the nodes, and counters of what a container can leave behind.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -131,7 +133,12 @@ impl Port {
     }
 
     pub fn spawn(args: &[&str]) -> Port {
-        let mut child = Command::new("/bin/sh")
+        Port::spawn_by(Command::new("/bin/sh"), args)
+    }
+
+    /// [`Port::spawn`] through `prefix` (e.g. `ip netns exec NS`), which execs what follows.
+    pub fn spawn_by(mut prefix: Command, args: &[&str]) -> Port {
+        let mut child = prefix
             .arg("-c")
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >&2"#)
             .arg(env!("CARGO_BIN_EXE_ampule_port"))
@@ -295,10 +302,10 @@ impl Node {
         }
     }
 
-    /// The host-side veth: `amp` + the address's index in the subnet, in hex.
+    /// The host-side veth: `amp` and the whole address in hex.
     pub fn veth(&self) -> String {
-        let last: u32 = self.address.rsplit('.').next().unwrap().parse().unwrap();
-        format!("amp{last:x}")
+        let ip: std::net::Ipv4Addr = self.address.parse().unwrap();
+        format!("amp{:08x}", u32::from(ip))
     }
 
     /// Runs `expr` (an Erlang expression using `Node`) on a fresh host `erl` that connects
@@ -330,6 +337,29 @@ pub fn eval_with_cookie(nodename: &str, cookie: &str, expr: &str) -> String {
     );
     let out = Command::new("erl")
         .args(["-noshell", "-noinput", "-name", &probe, "-eval", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run erl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A probe `erl` that neither listens nor registers (so it starts no EPMD), for `eval`s
+/// from places where nothing may be left running: `prefix` runs it (e.g. in a netns).
+pub fn eval_by(
+    mut prefix: Command,
+    host: &str,
+    nodename: &str,
+    cookie: &str,
+    expr: &str,
+) -> String {
+    let probe = format!("probe_{}_{}@{host}", std::process::id(), rand_suffix());
+    let script = format!(
+        "Node = '{nodename}', erlang:set_cookie(Node, '{cookie}'), \
+         R = ({expr}), io:format(\"~p\", [R]), halt()."
+    );
+    let out = prefix
+        .args(["erl", "-noshell", "-noinput", "-start_epmd", "false"])
+        .args(["-dist_listen", "false", "-name", &probe, "-eval", &script])
         .stdin(Stdio::null())
         .output()
         .expect("run erl");
