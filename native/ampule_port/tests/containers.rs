@@ -481,3 +481,50 @@ fn a_bad_argument_is_a_fatal_event_naming_it() {
     assert!(text(get(&t.elements[2], "message")).contains("overlaps"));
     assert_eq!(port.wait(Duration::from_secs(5)).code(), Some(64));
 }
+
+/// The attack that once left a port, a live container, veths, cgroups, leases and
+/// directories behind for good: containers link their `~/exit_status` to a FIFO of their
+/// own (the port used to read it, and froze), one halts, the other stays up; then the BEAM
+/// goes away. Now the port reads nothing there: it reports the kernel's status, still
+/// answers, and on end of input leaves nothing.
+#[test]
+fn fifo_links_in_containers_homes_neither_freeze_the_port_nor_outlive_it() {
+    let mut port = Port::start();
+    let halting = port.spawn_node(1, map(vec![]));
+    let staying = port.spawn_node(2, map(vec![]));
+    for n in [&halting, &staying] {
+        let made = n.rpc(
+            "os",
+            "cmd",
+            "[\"mkfifo fifo && ln -sf $HOME/fifo exit_status && ln -sf fifo boot.log && echo made\"]",
+        );
+        assert_eq!(made, "\"made\\n\"");
+    }
+    let _ = halting.rpc("erlang", "halt", "[9]");
+    let event = port
+        .next_frame(Duration::from_secs(10))
+        .expect("exit event");
+    assert_eq!(
+        event,
+        tuple(vec![
+            atom("event"),
+            atom("exit"),
+            map(vec![("name", bin(&halting.name)), ("status", int(9))])
+        ])
+    );
+    let answered = Instant::now();
+    assert_eq!(
+        unwrap_ok(port.call(3, atom("list"))),
+        list(vec![bin(&staying.name)])
+    );
+    assert!(answered.elapsed() < Duration::from_secs(1));
+    let status = port.close(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    let left = eventually_empty(Duration::from_secs(5), || {
+        [&halting, &staying]
+            .iter()
+            .flat_map(|n| n.leftovers())
+            .collect()
+    });
+    assert_eq!(left, Vec::<String>::new());
+}
