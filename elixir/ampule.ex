@@ -256,6 +256,12 @@ defmodule Ampule do
   @type mfa_tuple :: {module, atom, [term]}
 
   @typedoc """
+  What a container runs: `{module, function, arguments}` or a function of no arguments
+  (see "Closures").
+  """
+  @type callable :: mfa_tuple | (() -> term)
+
+  @typedoc """
   How a system container's console output reaches its owner (see "Console flow control").
   """
   @type console_mode :: boolean | :once | integer
@@ -305,7 +311,7 @@ defmodule Ampule do
 
   See `call/2` for options.
   """
-  @spec call(mfa_tuple) :: term
+  @spec call(callable) :: term
   def call(mfa), do: call(mfa, [])
 
   @doc """
@@ -327,16 +333,16 @@ defmodule Ampule do
       reason `:timeout` is raised.
     * every option of `start/1` (`:boot_timeout`, `:memory`, ...).
   """
-  @spec call(mfa_tuple, Container.t() | keyword) :: term
+  @spec call(callable, Container.t() | keyword) :: term
   def call(mfa, %Container{} = container), do: call(mfa, container, @default_timeout)
 
-  def call(mfa, opts) when is_list(opts) do
-    mfa = mfa!(mfa)
+  def call(what, opts) when is_list(opts) do
+    what = callable!(what)
     {timeout, spawn_opts} = Options.call!(opts, @default_timeout)
     container = spawn(spawn_opts)
 
     try do
-      call(mfa, container, timeout)
+      call(what, container, timeout)
     rescue
       error in Ampule.Error ->
         reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
@@ -371,12 +377,12 @@ defmodule Ampule do
       Ampule.call({String, :upcase, ["ampule"]}, container, 1_000)
       #=> "AMPULE"
   """
-  @spec call(mfa_tuple, Container.t(), timeout) :: term
-  def call(mfa, %Container{} = container, timeout) do
-    mfa = mfa!(mfa)
+  @spec call(callable, Container.t(), timeout) :: term
+  def call(what, %Container{} = container, timeout) do
+    what = callable!(what)
     timeout = Options.timeout!(timeout, :timeout)
 
-    case Call.await(Call.async(container.nodename, mfa), timeout) do
+    case Call.await(Call.async(container, what), timeout) do
       {:ok, value} -> value
       {:error, {:exception, exception, stacktrace}} -> reraise exception, stacktrace
       {:error, {:throw, value}} -> throw(value)
@@ -410,9 +416,9 @@ defmodule Ampule do
 
       Ampule.cast({:timer, :sleep, [60_000]}, container, 1_000)
   """
-  @spec cast(mfa_tuple, Container.t(), timeout) :: :ok
-  def cast(mfa, %Container{} = container, timeout \\ :infinity) do
-    Call.cast(container.nodename, mfa!(mfa), Options.timeout!(timeout, :timeout))
+  @spec cast(callable, Container.t(), timeout) :: :ok
+  def cast(what, %Container{} = container, timeout \\ :infinity) do
+    Call.cast(container, callable!(what), Options.timeout!(timeout, :timeout))
   end
 
   @doc """
@@ -427,9 +433,9 @@ defmodule Ampule do
   The call belongs to the calling process: only it can `yield/2`, and if it exits, the
   remote process is killed.
   """
-  @spec async_call(mfa_tuple, Container.t()) :: Call.t()
-  def async_call(mfa, %Container{} = container) do
-    Call.async(container.nodename, mfa!(mfa))
+  @spec async_call(callable, Container.t()) :: Call.t()
+  def async_call(what, %Container{} = container) do
+    Call.async(container, callable!(what))
   end
 
   @doc """
@@ -457,13 +463,13 @@ defmodule Ampule do
       Ampule.multicall({:erlang, :node, []}, [c1, c2], 2_000)
       #=> [{:ok, :"a-k3x9-1@10.213.57.2"}, {:ok, :"a-k3x9-2@10.213.57.3"}]
   """
-  @spec multicall(mfa_tuple, [Container.t()], timeout) :: [{:ok, term} | {:error, reason}]
-  def multicall(mfa, containers, timeout \\ @default_timeout) when is_list(containers) do
-    mfa = mfa!(mfa)
+  @spec multicall(callable, [Container.t()], timeout) :: [{:ok, term} | {:error, reason}]
+  def multicall(what, containers, timeout \\ @default_timeout) when is_list(containers) do
+    what = callable!(what)
     timeout = Options.timeout!(timeout, :timeout)
 
     containers
-    |> Enum.map(fn %Container{nodename: node} -> Call.async(node, mfa) end)
+    |> Enum.map(fn %Container{} = container -> Call.async(container, what) end)
     |> Call.await_many(timeout)
   end
 
@@ -525,8 +531,13 @@ defmodule Ampule do
   """
   @spec start(keyword) :: {:ok, Container.t()} | {:error, reason}
   def start(opts \\ []) do
-    {owner, request} = Options.spawn!(opts)
+    case Options.spawn!(opts) do
+      {owner, request, {:sandbox, max_result}} -> Ampule.Sandbox.start(owner, request, max_result)
+      {owner, request, :distribution} -> start_distributed(owner, request)
+    end
+  end
 
+  defp start_distributed(owner, request) do
     with {:ok, hello} <- Port.hello(),
          :ok <- Distribution.ensure_started(hello.host_address),
          {:ok, container} <- Port.spawn(request, owner) do
@@ -580,8 +591,8 @@ defmodule Ampule do
   @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
   def destroy(%Container{name: name, nodename: node}) do
     # Its node goes with it; disconnecting first closes the connection cleanly (see
-    # Ampule.Port, which does the same for the containers it knows).
-    _ = :erlang.disconnect_node(node)
+    # Ampule.Port, which does the same for the containers it knows). A sandbox has none.
+    if node, do: :erlang.disconnect_node(node)
     Port.destroy(name)
   end
 
@@ -890,9 +901,11 @@ defmodule Ampule do
 
   defp log_section(_), do: ""
 
-  defp mfa!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+  defp callable!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+  defp callable!(fun) when is_function(fun, 0), do: fun
 
-  defp mfa!(other) do
-    raise ArgumentError, "expected {module, function, args}, got: #{inspect(other)}"
+  defp callable!(other) do
+    raise ArgumentError,
+          "expected {module, function, args} or a function of no arguments, got: #{inspect(other)}"
   end
 end

@@ -3,12 +3,18 @@ defmodule Ampule.Application do
   # The supervision tree: one Ampule.Port, which owns the port program and the containers'
   # ownership. If the port program dies, Ampule.Port stops and is started again with a new
   # port program (which removes what the dead one left behind before its hello).
+  # Sandboxes' channels (Ampule.Sandbox.Channel) live under a DynamicSupervisor, started
+  # after the port and so stopped before it: their agents see the channel close first.
 
   use Application
 
   @impl Application
   def start(_type, _args) do
-    children = [Ampule.Port]
+    children = [
+      Ampule.Port,
+      {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one}
+    ]
+
     Supervisor.start_link(children, strategy: :one_for_one, name: Ampule.Supervisor)
   end
 end

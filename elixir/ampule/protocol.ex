@@ -140,7 +140,11 @@ defmodule Ampule.Protocol do
     :no_console,
     :not_system,
     :already_running,
-    :not_running
+    :not_running,
+    # sandboxes
+    :sandbox,
+    :agents_dir,
+    :log_tail
   ]
 
   @doc false

@@ -1,0 +1,167 @@
+defmodule Ampule.Call.Sandbox do
+  @moduledoc false
+  # Calls to a sandbox, from the caller's side. The path of a call:
+  #
+  #   caller --{:ampule_call, ...}--> channel --frame--> agent (in the sandbox)
+  #   caller <--{ref, answer}-------- channel <--frame-- agent
+  #
+  # and no other process: the caller encodes its request, monitors the channel with an
+  # alias (`ref`: late answers to an abandoned call are dropped by the runtime), and
+  # decodes the answer in a throwaway process with a capped heap
+  # (Ampule.Sandbox.Decode). When the channel stops, the monitor says why: the sandbox
+  # exited (`:noconnection`, `:oom`) or broke the protocol (`{:protocol, detail}`).
+
+  alias Ampule.{Call, Container}
+  alias Ampule.Sandbox.{Decode, Frame}
+
+  # After a timeout, how long to wait for the agent's answer to the kill. The channel
+  # gives it 5 s and destroys a sandbox that does not answer, which ends this wait too.
+  @grace 10_000
+
+  @spec async(Container.t(), Call.callable()) :: Call.t()
+  def async(%Container{channel: channel, max_result: max}, what) do
+    id = :erlang.unique_integer([:positive])
+    frame = Frame.call(id, max, :erlang.term_to_binary(what))
+    ref = :erlang.monitor(:process, channel, alias: :demonitor)
+    send(channel, {:ampule_call, ref, id, self(), frame})
+    %Call{transport: __MODULE__, ref: ref, owner: self(), target: channel, id: id, max: max}
+  end
+
+  @spec cast(Container.t(), Call.callable(), timeout) :: :ok
+  def cast(%Container{channel: channel}, what, timeout) do
+    send(channel, {:ampule_cast, Frame.cast(cast_timeout(timeout), :erlang.term_to_binary(what))})
+    :ok
+  end
+
+  # 0 on the wire means never; the largest is 2^32 - 1 ms (49 days).
+  defp cast_timeout(:infinity), do: 0
+  defp cast_timeout(ms), do: ms |> max(1) |> min(0xFFFFFFFF)
+
+  @doc false
+  @spec await(Call.t(), integer | :infinity) :: Call.result()
+  def await(%Call{ref: ref} = call, deadline) do
+    receive do
+      {^ref, answer} -> answer(call, answer)
+      {:DOWN, ^ref, :process, _, reason} -> {:error, down_reason(reason)}
+    after
+      Call.remaining(deadline) -> kill(call)
+    end
+  end
+
+  # The agent kills the call and answers it (as exited with `killed`, or with the result
+  # that beat the kill), so the work is over when this returns.
+  defp kill(%Call{ref: ref, target: channel, id: id} = call) do
+    send(channel, {:ampule_kill, id})
+
+    receive do
+      {^ref, answer} ->
+        case answer(call, answer) do
+          {:error, {:exit, :killed}} -> {:error, :timeout}
+          other -> other
+        end
+
+      {:DOWN, ^ref, :process, _, _} ->
+        {:error, :timeout}
+    after
+      @grace ->
+        Process.demonitor(ref, [:flush])
+        {:error, :timeout}
+    end
+  end
+
+  defp answer(%Call{ref: ref, max: max} = call, {:result, outcome, term}) do
+    case Decode.decode(term, max) do
+      {:ok, value} ->
+        case outcome(outcome, value) do
+          {:error, :bad_term} -> violation(call, :bad_term)
+          result -> done(ref, result)
+        end
+
+      {:refused, kind} ->
+        done(ref, {:error, {:result_refused, kind}})
+
+      :too_large ->
+        done(ref, {:error, {:result_too_large, max}})
+
+      {:error, :bad_term} ->
+        violation(call, :bad_term)
+    end
+  end
+
+  defp answer(%Call{ref: ref, max: max}, {:too_large, _size}),
+    do: done(ref, {:error, {:result_too_large, max}})
+
+  defp done(ref, result) do
+    Process.demonitor(ref, [:flush])
+    result
+  end
+
+  # A result the agent could not have made: the channel destroys the sandbox; this call
+  # returns once it has (the channel's monitor fires).
+  defp violation(%Call{ref: ref, target: channel}, detail) do
+    send(channel, {:ampule_violation, detail})
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> {:error, {:protocol, detail}}
+    after
+      @grace -> done(ref, {:error, {:protocol, detail}})
+    end
+  end
+
+  defp down_reason({:shutdown, reason}), do: reason
+  defp down_reason(_reason), do: :noconnection
+
+  # What the agent says about a call that did not return: {Reason, Stacktrace}, with
+  # shapes checked here, since they come from the sandbox.
+  defp outcome(0, value), do: {:ok, value}
+
+  defp outcome(1, {reason, stacktrace}) do
+    stacktrace = stacktrace(stacktrace, [])
+    {:error, {:exception, exception(reason, stacktrace), stacktrace}}
+  end
+
+  defp outcome(2, {value, _stacktrace}), do: {:error, {:throw, value}}
+  defp outcome(3, {reason, _stacktrace}), do: {:error, {:exit, reason}}
+  defp outcome(_outcome, _term), do: {:error, :bad_term}
+
+  # An exception struct is kept only if its module is loaded here and is an exception;
+  # anything else (an Erlang error term, a map dressed as a struct) goes through
+  # Exception.normalize/3, and if that fails, becomes an ErlangError.
+  defp exception(%{__struct__: module, __exception__: true} = exception, _stacktrace)
+       when is_atom(module) do
+    if :erlang.function_exported(module, :exception, 1) and
+         :erlang.function_exported(module, :message, 1),
+       do: exception,
+       else: %ErlangError{original: exception}
+  end
+
+  defp exception(reason, stacktrace) do
+    Exception.normalize(:error, reason, stacktrace)
+  rescue
+    _ -> %ErlangError{original: reason}
+  end
+
+  # A stack trace keeps only frames of the shape `{module, function, arity, location}` and
+  # locations `file` and `line`. Above all it drops `error_info`, which names a module and
+  # function that Exception.normalize/3 and formatting would call here, with arguments
+  # the sandbox chose.
+  defp stacktrace([{m, f, arity, location} | rest], acc)
+       when is_atom(m) and is_atom(f) and is_integer(arity) and arity >= 0 and
+              is_list(location),
+       do: stacktrace(rest, [{m, f, arity, location(location, [])} | acc])
+
+  defp stacktrace([_other | rest], acc), do: stacktrace(rest, acc)
+  defp stacktrace(_end, acc), do: Enum.reverse(acc)
+
+  defp location([{:file, file} | rest], acc) when is_list(file) do
+    if :io_lib.printable_unicode_list(file),
+      do: location(rest, [{:file, file} | acc]),
+      else: location(rest, acc)
+  end
+
+  defp location([{:line, line} = entry | rest], acc) when is_integer(line) and line >= 0,
+    do: location(rest, [entry | acc])
+
+  defp location([_other | rest], acc), do: location(rest, acc)
+  defp location(_end, acc), do: Enum.reverse(acc)
+end
