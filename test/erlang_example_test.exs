@@ -22,7 +22,7 @@ defmodule Ampule.ErlangExampleTest do
       )
 
     assert status == 0, output
-    assert output =~ ~r/^hello: protocol 1/m
+    assert output =~ ~r/^hello: protocol 2/m
     assert [_, name] = Regex.run(~r/^spawned: (\S+) /m, output)
     assert output =~ ~r/^rpc: erlang:node\(\) in the container is '#{name}@10\.213\.57\.\d+'/m
     assert output =~ "destroyed: #{name}"

@@ -71,6 +71,9 @@ pub struct Host {
     /// Where application containers live: a tmpfs of the port's own (see [`mount_apps`]).
     pub apps: PathBuf,
     pub instance: String,
+    /// Where the client makes its sandboxes' agent sockets: `STATE/agents/INSTANCE`, owned
+    /// by the client's user (see [`client_uid`]), mode 0711.
+    pub agents: PathBuf,
     pub uids: IdRange,
     pub gids: IdRange,
     pub cgroups: Cgroups,
@@ -283,6 +286,13 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
         )
     })?;
     let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
+    let agents = state_dir.join("agents").join(&instance);
+    prepare_agents_dir(&agents).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!("cannot create {}: {e}", agents.display()),
+        )
+    })?;
     Ok((
         Host {
             bridge: settings.bridge.clone(),
@@ -291,6 +301,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             lxcpath,
             apps,
             instance,
+            agents,
             uids,
             gids,
             cgroups,
@@ -299,6 +310,35 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
         },
         sweep,
     ))
+}
+
+/// The user on the other end of the protocol: the one `sudo` ran the port for
+/// (`SUDO_UID`), or the port's own. Its sandboxes' agent sockets are its to make.
+pub fn client_uid() -> u32 {
+    std::env::var("SUDO_UID")
+        .ok()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+}
+
+fn prepare_agents_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+        set_mode(parent, 0o711);
+    }
+    fs::create_dir(dir)?;
+    // 0711: the container's mapped root must traverse it to bind-mount a socket from it;
+    // nobody else can list it, and a socket is only for the uid the port gives it to.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    let uid = client_uid();
+    std::os::unix::fs::chown(dir, Some(uid), None)
+}
+
+/// Removes this instance's agents directory (the sockets in it belong to containers that
+/// are gone by now).
+pub fn release_agents_dir(host: &Host) {
+    let _ = fs::remove_dir_all(&host.agents);
 }
 
 /// Application containers are transient and their directories tiny (a rootfs skeleton, a
@@ -438,12 +478,23 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
         }
     }
     // Cgroups liblxc left for containers whose directory is already gone (a crash between
-    // the two removals): attributable by the generated names, `a-INSTANCE-N`/`s-INSTANCE-N`.
+    // the two removals): attributable by the generated names, `a-`, `x-` or `s-INSTANCE-N`.
     for cg in orphan_cgroups(lxcpaths) {
         let mut parts = cg.splitn(3, '-');
         let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if (kind == "a" || kind == "s") && is_dead(owner) {
+        if (kind == "a" || kind == "s" || kind == "x") && is_dead(owner) {
             crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
+        }
+    }
+    // Agent sockets of dead instances: their sandboxes are gone.
+    for e in fs::read_dir(state_dir.join("agents"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id != me && !live_instance(state_dir, &id) {
+            let _ = fs::remove_dir_all(e.path());
         }
     }
     let leases = network::Leases::sweep(state_dir, &settings.subnet, &is_dead, &|ip| {

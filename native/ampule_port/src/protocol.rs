@@ -9,7 +9,7 @@ use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 use crate::etf::Out;
 
 /// Version announced in the hello event; a client refuses one it does not know.
-pub const PROTOCOL_VERSION: i32 = 1;
+pub const PROTOCOL_VERSION: i32 = 2;
 
 /// One decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,7 @@ pub enum Request {
     ConsoleAck(String, usize),
     List,
     Info(String),
+    LogTail(String),
     Ping,
 }
 
@@ -36,6 +37,15 @@ pub struct SpawnOpts {
     pub env: Vec<(String, String)>,
     pub config: Vec<(String, String)>,
     pub limits: Limits,
+    /// A sandbox: no distribution, no network; the client's agent socket to mount.
+    pub sandbox: Option<SandboxOpts>,
+}
+
+/// Options of a sandbox (`sandbox => #{socket => Path}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOpts {
+    /// The client's listening socket, in the port's `agents_dir`; checked when spawning.
+    pub socket: std::path::PathBuf,
 }
 
 /// cgroup limits shared by both kinds of container.
@@ -244,6 +254,7 @@ pub fn parse(term: &Term) -> Result<Request, RequestError> {
         "stop" => name_arg().map(Request::Stop),
         "start" => name_arg().map(Request::Start),
         "info" => name_arg().map(Request::Info),
+        "log_tail" => name_arg().map(Request::LogTail),
         "console" => match args {
             [n, data] => match (as_name(n), as_bytes(data)) {
                 (Some(n), Some(d)) => Ok(Request::ConsoleWrite(n, d)),
@@ -379,10 +390,12 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         env: Vec::new(),
         config: Vec::new(),
         limits: Limits::default(),
+        sandbox: None,
     };
     for (k, v) in opts_map(t)? {
         match k.as_str() {
             "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
+            "sandbox" => o.sandbox = Some(sandbox_opts(&k, v)?),
             "boot_timeout" => o.boot_timeout = duration_ms(&k, v)?,
             "code_paths" => o.code_paths = strings(&k, v, valid_path)?,
             "args" => o.args = strings(&k, v, |s| !s.contains('\0'))?,
@@ -396,6 +409,17 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         }
     }
     Ok(o)
+}
+
+fn sandbox_opts(key: &str, v: &Term) -> Result<SandboxOpts, RequestError> {
+    let pairs = opts_map(v).map_err(|_| bad(key, v))?;
+    match pairs.as_slice() {
+        [(k, path)] if k == "socket" => as_string(path)
+            .filter(|p| valid_path(p))
+            .map(|p| SandboxOpts { socket: p.into() })
+            .ok_or_else(|| bad(key, v)),
+        _ => Err(bad(key, v)),
+    }
 }
 
 fn boolean(key: &str, v: &Term) -> Result<bool, RequestError> {

@@ -99,7 +99,7 @@ fn random_hex(n: usize) -> String {
 fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, String)> {
     let veth = format!("{}{}", crate::network::SYSTEM_VETH_PREFIX, random_hex(6));
     let dir = host.lxcpath.join(name);
-    let mut c = container::base_config(host, name, &dir, &veth, &opts.limits);
+    let mut c = container::base_config(host, name, &dir, Some(&veth), &opts.limits);
     if opts.privileged {
         c.retain(|(k, _)| k != "lxc.idmap");
     }
@@ -455,7 +455,7 @@ pub async fn start(srv: Arc<Server>, name: &str) -> Out {
     let state = srv.registry().get(name).map(|e| (e.kind, e.state));
     match state {
         None => error(atom("not_found")),
-        Some((Kind::App, _)) => error(atom("not_system")),
+        Some((Kind::App | Kind::Sandbox, _)) => error(atom("not_system")),
         Some((_, State::Stopped)) => {
             if let Some(e) = srv.registry().get_mut(name) {
                 e.state = State::Booting;
@@ -586,6 +586,7 @@ pub fn adopt(host: &Host) -> Vec<(String, Entry)> {
                 init_pid: None,
                 init_fd: None,
                 lease: None,
+                socket: None,
                 persistent: true,
             },
         ));
