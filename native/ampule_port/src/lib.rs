@@ -16,6 +16,7 @@
 //! - [`dhcp`]: the dnsmasq that serves system containers on the bridge.
 //! - [`network`]: the bridge, its isolation rules, address leases.
 //! - [`oom`]: telling an out-of-memory kill from other deaths.
+//! - [`seccomp`]: Ampule's seccomp policy for application containers, with its reasons.
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
 //! - [`cgroup`]: keeps the port out of the cgroups liblxc moves it into.
@@ -39,4 +40,5 @@ pub mod oom;
 pub mod outbox;
 pub mod pipe;
 pub mod protocol;
+pub mod seccomp;
 pub mod system;

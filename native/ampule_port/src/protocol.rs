@@ -36,6 +36,20 @@ pub struct SpawnOpts {
     pub env: Vec<(String, String)>,
     pub config: Vec<(String, String)>,
     pub limits: Limits,
+    pub seccomp: Seccomp,
+}
+
+/// Which seccomp policy an application container's processes run under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Ampule's own (`crate::seccomp`): the default.
+    Ampule,
+    /// LXC's `common.seccomp` only (a short denylist: kernel modules, kexec, file handles).
+    Lxc,
+    /// None at all.
+    Off,
+    /// A profile file of the caller's, in LXC's format.
+    Profile(String),
 }
 
 /// cgroup limits shared by both kinds of container.
@@ -370,6 +384,20 @@ fn cpu_millis(key: &str, v: &Term) -> Result<u64, RequestError> {
         .ok_or_else(|| bad(key, v))
 }
 
+/// `true` (Ampule's policy), `lxc`, `false`, or the absolute path of a profile file.
+fn seccomp(key: &str, v: &Term) -> Result<Seccomp, RequestError> {
+    match as_atom(v) {
+        Some("true") => Ok(Seccomp::Ampule),
+        Some("lxc") => Ok(Seccomp::Lxc),
+        Some("false") => Ok(Seccomp::Off),
+        Some(_) => Err(bad(key, v)),
+        None => as_string(v)
+            .filter(|p| valid_path(p))
+            .map(Seccomp::Profile)
+            .ok_or_else(|| bad(key, v)),
+    }
+}
+
 fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
     let mut o = SpawnOpts {
         name: None,
@@ -379,6 +407,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         env: Vec::new(),
         config: Vec::new(),
         limits: Limits::default(),
+        seccomp: Seccomp::Ampule,
     };
     for (k, v) in opts_map(t)? {
         match k.as_str() {
@@ -392,6 +421,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
             "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
+            "seccomp" => o.seccomp = seccomp(&k, v)?,
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }
@@ -488,7 +518,36 @@ mod tests {
         };
         assert_eq!(o.boot_timeout, Duration::from_secs(15));
         assert_eq!(o.limits, Limits::default());
+        assert_eq!(o.seccomp, Seccomp::Ampule);
         assert!(o.name.is_none() && o.code_paths.is_empty());
+    }
+
+    #[test]
+    fn seccomp_is_ampules_lxcs_none_or_a_profile_file() {
+        let spawn = |v: Term| match parse(&opts(vec![("seccomp", v)])) {
+            Ok(Request::Spawn(o)) => Ok(o.seccomp),
+            Err(e) => Err(e),
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert_eq!(spawn(atom("true")), Ok(Seccomp::Ampule));
+        assert_eq!(spawn(atom("lxc")), Ok(Seccomp::Lxc));
+        assert_eq!(spawn(atom("false")), Ok(Seccomp::Off));
+        assert_eq!(
+            spawn(bin("/etc/ampule/my.seccomp")),
+            Ok(Seccomp::Profile("/etc/ampule/my.seccomp".into()))
+        );
+        for v in [
+            atom("docker"),
+            bin("relative.seccomp"),
+            bin("/a/../etc/shadow"),
+            bin("/a\nlxc.init.uid = 0"),
+            int(1),
+        ] {
+            assert_eq!(
+                spawn(v.clone()),
+                Err(RequestError::BadOptionValue("seccomp".into(), v))
+            );
+        }
     }
 
     #[test]
