@@ -63,6 +63,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// A system container's: no CPU quota (a whole distribution shares the CPU by weight).
     fn default() -> Limits {
         Limits {
             memory: 512 * 1024 * 1024,
@@ -72,6 +73,21 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// An application container's: the same, plus a quota of one CPU, so that a runaway
+    /// node (a fork bomb, a spinning process on every scheduler) leaves the rest of the
+    /// host's CPUs to everything else. A node's boot barely needs more than one CPU.
+    pub fn app() -> Limits {
+        Limits {
+            cpu_millis: Some(APP_CPU_MILLIS),
+            ..Limits::default()
+        }
+    }
+}
+
+/// The default CPU quota of an application container, in thousandths of a CPU.
+pub const APP_CPU_MILLIS: u64 = 1000;
 
 /// Options of `{create, Opts}`: a system container from an LXC template.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,9 +394,14 @@ fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
     as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
 }
 
-fn cpu_millis(key: &str, v: &Term) -> Result<u64, RequestError> {
+/// A CPU quota in thousandths of a CPU, or `infinity` for none.
+fn cpu_millis(key: &str, v: &Term) -> Result<Option<u64>, RequestError> {
+    if as_atom(v) == Some("infinity") {
+        return Ok(None);
+    }
     as_u64(v)
         .filter(|n| (10..=1_024_000).contains(n))
+        .map(Some)
         .ok_or_else(|| bad(key, v))
 }
 
@@ -406,7 +427,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         args: Vec::new(),
         env: Vec::new(),
         config: Vec::new(),
-        limits: Limits::default(),
+        limits: Limits::app(),
         seccomp: Seccomp::Ampule,
     };
     for (k, v) in opts_map(t)? {
@@ -420,7 +441,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
+            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
             "seccomp" => o.seccomp = seccomp(&k, v)?,
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
@@ -479,7 +500,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
+            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }
@@ -517,9 +538,35 @@ mod tests {
             panic!("spawn did not parse");
         };
         assert_eq!(o.boot_timeout, Duration::from_secs(15));
-        assert_eq!(o.limits, Limits::default());
+        assert_eq!(o.limits, Limits::app());
+        assert_eq!(o.limits.cpu_millis, Some(1000));
         assert_eq!(o.seccomp, Seccomp::Ampule);
         assert!(o.name.is_none() && o.code_paths.is_empty());
+    }
+
+    #[test]
+    fn system_containers_have_no_cpu_quota_by_default() {
+        let Ok(Request::Create(o)) = parse(&atom("create")) else {
+            panic!("create did not parse");
+        };
+        assert_eq!(o.limits.cpu_millis, None);
+    }
+
+    #[test]
+    fn a_cpu_quota_is_set_changed_or_lifted() {
+        let spawn = |v: Term| match parse(&opts(vec![("cpu_millis", v)])) {
+            Ok(Request::Spawn(o)) => Ok(o.limits.cpu_millis),
+            Err(e) => Err(e),
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert_eq!(spawn(int(250)), Ok(Some(250)));
+        assert_eq!(spawn(atom("infinity")), Ok(None));
+        for v in [int(0), int(9), int(1_024_001), atom("max"), bin("1000")] {
+            assert_eq!(
+                spawn(v.clone()),
+                Err(RequestError::BadOptionValue("cpu_millis".into(), v))
+            );
+        }
     }
 
     #[test]

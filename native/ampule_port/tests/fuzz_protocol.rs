@@ -623,8 +623,12 @@ impl Writer<'_> {
                 self.int(n as i64);
             }
             "cpu_millis" => {
-                let n = self.r.range(10, 1_024_000);
-                self.int(n as i64);
+                if self.r.one_in(4) {
+                    self.atom("infinity");
+                } else {
+                    let n = self.r.range(10, 1_024_000);
+                    self.int(n as i64);
+                }
             }
             "seccomp" => match self.r.below(4) {
                 0 => self.atom("true"),
