@@ -38,14 +38,8 @@ defmodule Ampule.ErlangExampleTest do
     assert status == 0, output
     assert output =~ ~r/^hello: protocol 1/m
     assert [_, name] = Regex.run(~r/^spawned: (\S+) /m, output)
-    net = Regex.escape(subnet_prefix())
+    net = Regex.escape(Ampule.Test.Host.subnet_prefix())
     assert output =~ ~r/^rpc: erlang:node\(\) in the container is '#{name}@#{net}\d+'/m
     assert output =~ "destroyed: #{name}"
-  end
-
-  # "10.213.57." for the default subnet.
-  defp subnet_prefix do
-    {a, b, c, _} = Ampule.Test.Host.host_address()
-    "#{a}.#{b}.#{c}."
   end
 end

@@ -75,8 +75,7 @@ defmodule Ampule.MixDependencyTest do
     assert status == 0, output
     # The node was not alive: Ampule started distribution, and said so.
     assert output =~ "Ampule started distribution", output
-    {a, b, c, _} = Ampule.Test.Host.host_address()
-    net = Regex.escape("#{a}.#{b}.#{c}.")
+    net = Regex.escape(Ampule.Test.Host.subnet_prefix())
     assert output =~ ~r/^:"[A-Za-z0-9_-]+@#{net}\d+"$/m, output
     assert output =~ ~r/^hello world from [A-Za-z0-9_-]+@#{net}\d+$/m, output
   end

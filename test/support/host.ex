@@ -64,6 +64,22 @@ defmodule Ampule.Test.Host do
         do: path
   end
 
+  @doc ~S(The suite's subnet's first three octets and a dot: "10.213.57." by default.)
+  def subnet_prefix do
+    {a, b, c, _} = host_address()
+    "#{a}.#{b}.#{c}."
+  end
+
+  @doc """
+  The network of the isolation test's "outside host", `{10, 214, N}` for `10.214.N.0/30`,
+  N the third octet of the suite's subnet: suites on different subnets never share it, and
+  no subnet of Ampule's is in 10.214.
+  """
+  def outside_net do
+    {_, _, c, _} = host_address()
+    {10, 214, c}
+  end
+
   @doc "Address leases the port holds (files named by address under the state directory)."
   def leases do
     case File.ls(Path.join(state_dir(), "leases")) do
