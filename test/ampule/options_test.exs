@@ -27,7 +27,12 @@ defmodule Ampule.OptionsTest do
           {[memory: 0], ":memory"},
           {[owner: :someone], ":owner"},
           {[env: [:oops]], ":env"},
-          {[host_code_paths: :yes], ":host_code_paths"}
+          {[host_code_paths: :yes], ":host_code_paths"},
+          {[cpus: 0], ":cpus"},
+          {[cpus: :max], ":cpus"},
+          {[seccomp: :docker], ":seccomp"},
+          {[seccomp: "relative.seccomp"], ":seccomp"},
+          {[seccomp: "/nonexistent/profile.seccomp"], ":seccomp"}
         ] do
       error = assert_raise ArgumentError, fn -> Ampule.start(opts) end
       assert error.message =~ key, "#{inspect(opts)}: #{error.message}"
@@ -65,6 +70,32 @@ defmodule Ampule.OptionsTest do
            }
 
     assert {nil, %{args: []}} = Options.spawn!(owner: false, hidden: false)
+  end
+
+  test "cpus: a number of CPUs in thousandths, or :infinity for no quota" do
+    assert {_, %{cpu_millis: 1_500}} = Options.spawn!(cpus: 1.5)
+    assert {_, %{cpu_millis: :infinity}} = Options.spawn!(cpus: :infinity)
+    # Absent: the port's default (one CPU).
+    assert {_, request} = Options.spawn!([])
+    refute Map.has_key?(request, :cpu_millis)
+  end
+
+  test "seccomp: the policy, or a profile file's absolute path" do
+    for policy <- [true, false, :lxc] do
+      assert {_, %{seccomp: ^policy}} = Options.spawn!(seccomp: policy)
+    end
+
+    profile = Path.join(System.tmp_dir!(), "ampule-options-#{System.unique_integer()}.seccomp")
+    File.write!(profile, "2\ndenylist\n")
+
+    try do
+      assert {_, %{seccomp: ^profile}} = Options.spawn!(seccomp: profile)
+    after
+      File.rm!(profile)
+    end
+
+    assert {_, request} = Options.spawn!([])
+    refute Map.has_key?(request, :seccomp)
   end
 
   test "the host's code paths: this project's and Elixir's, nothing under the OTP root" do

@@ -16,7 +16,7 @@ use crate::boot::Timeline;
 use crate::host::{Cgroups, Host, OWNER_FILE};
 use crate::lxc::{Container, LxcError};
 use crate::network::Lease;
-use crate::protocol::{Limits, SpawnOpts};
+use crate::protocol::{Limits, Seccomp, SpawnOpts};
 
 /// The unprivileged user the node runs as, inside the container.
 pub const NODE_UID: u32 = 1000;
@@ -269,6 +269,15 @@ fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
     items
 }
 
+/// The items that load seccomp profile `path`. Stacked on any filter the port itself runs
+/// under (liblxc would otherwise skip loading it, silently, if the port were confined).
+pub fn seccomp_items(path: &str) -> [(String, String); 2] {
+    [
+        ("lxc.seccomp.profile".into(), path.into()),
+        ("lxc.seccomp.allow_nesting".into(), "1".into()),
+    ]
+}
+
 /// The items common to every container Ampule makes: id map, network, limits, and
 /// capabilities that no container needs. `dir` is the container's directory (its log's).
 pub fn base_config(
@@ -372,6 +381,15 @@ pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
         ),
         ("lxc.environment".into(), "LANG=C.UTF-8".into()),
     ]);
+    let profile = match &spec.opts.seccomp {
+        Seccomp::Ampule => Some(host.seccomp_profile.display().to_string()),
+        Seccomp::Lxc => Some(crate::seccomp::LXC_PROFILE.to_string()),
+        Seccomp::Profile(p) => Some(p.clone()),
+        Seccomp::Off => None,
+    };
+    if let Some(p) = profile {
+        c.extend(seccomp_items(&p));
+    }
     for p in mounts_for(&spec.opts.code_paths) {
         let e = fstab_escape(&p);
         c.push((

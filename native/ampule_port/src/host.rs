@@ -78,6 +78,8 @@ pub struct Host {
     pub gids: IdRange,
     pub cgroups: Cgroups,
     pub lxc_version: String,
+    /// Ampule's seccomp profile for application containers (see [`write_seccomp_profile`]).
+    pub seccomp_profile: PathBuf,
     /// Held for the life of the process: a live lock is how other instances know we run.
     _lock: Flock<fs::File>,
 }
@@ -181,18 +183,16 @@ pub fn search_path(inherited: &str, state_dir: Option<&Path>) -> String {
     dirs.join(":")
 }
 
-/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent, and safe against another
-/// port instance doing the same at once). The directory comes first on a root process's
-/// `PATH`, so it must be root's alone: a real directory (not a link), owned by the port's
-/// user, writable by no one else; anything else is refused.
-fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
+/// Makes `dir` (and its parents) if need be and checks that it is root's alone: a real
+/// directory (not a link), owned by the port's user, writable by no one else. What the
+/// port keeps there is trusted by root processes (liblxc), so anything else is refused.
+fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let dir = idmap_dir(state_dir);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(&dir)?;
-    let meta = fs::symlink_metadata(&dir)?;
+        .create(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
     let me = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
         return Err(io::Error::other(format!(
@@ -200,6 +200,15 @@ fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent, and safe against another
+/// port instance doing the same at once). The directory comes first on a root process's
+/// `PATH`, so it must be root's alone ([`private_dir`]).
+fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
+    let dir = idmap_dir(state_dir);
+    private_dir(&dir)?;
     for tool in ["newuidmap", "newgidmap"] {
         let link = dir.join(tool);
         if fs::read_link(&link).is_ok_and(|t| t == Path::new("/bin/false")) {
@@ -213,6 +222,34 @@ fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
         fs::rename(&aside, &link)?;
     }
     Ok(())
+}
+
+/// Writes Ampule's seccomp profile ([`crate::seccomp::profile`]) to `STATE/seccomp/`, a
+/// [`private_dir`] (liblxc reads the file as root, and it decides what every node may
+/// do), under a name that follows its content; returns its path. Written aside and
+/// renamed into place, so instances starting together, or a container starting while
+/// another instance writes, always see a whole file.
+pub fn write_seccomp_profile(state_dir: &Path) -> io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir.join("seccomp");
+    private_dir(&dir)?;
+    let text = crate::seccomp::profile();
+    let path = dir.join(crate::seccomp::file_name(&text));
+    if fs::read(&path).is_ok_and(|t| t == text.as_bytes()) {
+        return Ok(path);
+    }
+    let aside = dir.join(format!(".profile.{}", std::process::id()));
+    let _ = fs::remove_file(&aside);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&aside)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&aside, &path)?;
+    Ok(path)
 }
 
 fn random_id(len: usize) -> String {
@@ -265,6 +302,15 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             format!("cannot create {}: {e}", idmap_dir(&state_dir).display()),
         )
     })?;
+    let seccomp_profile = write_seccomp_profile(&state_dir).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!(
+                "cannot write the seccomp profile under {}: {e}",
+                state_dir.join("seccomp").display()
+            ),
+        )
+    })?;
     for d in [&lxcpath, &apps, &instances] {
         fs::create_dir_all(d).map_err(|e| {
             unready(
@@ -306,6 +352,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             gids,
             cgroups,
             lxc_version,
+            seccomp_profile,
             _lock: lock,
         },
         sweep,
@@ -591,6 +638,27 @@ mod tests {
         prepare_idmap_dir(&dir).unwrap();
         fs::set_permissions(idmap_dir(&dir), fs::Permissions::from_mode(0o777)).unwrap();
         assert!(prepare_idmap_dir(&dir).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_seccomp_profile_is_written_once_whole_and_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ampule-seccomp-{}", std::process::id()));
+        let path = write_seccomp_profile(&dir).unwrap();
+        assert_eq!(write_seccomp_profile(&dir).unwrap(), path);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            crate::seccomp::profile()
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Nothing left aside.
+        assert_eq!(fs::read_dir(dir.join("seccomp")).unwrap().count(), 1);
+        fs::set_permissions(dir.join("seccomp"), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(write_seccomp_profile(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 

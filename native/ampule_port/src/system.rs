@@ -109,6 +109,10 @@ fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, Str
             *v = v.replace(" net_raw", "");
         }
     }
+    // LXC's own denylist, which the debian template's common.conf loads and busybox's
+    // config does not: every system container gets it (a distribution's init and services
+    // use namespaces and keyrings, which Ampule's policy for nodes refuses).
+    c.extend(container::seccomp_items(crate::seccomp::LXC_PROFILE));
     c.extend(opts.config.iter().cloned());
     c
 }
