@@ -41,9 +41,12 @@ defmodule Ampule do
 
   A transient LXC container made by Ampule's port program, `ampule_port`: a fresh root
   directory with the host's `/usr` mounted read-only, a private `/tmp`, a user namespace
-  (its uid 1000 is an unprivileged uid on the host), memory, process and CPU limits, and
-  a veth on Ampule's own bridge (`ampule0`, `10.213.57.0/24`, with no route to anywhere
-  else). Its init is `erl -name NAME@ADDRESS`. It boots in about 300 ms.
+  (its uid 1000 is an unprivileged uid on the host), memory, process and CPU limits (one
+  CPU by default), a seccomp filter that refuses the system calls containers escape
+  through (new user namespaces, keyrings, io_uring, bpf, ...), and a veth on Ampule's own
+  bridge (`ampule0`, `10.213.57.0/24`, with no route to anywhere else). Its init is
+  `erl -name NAME@ADDRESS`. It boots in about 300 ms. `docs/security.md` lists every
+  guarantee, its default and the test that proves it.
 
   ## Setting up the host
 
@@ -518,12 +521,24 @@ defmodule Ampule do
       with every other one (they have different cookies, so it fails) and, on Erlang/OTP
       25 and later, disconnects the containers "to prevent overlapping partitions"
     * `:env` - environment variables for the node, `{name, value}` pairs (default `[]`)
-    * `:memory` - memory limit in bytes (default: the port's, 512 MiB)
+    * `:memory` - memory limit in bytes, rounded down to whole pages by the kernel
+      (default: the port's, 512 MiB)
     * `:pids` - process limit (default: the port's, 512)
     * `:cpu_shares` - relative CPU weight (default: the port's, 1024)
     * `:cpus` - a hard CPU quota, in CPUs (`0.5` is half of one CPU's time, `2` two
-      CPUs' worth), enforced by the CFS bandwidth controller (default: none; the CPU is
-      shared by weight, `:cpu_shares`)
+      CPUs' worth), enforced by the CFS bandwidth controller; `:infinity` for none, the
+      CPU then shared by weight alone (`:cpu_shares`). Default `1`: a runaway node (a
+      fork bomb, a busy loop on every scheduler) leaves the host's other CPUs alone, and a
+      node's boot is not measurably slower for it (`docs/security.md`)
+    * `:seccomp` - the system calls the container's processes may not make: `true`
+      (default) for Ampule's policy, in the spirit of Docker's default profile (no new
+      user namespaces, no keyrings, io_uring, bpf, perf_event_open, userfaultfd, kernel
+      modules or kexec, ... — the list and the reasons are in `docs/security.md`); `:lxc`
+      for LXC's own short list only (kernel modules, kexec, file handles, forced
+      unmounts), which lets code make user namespaces; `false` for no filter at all; or
+      the absolute path of a profile file of your own, in LXC's seccomp format (see
+      `lxc.container.conf(5)`), which liblxc reads as root. A refused call fails with
+      `EPERM` (`clone3` with `ENOSYS`, so that libc falls back to `clone`)
     * `:config` - raw `lxc.*` configuration items, `{key, value}` pairs, applied last
       (default `[]`)
 
@@ -658,9 +673,10 @@ defmodule Ampule do
     * `:timeout` - milliseconds for the template to finish (default 600000)
     * `:owner` - the process that gets console output and whose exit destroys the
       container (default: the caller); `false` for none
-    * `:memory`, `:pids`, `:cpu_shares`, `:cpus` - limits, as for `start/1`; inside a
-      system container the kernel's OOM killer picks a victim among its processes (its
-      init survives if it can)
+    * `:memory`, `:pids`, `:cpu_shares`, `:cpus` - limits, as for `start/1`, except that
+      a system container has no CPU quota unless `:cpus` asks for one; inside a system
+      container the kernel's OOM killer picks a victim among its processes (its init
+      survives if it can)
     * `:active` - how console output reaches the owner, as `:active` for a socket
       (default `#{@default_active}`): a count `n` from 1 to 32767 sends `n` messages, then
       `{:ampule_console_passive, container}`; `:once` sends one; `false` none until
@@ -672,6 +688,11 @@ defmodule Ampule do
 
   System containers get their address from the DHCP server Ampule runs on its bridge
   (dnsmasq, the top quarter of the subnet); `Ampule.info/1` shows it.
+
+  Their processes run under LXC's own seccomp profile
+  (`/usr/share/lxc/config/common.seccomp`: no kernel modules, kexec, file handles or forced
+  unmounts), whichever the template, not under the stricter policy of `start/1`'s
+  containers: a distribution's init and services use namespaces and keyrings.
   """
   @spec create(keyword) :: Ampule.SystemContainer.t()
   def create(opts \\ []) do
@@ -716,8 +737,8 @@ defmodule Ampule do
         {key, value}, acc when key in [:memory, :pids, :cpu_shares] and is_integer(value) ->
           Map.put(acc, key, value)
 
-        {:cpus, value}, acc when is_number(value) and value >= 0.01 and value <= 1024 ->
-          Map.put(acc, :cpu_millis, round(value * 1000))
+        {:cpus, value}, acc ->
+          Map.put(acc, :cpu_millis, Options.cpu_millis(Options.cpus!(value)))
 
         {key, value}, _acc ->
           raise ArgumentError, "invalid value for #{inspect(key)}: #{inspect(value)}"

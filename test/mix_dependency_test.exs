@@ -30,6 +30,18 @@ defmodule Ampule.MixDependencyTest do
     end
     """)
 
+    # The suite's bridge, subnet and state dir, as in Ampule's own config/config.exs.
+    File.mkdir_p!(Path.join(dir, "config"))
+
+    File.write!(Path.join(dir, "config/config.exs"), """
+    import Config
+
+    for {key, var} <- [bridge: "AMPULE_BRIDGE", subnet: "AMPULE_SUBNET", state_dir: "AMPULE_STATE_DIR"],
+        value = System.get_env(var) do
+      config :ampule, [{key, value}]
+    end
+    """)
+
     # A module of the caller's own project, to be called in the container.
     File.mkdir_p!(Path.join(dir, "lib"))
 
@@ -63,7 +75,8 @@ defmodule Ampule.MixDependencyTest do
     assert status == 0, output
     # The node was not alive: Ampule started distribution, and said so.
     assert output =~ "Ampule started distribution", output
-    assert output =~ ~r/^:"[A-Za-z0-9_-]+@10\.213\.57\.\d+"$/m, output
-    assert output =~ ~r/^hello world from [A-Za-z0-9_-]+@10\.213\.57\.\d+$/m, output
+    net = Regex.escape(Ampule.Test.Host.subnet_prefix())
+    assert output =~ ~r/^:"[A-Za-z0-9_-]+@#{net}\d+"$/m, output
+    assert output =~ ~r/^hello world from [A-Za-z0-9_-]+@#{net}\d+$/m, output
   end
 end

@@ -18,6 +18,7 @@ defmodule Ampule.Options do
     pids: nil,
     cpu_shares: nil,
     cpus: nil,
+    seccomp: nil,
     owner: :self,
     sandbox: :config,
     max_result: nil
@@ -82,7 +83,8 @@ defmodule Ampule.Options do
         memory: opts[:memory],
         pids: opts[:pids],
         cpu_shares: opts[:cpu_shares],
-        cpu_millis: opts[:cpus] && round(opts[:cpus] * 1000)
+        cpu_millis: cpu_millis(opts[:cpus]),
+        seccomp: opts[:seccomp]
       }
       |> Enum.reject(fn {_key, value} -> value == nil end)
       |> Map.new()
@@ -97,6 +99,16 @@ defmodule Ampule.Options do
       other -> raise "the sandbox agent (ampule_agent) is not on the code path: #{inspect(other)}"
     end
   end
+
+  @doc "The port's `cpu_millis` for a `:cpus` value (validated): thousandths, or `:infinity`."
+  @spec cpu_millis(number | :infinity | nil) :: pos_integer | :infinity | nil
+  def cpu_millis(nil), do: nil
+  def cpu_millis(:infinity), do: :infinity
+  def cpu_millis(cpus), do: round(cpus * 1000)
+
+  @doc "Validates a `:cpus` value (of `start/1` or `create/1`)."
+  @spec cpus!(term) :: number | :infinity | nil
+  def cpus!(value), do: value!(:cpus, value)
 
   @doc "Validates the options of an anonymous call: `{timeout, spawn_options}`."
   @spec call!(keyword, timeout) :: {timeout, keyword}
@@ -206,9 +218,24 @@ defmodule Ampule.Options do
     end)
   end
 
-  defp value!(key, nil) when key in [:memory, :pids, :cpu_shares, :cpus], do: nil
+  defp value!(key, nil) when key in [:memory, :pids, :cpu_shares, :cpus, :seccomp], do: nil
   defp value!(:cpus, n) when is_number(n) and n >= 0.01 and n <= 1024, do: n
-  defp value!(:cpus, v), do: bad!(:cpus, v, "a number of CPUs from 0.01 to 1024")
+  defp value!(:cpus, :infinity), do: :infinity
+  defp value!(:cpus, v), do: bad!(:cpus, v, "a number of CPUs from 0.01 to 1024, or :infinity")
+
+  defp value!(:seccomp, policy) when policy in [true, false, :lxc], do: policy
+
+  defp value!(:seccomp, path) when is_binary(path) do
+    cond do
+      Path.type(path) != :absolute -> bad!(:seccomp, path, "an absolute path")
+      not File.regular?(path) -> bad!(:seccomp, path, "an existing profile file")
+      true -> Path.expand(path)
+    end
+  end
+
+  defp value!(:seccomp, v),
+    do: bad!(:seccomp, v, "true, false, :lxc or the absolute path of a profile file")
+
   defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) and n > 0, do: n
 
   defp value!(:owner, :self), do: self()

@@ -3,7 +3,7 @@ defmodule Ampule.Protocol do
   # The Elixir mirror of the port's protocol.rs: the only module that knows how terms are
   # framed on the wire (docs/protocol.md). Framing itself ({packet, 4}) is the port driver's.
 
-  @version 1
+  @version 2
 
   @doc "The protocol version this client speaks."
   def version, do: @version
@@ -51,6 +51,7 @@ defmodule Ampule.Protocol do
     :host_address,
     :subnet,
     :instance,
+    :agents_dir,
     :reason,
     :message,
     :level,
@@ -65,6 +66,7 @@ defmodule Ampule.Protocol do
     :kind,
     :state,
     :app,
+    :sandbox,
     :system,
     :booting,
     :running,
@@ -85,6 +87,7 @@ defmodule Ampule.Protocol do
     :epmd,
     :handshake,
     :not_found,
+    :no_log,
     :unknown_request,
     :bad_request,
     :bad_term,
@@ -140,11 +143,7 @@ defmodule Ampule.Protocol do
     :no_console,
     :not_system,
     :already_running,
-    :not_running,
-    # sandboxes
-    :sandbox,
-    :agents_dir,
-    :log_tail
+    :not_running
   ]
 
   @doc false

@@ -18,7 +18,10 @@ defmodule Ampule.BeamCrashTest do
 
   test "SIGKILL of the BEAM with five containers: within two seconds nothing is left" do
     ebins = Path.wildcard(Path.join(Mix.Project.build_path(), "lib/*/ebin"))
-    args = Enum.flat_map(ebins, &["-pa", &1]) ++ ["-e", @script]
+    # The suite's bridge, subnet and state dir (config/config.exs), which a bare BEAM lacks.
+    settings = Application.get_all_env(:ampule) |> Keyword.take([:bridge, :subnet, :state_dir])
+    script = "Application.put_all_env(ampule: #{inspect(settings)})\n" <> @script
+    args = Enum.flat_map(ebins, &["-pa", &1]) ++ ["-e", script]
 
     beam =
       Port.open({:spawn_executable, System.find_executable("elixir")}, [

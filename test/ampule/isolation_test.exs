@@ -36,18 +36,17 @@ defmodule Ampule.IsolationTest do
         System.cmd("ip", ~w(link del #{host_if}), stderr_to_stdout: true)
       end)
 
+      {a, b, c} = Host.outside_net()
       run!(~w(ip link add #{host_if} type veth peer name #{ns_if} netns #{ns}))
-      run!(~w(ip addr add 10.213.58.1/30 dev #{host_if}))
+      run!(~w(ip addr add #{a}.#{b}.#{c}.1/30 dev #{host_if}))
       run!(~w(ip link set #{host_if} up))
-      run!(~w(ip -n #{ns} addr add 10.213.58.2/30 dev #{ns_if}))
+      run!(~w(ip -n #{ns} addr add #{a}.#{b}.#{c}.2/30 dev #{ns_if}))
       run!(~w(ip -n #{ns} link set #{ns_if} up))
-      %{netns: "/var/run/netns/#{ns}"}
+      %{netns: "/var/run/netns/#{ns}", outside: {a, b, c, 2}}
     end
 
     test "the outside host is reachable from the host, not from a container",
-         %{a: a, netns: netns} do
-      outside = {10, 213, 58, 2}
-
+         %{a: a, netns: netns, outside: outside} do
       {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: outside, netns: netns])
 
       {:ok, port} = :inet.port(listener)
@@ -181,7 +180,7 @@ defmodule Ampule.IsolationTest do
 
   # `net_kernel:connect_node/1` from a fresh host node that presents `cookie`.
   defp probe(node, cookie) do
-    name = "probe#{System.unique_integer([:positive])}@10.213.57.1"
+    name = "probe#{System.unique_integer([:positive])}@#{Host.subnet_prefix()}1"
 
     script =
       "erlang:set_cookie('#{node}', '#{cookie}'), " <>

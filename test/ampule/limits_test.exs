@@ -1,6 +1,8 @@
 defmodule Ampule.LimitsTest do
-  # cgroup limits: a container that exceeds one is stopped there, its owner hears why, and
-  # the host and the other containers go on. See docs/security.md.
+  # cgroup limits: the kernel holds what was asked (read back from the cgroup), a container
+  # that exceeds one is stopped there, its owner hears why, and the host and the other
+  # containers go on. The attacks are tagged :hostile (`mix test --only hostile` runs them
+  # with hostile_seccomp_test.exs). See docs/security.md.
   use ExUnit.Case, async: true
 
   alias Ampule.Test.Host
@@ -16,6 +18,34 @@ defmodule Ampule.LimitsTest do
 
   defp alive?(container), do: Ampule.call({:erlang, :node, []}, container) == container.nodename
 
+  test "the cgroup holds exactly the limits asked for", %{bystander: b} do
+    c = Ampule.spawn(memory: 96 * @mib, pids: 77, cpus: 0.35)
+
+    assert Host.cgroup_limits(c.name) == %{
+             memory: 96 * @mib,
+             pids: 77,
+             cpu: {35_000, 100_000}
+           }
+
+    # The defaults: 512 MiB, 512 processes, one CPU.
+    assert Host.cgroup_limits(b.name) == %{
+             memory: 512 * @mib,
+             pids: 512,
+             cpu: {100_000, 100_000}
+           }
+
+    # Two CPUs' worth is a quota of two periods a period.
+    two = Ampule.spawn(cpus: 2)
+    assert Host.cgroup_limits(two.name).cpu == {200_000, 100_000}
+
+    # No quota at all.
+    free = Ampule.spawn(cpus: :infinity)
+    assert Host.cgroup_limits(free.name).cpu == {:max, 100_000}
+
+    for container <- [c, two, free], do: :ok = Ampule.destroy(container)
+  end
+
+  @tag :hostile
   test "a container over its memory limit is killed; its owner hears :oom", %{bystander: b} do
     c = Ampule.spawn(memory: 128 * @mib)
     # Well under the limit: fine.
@@ -33,6 +63,7 @@ defmodule Ampule.LimitsTest do
     assert alive?(b)
   end
 
+  @tag :hostile
   test "an anonymous call over its memory limit raises :oom and leaves nothing",
        %{bystander: b} do
     name = "oom-#{System.unique_integer([:positive])}"
@@ -52,14 +83,17 @@ defmodule Ampule.LimitsTest do
     assert alive?(b)
   end
 
+  # The classic bomb, detached so that the call returns while it runs.
+  @fork_bomb ~c"sh -c 'f() { f | f & }; f' >/dev/null 2>&1 &"
+
+  @tag :hostile
   test "a fork bomb stops at the process limit; the host and the others go on",
        %{bystander: b} do
     c = Ampule.spawn(pids: 100)
-    pids_dir = "/sys/fs/cgroup/pids/lxc.payload.#{c.name}"
-    assert File.read!(Path.join(pids_dir, "pids.max")) == "100\n"
+    pids_dir = Host.cgroup_dir(c.name, "pids")
+    assert Host.cgroup_limits(c.name).pids == 100
 
-    # The classic bomb, detached so that the call returns while it runs.
-    :ok = Ampule.cast({:os, :cmd, [~c"sh -c 'f() { f | f & }; f' >/dev/null 2>&1 &"]}, c)
+    :ok = Ampule.cast({:os, :cmd, [@fork_bomb]}, c)
 
     assert Host.wait_until(
              fn -> pids_events_max(pids_dir) > 0 end,
@@ -79,17 +113,43 @@ defmodule Ampule.LimitsTest do
     assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, 2_000)
   end
 
+  @tag :hostile
+  test "a fork bomb's CPU stays within the default quota of one CPU", %{bystander: b} do
+    c = Ampule.spawn()
+    assert Host.cgroup_limits(c.name).cpu == {100_000, 100_000}
+    throttled = Host.cpu_throttled(c.name)
+
+    :ok = Ampule.cast({:os, :cmd, [@fork_bomb]}, c)
+    # Throttled: the bomb wants more than the quota (unlimited, it takes every CPU).
+    assert Host.wait_until(fn -> Host.cpu_throttled(c.name) > throttled end, 10_000)
+
+    {t0, used0, throttled0} = cpu_sample(c)
+    # Not a wait for an event: the window the CPU time is measured over.
+    Process.sleep(2_000)
+    {t1, used1, throttled1} = cpu_sample(c)
+
+    cpus = (used1 - used0) / (t1 - t0)
+    assert throttled1 > throttled0, "the bomb still wanted more than the quota"
+    # At most one CPU; 10 % for the periods at either end of the window.
+    assert cpus <= 1.1, "the bomb used #{Float.round(cpus, 2)} CPUs"
+    assert alive?(b)
+
+    :ok = Ampule.destroy(c)
+    assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, 2_000)
+  end
+
+  defp cpu_sample(c) do
+    {System.monotonic_time(:microsecond), Host.cpu_usage_us(c.name), Host.cpu_throttled(c.name)}
+  end
+
   test "a CPU quota caps the CPU time a busy container gets" do
     c = Ampule.spawn(cpus: 0.2)
-    cg = "/sys/fs/cgroup/cpu/lxc.payload.#{c.name}"
-    assert File.read!(Path.join(cg, "cpu.cfs_quota_us")) == "20000\n"
-    assert File.read!(Path.join(cg, "cpu.cfs_period_us")) == "100000\n"
+    assert Host.cgroup_limits(c.name).cpu == {20_000, 100_000}
 
-    usage = fn -> "/sys/fs/cgroup/cpuacct/lxc.payload.#{c.name}/cpuacct.usage" |> read_int() end
-    before = usage.()
+    before = Host.cpu_usage_us(c.name)
     # One second of wall time spinning on one scheduler.
     spun = Ampule.call({Ampule.RemoteHelpers, :spin, [1_000]}, c, 10_000)
-    used_ms = div(usage.() - before, 1_000_000)
+    used_ms = div(Host.cpu_usage_us(c.name) - before, 1_000)
 
     assert spun >= 1_000
     # 20 % of one CPU over ~1 s is ~200 ms; unthrottled it would be ~1,000 ms.
@@ -103,6 +163,4 @@ defmodule Ampule.LimitsTest do
       _ -> 0
     end
   end
-
-  defp read_int(path), do: path |> File.read!() |> String.trim() |> String.to_integer()
 end

@@ -27,7 +27,12 @@ defmodule Ampule.OptionsTest do
           {[memory: 0], ":memory"},
           {[owner: :someone], ":owner"},
           {[env: [:oops]], ":env"},
-          {[host_code_paths: :yes], ":host_code_paths"}
+          {[host_code_paths: :yes], ":host_code_paths"},
+          {[cpus: 0], ":cpus"},
+          {[cpus: :max], ":cpus"},
+          {[seccomp: :docker], ":seccomp"},
+          {[seccomp: "relative.seccomp"], ":seccomp"},
+          {[seccomp: "/nonexistent/profile.seccomp"], ":seccomp"}
         ] do
       error = assert_raise ArgumentError, fn -> Ampule.start(opts) end
       assert error.message =~ key, "#{inspect(opts)}: #{error.message}"
@@ -41,7 +46,7 @@ defmodule Ampule.OptionsTest do
   end
 
   test "options become the port's spawn map" do
-    {owner, request} =
+    {owner, request, :distribution} =
       Options.spawn!(
         name: "box_1",
         boot_timeout: 5_000,
@@ -64,7 +69,33 @@ defmodule Ampule.OptionsTest do
              memory: 64 * 1024 * 1024
            }
 
-    assert {nil, %{args: []}} = Options.spawn!(owner: false, hidden: false)
+    assert {nil, %{args: []}, :distribution} = Options.spawn!(owner: false, hidden: false)
+  end
+
+  test "cpus: a number of CPUs in thousandths, or :infinity for no quota" do
+    assert {_, %{cpu_millis: 1_500}, _} = Options.spawn!(cpus: 1.5)
+    assert {_, %{cpu_millis: :infinity}, _} = Options.spawn!(cpus: :infinity)
+    # Absent: the port's default (one CPU).
+    assert {_, request, _} = Options.spawn!([])
+    refute Map.has_key?(request, :cpu_millis)
+  end
+
+  test "seccomp: the policy, or a profile file's absolute path" do
+    for policy <- [true, false, :lxc] do
+      assert {_, %{seccomp: ^policy}, _} = Options.spawn!(seccomp: policy)
+    end
+
+    profile = Path.join(System.tmp_dir!(), "ampule-options-#{System.unique_integer()}.seccomp")
+    File.write!(profile, "2\ndenylist\n")
+
+    try do
+      assert {_, %{seccomp: ^profile}, _} = Options.spawn!(seccomp: profile)
+    after
+      File.rm!(profile)
+    end
+
+    assert {_, request, _} = Options.spawn!([])
+    refute Map.has_key?(request, :seccomp)
   end
 
   test "the host's code paths: this project's and Elixir's, nothing under the OTP root" do

@@ -34,13 +34,13 @@ defmodule Ampule.PortTest do
 
   test "waits for the hello and returns it", context do
     port = start_port(context)
-    assert {:ok, %{protocol: 1, host_address: "127.0.0.1"}} = Port.hello(port)
+    assert {:ok, %{protocol: 2, host_address: "127.0.0.1"}} = Port.hello(port)
   end
 
   test "refuses a protocol version it does not know", context do
-    port = start_port(context, ["--protocol", "2"])
-    assert {:error, {:unsupported_protocol, 2}} = Port.request(port, :list)
-    assert Ampule.format_error({:unsupported_protocol, 2}) =~ "mix compile --force"
+    port = start_port(context, ["--protocol", "1"])
+    assert {:error, {:unsupported_protocol, 1}} = Port.request(port, :list)
+    assert Ampule.format_error({:unsupported_protocol, 1}) =~ "mix compile --force"
   end
 
   test "a fatal event becomes :host_not_ready with the port's message", context do

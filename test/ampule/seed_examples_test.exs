@@ -15,7 +15,8 @@ defmodule Ampule.SeedExamplesTest do
       |> Ampule.call()
 
     assert is_list(result)
-    assert List.to_string(result) =~ ~r/\A[A-Za-z0-9_-]+@10\.213\.57\.\d+\z/
+    net = Regex.escape(Ampule.Test.Host.subnet_prefix())
+    assert List.to_string(result) =~ ~r/\A[A-Za-z0-9_-]+@#{net}\d+\z/
     refute List.to_atom(result) == node()
   end
 

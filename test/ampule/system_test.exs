@@ -145,6 +145,15 @@ defmodule Ampule.SystemTest do
     assert {:error, :not_found} = Ampule.console_active(container, 1)
   end
 
+  test "a busybox system container runs under LXC's own seccomp profile" do
+    container = Ampule.create()
+    # Its template's config loads none (debian's includes LXC's common.conf): the port's does.
+    config = Path.join([Ampule.Test.Host.state_dir(), "lxc", container.name, "config"])
+    assert File.read!(config) =~ "lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp\n"
+    assert File.read!("/proc/#{container.init_pid}/status") =~ ~r/Seccomp:\s+2\n/
+    assert :ok = Ampule.destroy(container)
+  end
+
   test "a template that needs the internet fails at once, naming why" do
     assert {:error, {:template_unavailable, "download", why}} =
              Ampule.create_container(template: "download")

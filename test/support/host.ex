@@ -64,6 +64,22 @@ defmodule Ampule.Test.Host do
         do: path
   end
 
+  @doc ~S(The suite's subnet's first three octets and a dot: "10.213.57." by default.)
+  def subnet_prefix do
+    {a, b, c, _} = host_address()
+    "#{a}.#{b}.#{c}."
+  end
+
+  @doc """
+  The network of the isolation test's "outside host", `{10, 214, N}` for `10.214.N.0/30`,
+  N the third octet of the suite's subnet: suites on different subnets never share it, and
+  no subnet of Ampule's is in 10.214.
+  """
+  def outside_net do
+    {_, _, c, _} = host_address()
+    {10, 214, c}
+  end
+
   @doc "Address leases the port holds (files named by address under the state directory)."
   def leases do
     case File.ls(Path.join(state_dir(), "leases")) do
@@ -99,10 +115,91 @@ defmodule Ampule.Test.Host do
 
   @doc "Host PIDs of the processes in container `name` (from its pids cgroup)."
   def container_pids(name) do
-    case File.read("/sys/fs/cgroup/pids/lxc.payload.#{name}/cgroup.procs") do
+    case File.read(Path.join(cgroup_dir(name, "pids"), "cgroup.procs")) do
       {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
       {:error, _} -> []
     end
+  end
+
+  @doc """
+  The host's cgroup layout, as the port decides it: `:v2` (a stock Debian 12 host, one
+  unified hierarchy) or `:v1` (a hierarchy per controller).
+  """
+  def cgroup_version,
+    do: if(File.exists?("/sys/fs/cgroup/cgroup.controllers"), do: :v2, else: :v1)
+
+  @doc """
+  The directory of container `name`'s cgroup: in `controller`'s hierarchy on cgroup v1
+  (`"memory"`, `"pids"`, `"cpu"`, `"cpuacct"`), the unified one on v2.
+  """
+  def cgroup_dir(name, controller) do
+    case cgroup_version() do
+      :v1 -> "/sys/fs/cgroup/#{controller}/lxc.payload.#{name}"
+      :v2 -> "/sys/fs/cgroup/lxc.payload.#{name}"
+    end
+  end
+
+  # cgroup v1's "no memory limit": the largest page-aligned 64-bit count of bytes.
+  @v1_unlimited 9_223_372_036_854_771_712
+
+  @doc """
+  Container `name`'s limits as the kernel holds them, read back from its cgroup:
+  `%{memory: bytes, pids: count, cpu: {quota_us, period_us}}`, with `:max` for no limit.
+  """
+  def cgroup_limits(name) do
+    read = fn controller, file -> read_cgroup(name, controller, file) end
+
+    case cgroup_version() do
+      :v1 ->
+        %{
+          memory: unlimited(read.("memory", "memory.limit_in_bytes"), [@v1_unlimited]),
+          pids: unlimited(read.("pids", "pids.max"), []),
+          cpu:
+            {unlimited(read.("cpu", "cpu.cfs_quota_us"), [-1]),
+             String.to_integer(read.("cpu", "cpu.cfs_period_us"))}
+        }
+
+      :v2 ->
+        [quota, period] = String.split(read.("cpu", "cpu.max"))
+
+        %{
+          memory: unlimited(read.("memory", "memory.max"), []),
+          pids: unlimited(read.("pids", "pids.max"), []),
+          cpu: {unlimited(quota, []), String.to_integer(period)}
+        }
+    end
+  end
+
+  @doc "The CPU time container `name` has used, in microseconds."
+  def cpu_usage_us(name) do
+    case cgroup_version() do
+      :v1 -> div(String.to_integer(read_cgroup(name, "cpuacct", "cpuacct.usage")), 1000)
+      :v2 -> cpu_stat(name, "usage_usec")
+    end
+  end
+
+  @doc "How many CFS periods container `name` was throttled in (held back by its quota)."
+  def cpu_throttled(name), do: cpu_stat(name, "nr_throttled")
+
+  defp cpu_stat(name, key) do
+    read_cgroup(name, "cpu", "cpu.stat")
+    |> String.split("\n")
+    |> Enum.find_value(fn line ->
+      case String.split(line) do
+        [^key, n] -> String.to_integer(n)
+        _ -> nil
+      end
+    end)
+  end
+
+  defp read_cgroup(name, controller, file),
+    do: name |> cgroup_dir(controller) |> Path.join(file) |> File.read!() |> String.trim()
+
+  defp unlimited("max", _), do: :max
+
+  defp unlimited(text, unlimited) do
+    n = String.to_integer(text)
+    if n in unlimited, do: :max, else: n
   end
 
   @doc """

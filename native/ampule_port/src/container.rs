@@ -16,7 +16,7 @@ use crate::boot::Timeline;
 use crate::host::{Cgroups, Host, OWNER_FILE};
 use crate::lxc::{Container, LxcError};
 use crate::network::Lease;
-use crate::protocol::{Limits, SpawnOpts};
+use crate::protocol::{Limits, Seccomp, SpawnOpts};
 
 /// The unprivileged user the node runs as, inside the container.
 pub const NODE_UID: u32 = 1000;
@@ -25,18 +25,38 @@ pub const HOME: &str = "/home/ampule";
 /// The distribution port every node listens on (each container has its own address).
 pub const DIST_PORT: u16 = 9100;
 
-/// Everything needed to start one application container.
+/// Where the socket of a sandbox's agent appears inside it.
+pub const AGENT_SOCKET: &str = "/run/ampule/agent.sock";
+
+/// How the client reaches the node of an application container.
+#[derive(Debug, Clone)]
+pub enum Reach {
+    /// Erlang distribution: a veth on the bridge with this address, and this cookie.
+    Dist { lease: Lease, cookie: String },
+    /// A sandbox: no network but loopback; the client's agent socket, mounted at
+    /// [`AGENT_SOCKET`].
+    Agent { socket: PathBuf },
+}
+
+/// Everything needed to start one application container (either mode).
 #[derive(Debug, Clone)]
 pub struct AppSpec {
     pub name: String,
-    pub lease: Lease,
-    pub cookie: String,
+    pub reach: Reach,
     pub opts: SpawnOpts,
 }
 
 impl AppSpec {
-    pub fn nodename(&self) -> String {
-        format!("{}@{}", self.name, self.lease.address)
+    pub fn lease(&self) -> Option<&Lease> {
+        match &self.reach {
+            Reach::Dist { lease, .. } => Some(lease),
+            Reach::Agent { .. } => None,
+        }
+    }
+
+    /// The distributed node's name, `NAME@ADDRESS`; a sandbox has none.
+    pub fn nodename(&self) -> Option<String> {
+        self.lease().map(|l| format!("{}@{}", self.name, l.address))
     }
 }
 
@@ -103,6 +123,15 @@ pub fn prepare(host: &Host, spec: &AppSpec) -> io::Result<()> {
         }
     }
     let etc = root.join("etc");
+    let hosts = match &spec.reach {
+        Reach::Dist { lease, .. } => format!(
+            "127.0.0.1 localhost\n{} {}\n{} ampule-host\n",
+            lease.address,
+            spec.name,
+            host.subnet.host()
+        ),
+        Reach::Agent { .. } => format!("127.0.0.1 localhost {}\n", spec.name),
+    };
     let files: [(&str, String); 5] = [
         (
             "passwd",
@@ -111,15 +140,7 @@ pub fn prepare(host: &Host, spec: &AppSpec) -> io::Result<()> {
             ),
         ),
         ("group", format!("root:x:0:\nampule:x:{NODE_UID}:\n")),
-        (
-            "hosts",
-            format!(
-                "127.0.0.1 localhost\n{} {}\n{} ampule-host\n",
-                spec.lease.address,
-                spec.name,
-                host.subnet.host()
-            ),
-        ),
+        ("hosts", hosts),
         ("hostname", format!("{}\n", spec.name)),
         ("nsswitch.conf", "hosts: files\n".to_string()),
     ];
@@ -129,13 +150,23 @@ pub fn prepare(host: &Host, spec: &AppSpec) -> io::Result<()> {
     let home = root.join(HOME.trim_start_matches('/'));
     fs::create_dir(&home)?;
     fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
-    write_file(
-        &home.join(".erlang.cookie"),
-        spec.cookie.as_bytes(),
-        0o400,
-        nu,
-        ng,
-    )?;
+    if let Reach::Dist { cookie, .. } = &spec.reach {
+        write_file(
+            &home.join(".erlang.cookie"),
+            cookie.as_bytes(),
+            0o400,
+            nu,
+            ng,
+        )?;
+    }
+    if let Reach::Agent { .. } = &spec.reach {
+        // The mount point of the agent's socket, the container root's like the rest.
+        let run = root.join("run/ampule");
+        fs::create_dir(&run)?;
+        fs::write(run.join("agent.sock"), b"")?;
+        chown(&run.join("agent.sock"), ru, rg)?;
+        chown(&run, ru, rg)?;
+    }
     chown(&home, nu, ng)?;
     for sub in ["etc", "home", "usr", "proc", "sys", "dev", "tmp", "run"] {
         chown(&root.join(sub), ru, rg)?;
@@ -143,6 +174,30 @@ pub fn prepare(host: &Host, spec: &AppSpec) -> io::Result<()> {
     chown(&root, ru, rg)?;
     fs::set_permissions(&d, fs::Permissions::from_mode(0o711))?;
     Ok(())
+}
+
+/// Checks that a sandbox's agent socket is the client's to hand over, then gives it to the
+/// node's uid alone: a socket (not a link, not a file to expose) directly in this
+/// instance's `agents_dir`, which only the client's user can write.
+pub fn claim_agent_socket(host: &Host, socket: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    if socket.parent() != Some(host.agents.as_path()) {
+        return Err(io::Error::other(format!(
+            "{} is not directly in {}",
+            socket.display(),
+            host.agents.display()
+        )));
+    }
+    let meta = fs::symlink_metadata(socket)?;
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::other(format!(
+            "{} is not a socket",
+            socket.display()
+        )));
+    }
+    let (nu, ng) = (host.uids.start + NODE_UID, host.gids.start + NODE_UID);
+    std::os::unix::fs::lchown(socket, Some(nu), Some(ng))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
 }
 
 /// `fstab` fields are separated by white space; LXC reads octal escapes in paths.
@@ -214,13 +269,22 @@ fn limit_items(cg: Cgroups, l: &Limits) -> Vec<(String, String)> {
     items
 }
 
+/// The items that load seccomp profile `path`. Stacked on any filter the port itself runs
+/// under (liblxc would otherwise skip loading it, silently, if the port were confined).
+pub fn seccomp_items(path: &str) -> [(String, String); 2] {
+    [
+        ("lxc.seccomp.profile".into(), path.into()),
+        ("lxc.seccomp.allow_nesting".into(), "1".into()),
+    ]
+}
+
 /// The items common to every container Ampule makes: id map, network, limits, and
 /// capabilities that no container needs. `dir` is the container's directory (its log's).
 pub fn base_config(
     host: &Host,
     name: &str,
     dir: &Path,
-    veth: &str,
+    veth: Option<&str>,
     limits: &Limits,
 ) -> Vec<(String, String)> {
     let mut c: Vec<(String, String)> = vec![
@@ -238,15 +302,21 @@ pub fn base_config(
             "lxc.idmap".into(),
             format!("g 0 {} {}", host.gids.start, host.gids.count.min(65536)),
         ),
-        ("lxc.net.0.type".into(), "veth".into()),
-        ("lxc.net.0.link".into(), host.bridge.clone()),
-        ("lxc.net.0.flags".into(), "up".into()),
-        ("lxc.net.0.veth.pair".into(), veth.into()),
         (
             "lxc.cap.drop".into(),
             "sys_module sys_rawio sys_time sys_boot mac_admin mac_override net_raw".into(),
         ),
     ];
+    match veth {
+        Some(veth) => c.extend([
+            ("lxc.net.0.type".into(), "veth".into()),
+            ("lxc.net.0.link".into(), host.bridge.clone()),
+            ("lxc.net.0.flags".into(), "up".into()),
+            ("lxc.net.0.veth.pair".into(), veth.into()),
+        ]),
+        // A network namespace with only loopback in it.
+        None => c.push(("lxc.net.0.type".into(), "empty".into())),
+    }
     c.extend(limit_items(host.cgroups, limits));
     c
 }
@@ -255,23 +325,36 @@ pub fn base_config(
 /// applied last.
 pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
     let root = rootfs(host, &spec.name);
+    let veth = spec.lease().map(Lease::veth);
     let mut c = base_config(
         host,
         &spec.name,
         &dir(host, &spec.name),
-        &spec.lease.veth(),
+        veth.as_deref(),
         &spec.opts.limits,
     );
+    match &spec.reach {
+        Reach::Dist { lease, .. } => c.extend([
+            (
+                "lxc.net.0.ipv4.address".into(),
+                format!("{}/{}", lease.address, host.subnet.prefix),
+            ),
+            (
+                "lxc.net.0.ipv4.gateway".into(),
+                host.subnet.host().to_string(),
+            ),
+        ]),
+        Reach::Agent { socket } => c.push((
+            "lxc.mount.entry".into(),
+            format!(
+                "{} {} none bind,nodev,nosuid,noexec 0 0",
+                fstab_escape(&socket.to_string_lossy()),
+                &AGENT_SOCKET[1..]
+            ),
+        )),
+    }
     c.extend([
         ("lxc.rootfs.path".into(), format!("dir:{}", root.display())),
-        (
-            "lxc.net.0.ipv4.address".into(),
-            format!("{}/{}", spec.lease.address, host.subnet.prefix),
-        ),
-        (
-            "lxc.net.0.ipv4.gateway".into(),
-            host.subnet.host().to_string(),
-        ),
         ("lxc.mount.auto".into(), "proc:mixed sys:ro".into()),
         ("lxc.autodev".into(), "1".into()),
         ("lxc.tty.max".into(), "0".into()),
@@ -298,6 +381,15 @@ pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
         ),
         ("lxc.environment".into(), "LANG=C.UTF-8".into()),
     ]);
+    let profile = match &spec.opts.seccomp {
+        Seccomp::Ampule => Some(host.seccomp_profile.display().to_string()),
+        Seccomp::Lxc => Some(crate::seccomp::LXC_PROFILE.to_string()),
+        Seccomp::Profile(p) => Some(p.clone()),
+        Seccomp::Off => None,
+    };
+    if let Some(p) = profile {
+        c.extend(seccomp_items(&p));
+    }
     for p in mounts_for(&spec.opts.code_paths) {
         let e = fstab_escape(&p);
         c.push((
@@ -323,26 +415,32 @@ pub fn app_argv(spec: &AppSpec) -> Vec<String> {
         "\"$@\" >boot.log 2>&1; exit $?",
         "ampule-init",
         "/usr/bin/erl",
-        "-name",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    argv.push(spec.nodename());
-    let port = DIST_PORT.to_string();
-    argv.extend(
-        [
-            "-noshell",
-            "-noinput",
-            "-kernel",
-            "inet_dist_listen_min",
-            &port,
-            "inet_dist_listen_max",
-            &port,
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    match spec.nodename() {
+        Some(nodename) => {
+            let port = DIST_PORT.to_string();
+            argv.extend(
+                [
+                    "-name",
+                    &nodename,
+                    "-noshell",
+                    "-noinput",
+                    "-kernel",
+                    "inet_dist_listen_min",
+                    &port,
+                    "inet_dist_listen_max",
+                    &port,
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
+        }
+        // Not distributed: no name, no EPMD, no listener.
+        None => argv.extend(["-noshell".to_string(), "-noinput".to_string()]),
+    }
     let code: Vec<&String> = spec
         .opts
         .code_paths

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{watch, Notify, RwLock};
 
 use crate::boot::{self, Phase, PhaseCell, Timeline};
-use crate::container::{self, AppSpec, StartError};
+use crate::container::{self, AppSpec, Reach, StartError};
 use crate::etf::{self, EnvelopeError, Out};
 use crate::exits::{Ended, Exits};
 use crate::frame::{self, Incoming};
@@ -42,8 +42,47 @@ const RELEASE_LIMIT: Duration = Duration::from_secs(30);
 /// What kind of container an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// An application container whose node is reached over distribution.
     App,
+    /// An application container whose node is reached through its agent (no network).
+    Sandbox,
     System,
+}
+
+impl Kind {
+    /// The first letter of generated names (`a-INSTANCE-N`), which the start-up sweep
+    /// reads to attribute leftover cgroups.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::App => "a",
+            Kind::Sandbox => "x",
+            Kind::System => "s",
+        }
+    }
+
+    /// Transient, one node, removed by the port once destroyed (both application modes).
+    pub fn is_application(self) -> bool {
+        matches!(self, Kind::App | Kind::Sandbox)
+    }
+
+    fn atom(self) -> &'static str {
+        match self {
+            Kind::App => "app",
+            Kind::Sandbox => "sandbox",
+            Kind::System => "system",
+        }
+    }
+}
+
+/// What waiting for a distributed node's readiness needs from the spawn before it.
+struct Ready {
+    pid: i32,
+    began: Instant,
+    deadline: tokio::time::Instant,
+    phase: Arc<PhaseCell>,
+    timeline: Arc<Timeline>,
+    exited: watch::Receiver<bool>,
+    oom: Option<Arc<oom::Watch>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +117,8 @@ pub struct Entry {
     /// never reach a process that reused the pid.
     pub init_fd: Option<Arc<AsyncFd<OwnedFd>>>,
     pub lease: Option<Lease>,
+    /// A sandbox's agent socket (the client's, in `agents_dir`), removed with it.
+    pub socket: Option<std::path::PathBuf>,
     /// Kept (stopped, disk intact) when the port exits, and adopted by the next one.
     pub persistent: bool,
 }
@@ -86,7 +127,7 @@ impl Entry {
     /// An application container that `destroy` has answered for and whose veth, cgroups,
     /// files and address are still being released: gone for the BEAM, not yet for the port.
     fn releasing(&self) -> bool {
-        self.kind == Kind::App && self.state == State::Destroying
+        self.kind.is_application() && self.state == State::Destroying
     }
 }
 
@@ -200,6 +241,7 @@ impl Server {
                 init_pid: None,
                 init_fd: None,
                 lease: None,
+                socket: None,
                 persistent: false,
             },
         );
@@ -258,6 +300,7 @@ impl Server {
             Request::Ping => ok_value(atom("pong")),
             Request::List => self.list(),
             Request::Info(name) => self.info(&name),
+            Request::LogTail(name) => self.log_tail(&name),
             Request::Spawn(opts) => self.spawn(opts).await,
             Request::Destroy(name) => self.destroy(&name).await,
             Request::Stop(name) => {
@@ -286,6 +329,15 @@ impl Server {
         ))
     }
 
+    /// `{log_tail, Name}`: what an application container's node printed last.
+    fn log_tail(&self, name: &str) -> Out {
+        match self.registry().get(name).filter(|e| !e.releasing()) {
+            None => error(atom("not_found")),
+            Some(e) if !e.kind.is_application() => error(atom("no_log")),
+            Some(_) => ok_value(bin(container::log_tail(&self.host, name))),
+        }
+    }
+
     fn info(&self, name: &str) -> Out {
         let reg = self.registry();
         let Some(e) = reg.get(name).filter(|e| !e.releasing()) else {
@@ -294,13 +346,7 @@ impl Server {
         let undefined = || atom("undefined");
         ok_value(map(vec![
             ("name", bin(name)),
-            (
-                "kind",
-                atom(match e.kind {
-                    Kind::App => "app",
-                    Kind::System => "system",
-                }),
-            ),
+            ("kind", atom(e.kind.atom())),
             ("state", atom(e.state.atom())),
             (
                 "nodename",
@@ -310,6 +356,7 @@ impl Server {
                 "address",
                 match e.kind {
                     Kind::App => e.address.map(|a| a.to_string()),
+                    Kind::Sandbox => None,
                     Kind::System => e.init_pid.and_then(system::netns_address),
                 }
                 .map(bin)
@@ -322,43 +369,122 @@ impl Server {
         ]))
     }
 
+    /// `{spawn, Opts}`, in phases: reserve the name, take what the mode needs (an address,
+    /// or the client's agent socket), prepare and start the container, watch its init, and
+    /// for a distributed node wait until it is ready. A sandbox is answered once its init
+    /// runs: its readiness is its agent's hello, which only the client sees.
     async fn spawn(self: Arc<Self>, opts: SpawnOpts) -> Out {
+        let kind = if opts.sandbox.is_some() {
+            Kind::Sandbox
+        } else {
+            Kind::App
+        };
         let seq = self.next_seq();
         let name = opts
             .name
             .clone()
-            .unwrap_or_else(|| format!("a-{}-{}", self.host.instance, seq));
+            .unwrap_or_else(|| format!("{}-{}-{}", kind.prefix(), self.host.instance, seq));
         // The boot timeout covers the whole spawn, a wait for a same-named release too.
         let began = Instant::now();
         let deadline = tokio::time::Instant::from_std(began + opts.boot_timeout);
-        if let Err(e) = self.reserve(&name, Kind::App, opts.boot_timeout).await {
+        if let Err(e) = self.reserve(&name, kind, opts.boot_timeout).await {
             return e;
         }
-        let lease = match self.leases.acquire(&name) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
+        let reach = match self.reach_for(&name, &opts) {
+            Ok(r) => r,
+            Err(out) => {
                 self.forget(&name);
-                return error(atom("no_address"));
-            }
-            Err(e) => {
-                self.forget(&name);
-                return error(tuple(vec![atom("leases"), bin(e.to_string())]));
+                return out;
             }
         };
-        if let Some(e) = self.registry().get_mut(&name) {
+        let spec = AppSpec { name, reach, opts };
+        let timeline = Arc::new(Timeline::new(began));
+        let phase = Arc::new(PhaseCell::default());
+        let pid = match self.start(&spec, &phase, &timeline, deadline).await {
+            Ok(pid) => pid,
+            Err(reason) => return self.fail_boot(&spec, reason).await,
+        };
+        let oom = match oom::Watch::register(self.host.cgroups, &spec.name) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                log::warn!(container = spec.name.as_str(); "cannot watch for OOM kills: {e}");
+                None
+            }
+        };
+        let exited = match self.clone().watch_init(&spec.name, pid, oom.clone()) {
+            Ok(rx) => rx,
+            Err(e) => {
+                log::error!(container = spec.name.as_str(); "cannot watch init {pid}: {e}");
+                return self
+                    .fail_boot(&spec, tuple(vec![atom("lxc"), atom("init_pid")]))
+                    .await;
+            }
+        };
+        match &spec.reach {
+            Reach::Agent { .. } => self.answer_sandbox(&spec, pid, began, &exited),
+            Reach::Dist { lease, cookie } => {
+                let (lease, cookie) = (lease.clone(), cookie.clone());
+                let ready = Ready {
+                    pid,
+                    began,
+                    deadline,
+                    phase,
+                    timeline,
+                    exited,
+                    oom,
+                };
+                self.await_node(&spec, &lease, &cookie, ready).await
+            }
+        }
+    }
+
+    /// What the mode needs: an address and a cookie for a distributed node; for a sandbox,
+    /// the client's agent socket, checked and handed to the node's uid.
+    fn reach_for(&self, name: &str, opts: &SpawnOpts) -> Result<Reach, Out> {
+        if let Some(sandbox) = &opts.sandbox {
+            return match container::claim_agent_socket(&self.host, &sandbox.socket) {
+                Ok(()) => {
+                    if let Some(e) = self.registry().get_mut(name) {
+                        e.socket = Some(sandbox.socket.clone());
+                    }
+                    Ok(Reach::Agent {
+                        socket: sandbox.socket.clone(),
+                    })
+                }
+                Err(e) => {
+                    log::warn!(container = name; "agent socket refused: {e}");
+                    Err(error(tuple(vec![
+                        atom("bad_option_value"),
+                        atom("sandbox"),
+                        bin(sandbox.socket.to_string_lossy().as_bytes()),
+                    ])))
+                }
+            };
+        }
+        let lease = match self.leases.acquire(name) {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(error(atom("no_address"))),
+            Err(e) => return Err(error(tuple(vec![atom("leases"), bin(e.to_string())]))),
+        };
+        if let Some(e) = self.registry().get_mut(name) {
             e.address = Some(lease.address);
             e.lease = Some(lease.clone());
         }
-        let spec = AppSpec {
-            name: name.clone(),
+        Ok(Reach::Dist {
             lease,
             cookie: boot::random_cookie(),
-            opts,
-        };
-        let phase = Arc::new(PhaseCell::default());
+        })
+    }
 
+    /// Prepares the rootfs and starts the container within the deadline; its init's pid.
+    async fn start(
+        self: &Arc<Self>,
+        spec: &AppSpec,
+        phase: &Arc<PhaseCell>,
+        timeline: &Arc<Timeline>,
+        deadline: tokio::time::Instant,
+    ) -> Result<i32, Term> {
         let permit = self.start_permit().await;
-        let timeline = Arc::new(Timeline::new(began));
         let mut job = {
             let (srv, sp, ph, tl) = (self.clone(), spec.clone(), phase.clone(), timeline.clone());
             tokio::task::spawn_blocking(move || {
@@ -369,54 +495,64 @@ impl Server {
             })
         };
         let started = tokio::select! {
-            r = &mut job => Some(r),
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        let started = match started {
-            Some(r) => r,
-            None => {
+            r = &mut job => r,
+            _ = tokio::time::sleep_until(deadline) => {
                 let stuck = phase.get();
                 let _ = job.await;
-                drop(permit);
-                return self
-                    .fail_boot(&spec, boot_timeout(stuck, &self, &spec.name))
-                    .await;
+                return Err(boot_timeout(stuck, self, &spec.name));
             }
         };
         drop(permit);
         let pid = match started {
             Ok(Ok(pid)) => pid,
-            Ok(Err(e)) => {
-                let reason = start_error(e, &self, &spec.name);
-                return self.fail_boot(&spec, reason).await;
-            }
+            Ok(Err(e)) => return Err(start_error(e, self, &spec.name)),
             Err(join) => {
                 log::error!(container = spec.name.as_str(); "start task failed: {join}");
-                return self
-                    .fail_boot(&spec, tuple(vec![atom("lxc"), atom("start")]))
-                    .await;
+                return Err(tuple(vec![atom("lxc"), atom("start")]));
             }
         };
-        if let Some(e) = self.registry().get_mut(&name) {
+        if let Some(e) = self.registry().get_mut(&spec.name) {
             e.init_pid = Some(pid);
-            e.nodename = Some(spec.nodename());
+            e.nodename = spec.nodename();
         }
-        let oom = match oom::Watch::register(self.host.cgroups, &name) {
-            Ok(w) => Some(Arc::new(w)),
-            Err(e) => {
-                log::warn!(container = name.as_str(); "cannot watch for OOM kills: {e}");
-                None
+        Ok(pid)
+    }
+
+    /// A sandbox runs once its init does (unless that exited already).
+    fn answer_sandbox(
+        &self,
+        spec: &AppSpec,
+        pid: i32,
+        began: Instant,
+        exited: &watch::Receiver<bool>,
+    ) -> Out {
+        let mut reg = self.registry();
+        if !*exited.borrow() {
+            if let Some(e) = reg.get_mut(&spec.name) {
+                e.state = State::Running;
             }
-        };
-        let mut exited = match self.clone().watch_init(&name, pid, oom.clone()) {
-            Ok(rx) => rx,
-            Err(e) => {
-                log::error!(container = name.as_str(); "cannot watch init {pid}: {e}");
-                return self
-                    .fail_boot(&spec, tuple(vec![atom("lxc"), atom("init_pid")]))
-                    .await;
-            }
-        };
+        }
+        drop(reg);
+        ok_value(map(vec![
+            ("name", bin(&spec.name)),
+            ("kind", atom("sandbox")),
+            ("init_pid", int(pid as i64)),
+            ("boot_ms", int(began.elapsed().as_millis() as i64)),
+        ]))
+    }
+
+    /// Waits until a distributed node is ready (found in its EPMD, handshake done), then
+    /// answers; a node that exits or does not get there in time is destroyed.
+    async fn await_node(&self, spec: &AppSpec, lease: &Lease, cookie: &str, r: Ready) -> Out {
+        let Ready {
+            pid,
+            began,
+            deadline,
+            phase,
+            timeline,
+            mut exited,
+            oom,
+        } = r;
         phase.set(Phase::Epmd);
         enum Outcome {
             Ready,
@@ -424,44 +560,45 @@ impl Server {
             Timeout,
         }
         let outcome = tokio::select! {
-            _ = boot::wait_ready(spec.lease.address, &spec.name, &spec.cookie, &self.local, &phase, &timeline) => Outcome::Ready,
+            _ = boot::wait_ready(lease.address, &spec.name, cookie, &self.local, &phase, &timeline) => Outcome::Ready,
             _ = exited.wait_for(|e| *e) => Outcome::Exited,
             _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
         };
+        let name = &spec.name;
         let reason = match outcome {
             Outcome::Ready => {
                 let mut reg = self.registry();
                 if *exited.borrow() {
                     None
                 } else {
-                    if let Some(e) = reg.get_mut(&name) {
+                    if let Some(e) = reg.get_mut(name) {
                         e.state = State::Running;
                     }
                     drop(reg);
                     let ms = began.elapsed().as_millis() as i64;
                     log::debug!(container = name.as_str(); "ready in {}", timeline.summary());
                     return ok_value(map(vec![
-                        ("name", bin(&name)),
-                        ("nodename", bin(spec.nodename())),
-                        ("address", bin(spec.lease.address.to_string())),
-                        ("cookie", bin(&spec.cookie)),
+                        ("name", bin(name)),
+                        ("nodename", bin(spec.nodename().unwrap_or_default())),
+                        ("address", bin(lease.address.to_string())),
+                        ("cookie", bin(cookie)),
                         ("init_pid", int(pid as i64)),
                         ("boot_ms", int(ms)),
                     ]));
                 }
             }
             Outcome::Exited => None,
-            Outcome::Timeout => Some(boot_timeout(phase.get(), &self, &name)),
+            Outcome::Timeout => Some(boot_timeout(phase.get(), self, name)),
         };
         let reason = match reason {
             Some(r) => r,
             None => tuple(vec![
                 atom("boot_failed"),
                 self.exit_reason(pid, oom.as_deref()).await,
-                bin(container::log_tail(&self.host, &name)),
+                bin(container::log_tail(&self.host, name)),
             ]),
         };
-        self.fail_boot(&spec, reason).await
+        self.fail_boot(spec, reason).await
     }
 
     /// Why an application container's node exited, from the kernel: `oom`, the node's exit
@@ -483,7 +620,7 @@ impl Server {
         if let Some(e) = self.registry().get_mut(&spec.name) {
             e.state = State::Destroying;
         }
-        self.remove(&spec.name, Some(spec.lease.clone())).await;
+        self.remove(&spec.name, spec.lease().cloned()).await;
         error(reason)
     }
 
@@ -522,6 +659,10 @@ impl Server {
         if let Some(l) = lease {
             self.leases.release(&l);
         }
+        let socket = self.registry().get(name).and_then(|e| e.socket.clone());
+        if let Some(s) = socket {
+            let _ = std::fs::remove_file(s);
+        }
         self.forget(name);
     }
 
@@ -545,7 +686,7 @@ impl Server {
             let lease = {
                 let mut reg = self.registry();
                 match reg.get_mut(&name) {
-                    Some(e) if e.state == State::Running && e.kind == Kind::App => {
+                    Some(e) if e.state == State::Running && e.kind.is_application() => {
                         e.state = State::Destroying;
                         e.lease.clone()
                     }
@@ -665,7 +806,7 @@ impl Server {
         let victims: Vec<(String, Entry)> = self
             .registry()
             .iter_mut()
-            .filter(|(_, e)| e.kind == Kind::App && e.state != State::Destroying)
+            .filter(|(_, e)| e.kind.is_application() && e.state != State::Destroying)
             .map(|(n, e)| {
                 e.state = State::Destroying;
                 (n.clone(), e.clone())
@@ -701,6 +842,7 @@ impl Server {
         });
         futures::future::join_all(ends).await;
         self.system.dhcp.stop(&self.host.state_dir);
+        crate::host::release_agents_dir(&self.host);
         let lock = self
             .host
             .state_dir

@@ -71,10 +71,15 @@ pub struct Host {
     /// Where application containers live: a tmpfs of the port's own (see [`mount_apps`]).
     pub apps: PathBuf,
     pub instance: String,
+    /// Where the client makes its sandboxes' agent sockets: `STATE/agents/INSTANCE`, owned
+    /// by the client's user (see [`client_uid`]), mode 0711.
+    pub agents: PathBuf,
     pub uids: IdRange,
     pub gids: IdRange,
     pub cgroups: Cgroups,
     pub lxc_version: String,
+    /// Ampule's seccomp profile for application containers (see [`write_seccomp_profile`]).
+    pub seccomp_profile: PathBuf,
     /// Held for the life of the process: a live lock is how other instances know we run.
     _lock: Flock<fs::File>,
 }
@@ -178,18 +183,16 @@ pub fn search_path(inherited: &str, state_dir: Option<&Path>) -> String {
     dirs.join(":")
 }
 
-/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent, and safe against another
-/// port instance doing the same at once). The directory comes first on a root process's
-/// `PATH`, so it must be root's alone: a real directory (not a link), owned by the port's
-/// user, writable by no one else; anything else is refused.
-fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
+/// Makes `dir` (and its parents) if need be and checks that it is root's alone: a real
+/// directory (not a link), owned by the port's user, writable by no one else. What the
+/// port keeps there is trusted by root processes (liblxc), so anything else is refused.
+fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let dir = idmap_dir(state_dir);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(&dir)?;
-    let meta = fs::symlink_metadata(&dir)?;
+        .create(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
     let me = nix::unistd::geteuid().as_raw();
     if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
         return Err(io::Error::other(format!(
@@ -197,6 +200,15 @@ fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Makes [`idmap_dir`]'s two links to `/bin/false` (idempotent, and safe against another
+/// port instance doing the same at once). The directory comes first on a root process's
+/// `PATH`, so it must be root's alone ([`private_dir`]).
+fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
+    let dir = idmap_dir(state_dir);
+    private_dir(&dir)?;
     for tool in ["newuidmap", "newgidmap"] {
         let link = dir.join(tool);
         if fs::read_link(&link).is_ok_and(|t| t == Path::new("/bin/false")) {
@@ -210,6 +222,34 @@ fn prepare_idmap_dir(state_dir: &Path) -> io::Result<()> {
         fs::rename(&aside, &link)?;
     }
     Ok(())
+}
+
+/// Writes Ampule's seccomp profile ([`crate::seccomp::profile`]) to `STATE/seccomp/`, a
+/// [`private_dir`] (liblxc reads the file as root, and it decides what every node may
+/// do), under a name that follows its content; returns its path. Written aside and
+/// renamed into place, so instances starting together, or a container starting while
+/// another instance writes, always see a whole file.
+pub fn write_seccomp_profile(state_dir: &Path) -> io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir.join("seccomp");
+    private_dir(&dir)?;
+    let text = crate::seccomp::profile();
+    let path = dir.join(crate::seccomp::file_name(&text));
+    if fs::read(&path).is_ok_and(|t| t == text.as_bytes()) {
+        return Ok(path);
+    }
+    let aside = dir.join(format!(".profile.{}", std::process::id()));
+    let _ = fs::remove_file(&aside);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&aside)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&aside, &path)?;
+    Ok(path)
 }
 
 fn random_id(len: usize) -> String {
@@ -262,6 +302,15 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             format!("cannot create {}: {e}", idmap_dir(&state_dir).display()),
         )
     })?;
+    let seccomp_profile = write_seccomp_profile(&state_dir).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!(
+                "cannot write the seccomp profile under {}: {e}",
+                state_dir.join("seccomp").display()
+            ),
+        )
+    })?;
     for d in [&lxcpath, &apps, &instances] {
         fs::create_dir_all(d).map_err(|e| {
             unready(
@@ -283,6 +332,13 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
         )
     })?;
     let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
+    let agents = state_dir.join("agents").join(&instance);
+    prepare_agents_dir(&agents).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!("cannot create {}: {e}", agents.display()),
+        )
+    })?;
     Ok((
         Host {
             bridge: settings.bridge.clone(),
@@ -291,14 +347,45 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             lxcpath,
             apps,
             instance,
+            agents,
             uids,
             gids,
             cgroups,
             lxc_version,
+            seccomp_profile,
             _lock: lock,
         },
         sweep,
     ))
+}
+
+/// The user on the other end of the protocol: the one `sudo` ran the port for
+/// (`SUDO_UID`), or the port's own. Its sandboxes' agent sockets are its to make.
+pub fn client_uid() -> u32 {
+    std::env::var("SUDO_UID")
+        .ok()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+}
+
+fn prepare_agents_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+        set_mode(parent, 0o711);
+    }
+    fs::create_dir(dir)?;
+    // 0711: the container's mapped root must traverse it to bind-mount a socket from it;
+    // nobody else can list it, and a socket is only for the uid the port gives it to.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    let uid = client_uid();
+    std::os::unix::fs::chown(dir, Some(uid), None)
+}
+
+/// Removes this instance's agents directory (the sockets in it belong to containers that
+/// are gone by now).
+pub fn release_agents_dir(host: &Host) {
+    let _ = fs::remove_dir_all(&host.agents);
 }
 
 /// Application containers are transient and their directories tiny (a rootfs skeleton, a
@@ -438,12 +525,23 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
         }
     }
     // Cgroups liblxc left for containers whose directory is already gone (a crash between
-    // the two removals): attributable by the generated names, `a-INSTANCE-N`/`s-INSTANCE-N`.
+    // the two removals): attributable by the generated names, `a-`, `x-` or `s-INSTANCE-N`.
     for cg in orphan_cgroups(lxcpaths) {
         let mut parts = cg.splitn(3, '-');
         let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if (kind == "a" || kind == "s") && is_dead(owner) {
+        if (kind == "a" || kind == "s" || kind == "x") && is_dead(owner) {
             crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
+        }
+    }
+    // Agent sockets of dead instances: their sandboxes are gone.
+    for e in fs::read_dir(state_dir.join("agents"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id != me && !live_instance(state_dir, &id) {
+            let _ = fs::remove_dir_all(e.path());
         }
     }
     let leases = network::Leases::sweep(state_dir, &settings.subnet, &is_dead, &|ip| {
@@ -540,6 +638,27 @@ mod tests {
         prepare_idmap_dir(&dir).unwrap();
         fs::set_permissions(idmap_dir(&dir), fs::Permissions::from_mode(0o777)).unwrap();
         assert!(prepare_idmap_dir(&dir).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_seccomp_profile_is_written_once_whole_and_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ampule-seccomp-{}", std::process::id()));
+        let path = write_seccomp_profile(&dir).unwrap();
+        assert_eq!(write_seccomp_profile(&dir).unwrap(), path);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            crate::seccomp::profile()
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Nothing left aside.
+        assert_eq!(fs::read_dir(dir.join("seccomp")).unwrap().count(), 1);
+        fs::set_permissions(dir.join("seccomp"), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(write_seccomp_profile(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,6 +18,7 @@
 //! - [`oom`]: telling an out-of-memory kill from other deaths.
 //! - [`exits`]: how a container's init ended, from the kernel's process events.
 //! - [`untrusted`]: reading files a container controls (no links, no blocking, bounded).
+//! - [`seccomp`]: Ampule's seccomp policy for application containers, with its reasons.
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
 //! - [`cgroup`]: keeps the port out of the cgroups liblxc moves it into.
@@ -42,5 +43,6 @@ pub mod oom;
 pub mod outbox;
 pub mod pipe;
 pub mod protocol;
+pub mod seccomp;
 pub mod system;
 pub mod untrusted;

@@ -124,6 +124,7 @@ async fn serve(
             ("host_address", bin(host.subnet.host().to_string())),
             ("subnet", bin(host.subnet.to_string())),
             ("instance", bin(&host.instance)),
+            ("agents_dir", bin(host.agents.to_string_lossy().as_bytes())),
         ]),
     );
     // Log events only after the hello, which is always the first frame.

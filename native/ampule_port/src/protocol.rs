@@ -9,7 +9,7 @@ use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 use crate::etf::Out;
 
 /// Version announced in the hello event; a client refuses one it does not know.
-pub const PROTOCOL_VERSION: i32 = 1;
+pub const PROTOCOL_VERSION: i32 = 2;
 
 /// One decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,7 @@ pub enum Request {
     ConsoleAck(String, usize),
     List,
     Info(String),
+    LogTail(String),
     Ping,
 }
 
@@ -36,6 +37,29 @@ pub struct SpawnOpts {
     pub env: Vec<(String, String)>,
     pub config: Vec<(String, String)>,
     pub limits: Limits,
+    /// A sandbox: no distribution, no network; the client's agent socket to mount.
+    pub sandbox: Option<SandboxOpts>,
+    pub seccomp: Seccomp,
+}
+
+/// Options of a sandbox (`sandbox => #{socket => Path}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOpts {
+    /// The client's listening socket, in the port's `agents_dir`; checked when spawning.
+    pub socket: std::path::PathBuf,
+}
+
+/// Which seccomp policy an application container's processes run under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// Ampule's own (`crate::seccomp`): the default.
+    Ampule,
+    /// LXC's `common.seccomp` only (a short denylist: kernel modules, kexec, file handles).
+    Lxc,
+    /// None at all.
+    Off,
+    /// A profile file of the caller's, in LXC's format.
+    Profile(String),
 }
 
 /// cgroup limits shared by both kinds of container.
@@ -49,6 +73,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// A system container's: no CPU quota (a whole distribution shares the CPU by weight).
     fn default() -> Limits {
         Limits {
             memory: 512 * 1024 * 1024,
@@ -58,6 +83,21 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// An application container's: the same, plus a quota of one CPU, so that a runaway
+    /// node (a fork bomb, a spinning process on every scheduler) leaves the rest of the
+    /// host's CPUs to everything else. A node's boot barely needs more than one CPU.
+    pub fn app() -> Limits {
+        Limits {
+            cpu_millis: Some(APP_CPU_MILLIS),
+            ..Limits::default()
+        }
+    }
+}
+
+/// The default CPU quota of an application container, in thousandths of a CPU.
+pub const APP_CPU_MILLIS: u64 = 1000;
 
 /// Options of `{create, Opts}`: a system container from an LXC template.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +284,7 @@ pub fn parse(term: &Term) -> Result<Request, RequestError> {
         "stop" => name_arg().map(Request::Stop),
         "start" => name_arg().map(Request::Start),
         "info" => name_arg().map(Request::Info),
+        "log_tail" => name_arg().map(Request::LogTail),
         "console" => match args {
             [n, data] => match (as_name(n), as_bytes(data)) {
                 (Some(n), Some(d)) => Ok(Request::ConsoleWrite(n, d)),
@@ -364,10 +405,29 @@ fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
     as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
 }
 
-fn cpu_millis(key: &str, v: &Term) -> Result<u64, RequestError> {
+/// A CPU quota in thousandths of a CPU, or `infinity` for none.
+fn cpu_millis(key: &str, v: &Term) -> Result<Option<u64>, RequestError> {
+    if as_atom(v) == Some("infinity") {
+        return Ok(None);
+    }
     as_u64(v)
         .filter(|n| (10..=1_024_000).contains(n))
+        .map(Some)
         .ok_or_else(|| bad(key, v))
+}
+
+/// `true` (Ampule's policy), `lxc`, `false`, or the absolute path of a profile file.
+fn seccomp(key: &str, v: &Term) -> Result<Seccomp, RequestError> {
+    match as_atom(v) {
+        Some("true") => Ok(Seccomp::Ampule),
+        Some("lxc") => Ok(Seccomp::Lxc),
+        Some("false") => Ok(Seccomp::Off),
+        Some(_) => Err(bad(key, v)),
+        None => as_string(v)
+            .filter(|p| valid_path(p))
+            .map(Seccomp::Profile)
+            .ok_or_else(|| bad(key, v)),
+    }
 }
 
 fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
@@ -378,11 +438,14 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         args: Vec::new(),
         env: Vec::new(),
         config: Vec::new(),
-        limits: Limits::default(),
+        limits: Limits::app(),
+        sandbox: None,
+        seccomp: Seccomp::Ampule,
     };
     for (k, v) in opts_map(t)? {
         match k.as_str() {
             "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
+            "sandbox" => o.sandbox = Some(sandbox_opts(&k, v)?),
             "boot_timeout" => o.boot_timeout = duration_ms(&k, v)?,
             "code_paths" => o.code_paths = strings(&k, v, valid_path)?,
             "args" => o.args = strings(&k, v, |s| !s.contains('\0'))?,
@@ -391,11 +454,23 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
+            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
+            "seccomp" => o.seccomp = seccomp(&k, v)?,
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }
     Ok(o)
+}
+
+fn sandbox_opts(key: &str, v: &Term) -> Result<SandboxOpts, RequestError> {
+    let pairs = opts_map(v).map_err(|_| bad(key, v))?;
+    match pairs.as_slice() {
+        [(k, path)] if k == "socket" => as_string(path)
+            .filter(|p| valid_path(p))
+            .map(|p| SandboxOpts { socket: p.into() })
+            .ok_or_else(|| bad(key, v)),
+        _ => Err(bad(key, v)),
+    }
 }
 
 fn boolean(key: &str, v: &Term) -> Result<bool, RequestError> {
@@ -449,7 +524,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
             "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
             "pids" => o.limits.pids = limit(&k, v, 16)?,
             "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = Some(cpu_millis(&k, v)?),
+            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
             _ => return Err(RequestError::BadOption(atom(&k))),
         }
     }
@@ -487,8 +562,63 @@ mod tests {
             panic!("spawn did not parse");
         };
         assert_eq!(o.boot_timeout, Duration::from_secs(15));
-        assert_eq!(o.limits, Limits::default());
+        assert_eq!(o.limits, Limits::app());
+        assert_eq!(o.limits.cpu_millis, Some(1000));
+        assert_eq!(o.seccomp, Seccomp::Ampule);
         assert!(o.name.is_none() && o.code_paths.is_empty());
+    }
+
+    #[test]
+    fn system_containers_have_no_cpu_quota_by_default() {
+        let Ok(Request::Create(o)) = parse(&atom("create")) else {
+            panic!("create did not parse");
+        };
+        assert_eq!(o.limits.cpu_millis, None);
+    }
+
+    #[test]
+    fn a_cpu_quota_is_set_changed_or_lifted() {
+        let spawn = |v: Term| match parse(&opts(vec![("cpu_millis", v)])) {
+            Ok(Request::Spawn(o)) => Ok(o.limits.cpu_millis),
+            Err(e) => Err(e),
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert_eq!(spawn(int(250)), Ok(Some(250)));
+        assert_eq!(spawn(atom("infinity")), Ok(None));
+        for v in [int(0), int(9), int(1_024_001), atom("max"), bin("1000")] {
+            assert_eq!(
+                spawn(v.clone()),
+                Err(RequestError::BadOptionValue("cpu_millis".into(), v))
+            );
+        }
+    }
+
+    #[test]
+    fn seccomp_is_ampules_lxcs_none_or_a_profile_file() {
+        let spawn = |v: Term| match parse(&opts(vec![("seccomp", v)])) {
+            Ok(Request::Spawn(o)) => Ok(o.seccomp),
+            Err(e) => Err(e),
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert_eq!(spawn(atom("true")), Ok(Seccomp::Ampule));
+        assert_eq!(spawn(atom("lxc")), Ok(Seccomp::Lxc));
+        assert_eq!(spawn(atom("false")), Ok(Seccomp::Off));
+        assert_eq!(
+            spawn(bin("/etc/ampule/my.seccomp")),
+            Ok(Seccomp::Profile("/etc/ampule/my.seccomp".into()))
+        );
+        for v in [
+            atom("docker"),
+            bin("relative.seccomp"),
+            bin("/a/../etc/shadow"),
+            bin("/a\nlxc.init.uid = 0"),
+            int(1),
+        ] {
+            assert_eq!(
+                spawn(v.clone()),
+                Err(RequestError::BadOptionValue("seccomp".into(), v))
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn random_hex(n: usize) -> String {
 fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, String)> {
     let veth = format!("{}{}", crate::network::SYSTEM_VETH_PREFIX, random_hex(6));
     let dir = host.lxcpath.join(name);
-    let mut c = container::base_config(host, name, &dir, &veth, &opts.limits);
+    let mut c = container::base_config(host, name, &dir, Some(&veth), &opts.limits);
     if opts.privileged {
         c.retain(|(k, _)| k != "lxc.idmap");
     }
@@ -109,6 +109,10 @@ fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, Str
             *v = v.replace(" net_raw", "");
         }
     }
+    // LXC's own denylist, which the debian template's common.conf loads and busybox's
+    // config does not: every system container gets it (a distribution's init and services
+    // use namespaces and keyrings, which Ampule's policy for nodes refuses).
+    c.extend(container::seccomp_items(crate::seccomp::LXC_PROFILE));
     c.extend(opts.config.iter().cloned());
     c
 }
@@ -455,7 +459,7 @@ pub async fn start(srv: Arc<Server>, name: &str) -> Out {
     let state = srv.registry().get(name).map(|e| (e.kind, e.state));
     match state {
         None => error(atom("not_found")),
-        Some((Kind::App, _)) => error(atom("not_system")),
+        Some((Kind::App | Kind::Sandbox, _)) => error(atom("not_system")),
         Some((_, State::Stopped)) => {
             if let Some(e) = srv.registry().get_mut(name) {
                 e.state = State::Booting;
@@ -586,6 +590,7 @@ pub fn adopt(host: &Host) -> Vec<(String, Entry)> {
                 init_pid: None,
                 init_fd: None,
                 lease: None,
+                socket: None,
                 persistent: true,
             },
         ));

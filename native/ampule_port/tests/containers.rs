@@ -17,7 +17,7 @@ fn hello_is_the_first_frame_and_names_the_versions() {
     assert_eq!(t.elements[0], atom("event"));
     assert_eq!(t.elements[1], atom("hello"));
     let m = &t.elements[2];
-    assert_eq!(get(m, "protocol"), &int(1));
+    assert_eq!(get(m, "protocol"), &int(2));
     assert_eq!(text(get(m, "lxc_version")), "5.0.2");
     assert_eq!(text(get(m, "version")), env!("CARGO_PKG_VERSION"));
     assert_eq!(text(get(m, "host_address")), host_address());

@@ -229,6 +229,7 @@ const SPAWN_KEYS: &[&str] = &[
     "pids",
     "cpu_shares",
     "cpu_millis",
+    "seccomp",
 ];
 const CREATE_KEYS: &[&str] = &[
     "name",
@@ -622,9 +623,24 @@ impl Writer<'_> {
                 self.int(n as i64);
             }
             "cpu_millis" => {
-                let n = self.r.range(10, 1_024_000);
-                self.int(n as i64);
+                if self.r.one_in(4) {
+                    self.atom("infinity");
+                } else {
+                    let n = self.r.range(10, 1_024_000);
+                    self.int(n as i64);
+                }
             }
+            "seccomp" => match self.r.below(4) {
+                0 => self.atom("true"),
+                1 => self.atom("false"),
+                2 => self.atom("lxc"),
+                _ => {
+                    let mut p = b"/".to_vec();
+                    p.extend(self.r.string_of(PATH_CHARS, 0, 30));
+                    let p = String::from_utf8(p).unwrap().replace("..", "_");
+                    self.bin(p.as_bytes());
+                }
+            },
             "template" | "release" => {
                 let w = self.word();
                 self.bin(&w);

@@ -1,0 +1,184 @@
+//! Sandboxes through the real binary: a container without distribution or network whose
+//! node reaches its client only through the agent socket the client made, mounted by the
+//! port. The agent here is a few lines of `-eval`; the real one is Ampule's (Elixir tests).
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use eetf::Term;
+
+fn agents_dir(port: &Port) -> PathBuf {
+    let Term::Tuple(t) = &port.hello else {
+        panic!("hello: {}", port.hello)
+    };
+    PathBuf::from(text(get(&t.elements[2], "agents_dir")))
+}
+
+/// A listener in the port's agents directory, as a client makes one per sandbox.
+fn listen(port: &Port, name: &str) -> (UnixListener, PathBuf) {
+    let path = agents_dir(port).join(format!("{name}.sock"));
+    (UnixListener::bind(&path).unwrap(), path)
+}
+
+fn sandbox_opts(socket: &Path, eval: &str) -> Term {
+    map(vec![
+        (
+            "sandbox",
+            map(vec![("socket", bin(socket.to_string_lossy().as_bytes()))]),
+        ),
+        ("args", list(vec![bin("-eval"), bin(eval)])),
+    ])
+}
+
+/// Reads one `{packet, 4}` frame.
+fn frame(s: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    body
+}
+
+/// An `-eval` agent: connects, sends what it sees of itself, then waits to be destroyed.
+const REPORTER: &str = r#"{ok, S} = gen_tcp:connect({local, "/run/ampule/agent.sock"}, 0, [binary, {packet, 4}]), {ok, Ifs} = inet:getifaddrs(), gen_tcp:send(S, term_to_binary({node(), [list_to_binary(I) || {I, _} <- Ifs], os:getenv("HOME")})), receive _ -> ok after 60000 -> ok end."#;
+
+#[test]
+fn a_sandbox_has_no_distribution_no_network_and_reaches_its_client_through_the_socket() {
+    let mut port = Port::start();
+    let (listener, socket) = listen(&port, "s1");
+    let info = unwrap_ok(port.call(
+        1,
+        tuple(vec![atom("spawn"), sandbox_opts(&socket, REPORTER)]),
+    ));
+    assert_eq!(get(&info, "kind"), &atom("sandbox"));
+    let name = text(get(&info, "name"));
+    assert!(name.starts_with("x-"), "{name}");
+    let Term::Map(m) = &info else { panic!() };
+    for absent in ["nodename", "address", "cookie"] {
+        assert!(!m.map.contains_key(&atom(absent)), "{absent} in {info}");
+    }
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The peer is the container's node: its uid is the node's (subuid start + 1000).
+    let cred =
+        nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials).unwrap();
+    assert!(cred.uid() >= 100_000, "peer uid {}", cred.uid());
+    let seen = eetf::Term::decode(std::io::Cursor::new(frame(&mut conn))).unwrap();
+    assert_eq!(
+        seen,
+        tuple(vec![
+            atom("nonode@nohost"),
+            list(vec![bin("lo")]),
+            eetf::Term::from(eetf::ByteList::from(b"/home/ampule".to_vec()))
+        ])
+    );
+    // No veth, no lease: nothing of the container is on the bridge.
+    let info = unwrap_ok(port.call(2, tuple(vec![atom("info"), bin(&name)])));
+    assert_eq!(get(&info, "address"), &atom("undefined"));
+    let running = leftovers(&name, None, None);
+    assert!(
+        running.iter().any(|l| l.starts_with("directory")),
+        "{running:?}"
+    );
+    assert_eq!(
+        port.call(3, tuple(vec![atom("destroy"), bin(&name)])),
+        atom("ok")
+    );
+    let left = eventually_empty(Duration::from_secs(5), || {
+        let mut l = leftovers(&name, None, None);
+        if socket.exists() {
+            l.push(format!("socket {}", socket.display()));
+        }
+        l
+    });
+    assert_eq!(left, Vec::<String>::new());
+    let dir = agents_dir(&port);
+    port.close(Duration::from_secs(10));
+    assert!(!dir.exists(), "the agents directory goes with its port");
+}
+
+#[test]
+fn only_a_socket_directly_in_the_agents_directory_is_mounted() {
+    let mut port = Port::start();
+    let dir = agents_dir(&port);
+    let file = dir.join("file.sock");
+    std::fs::write(&file, b"not a socket").unwrap();
+    let (_l, real) = listen(&port, "real");
+    let link = dir.join("link.sock");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let elsewhere = std::env::temp_dir().join(format!("ampule-sock-{}", std::process::id()));
+    let _ = std::fs::remove_file(&elsewhere);
+    let _outside = UnixListener::bind(&elsewhere).unwrap();
+    for (tag, path) in [
+        (1, &file),
+        (2, &link),
+        (3, &elsewhere),
+        (4, &dir.join("missing")),
+    ] {
+        let reason =
+            unwrap_err(port.call(tag, tuple(vec![atom("spawn"), sandbox_opts(path, "ok.")])));
+        assert_eq!(
+            reason,
+            tuple(vec![
+                atom("bad_option_value"),
+                atom("sandbox"),
+                bin(path.to_string_lossy().as_bytes())
+            ])
+        );
+    }
+    assert_eq!(unwrap_ok(port.call(5, atom("list"))), list(vec![]));
+    let _ = std::fs::remove_file(&elsewhere);
+}
+
+#[test]
+fn a_sandbox_whose_node_exits_is_reported_and_its_output_can_be_read() {
+    let mut port = Port::start();
+    let (_listener, socket) = listen(&port, "s3");
+    let eval = r#"io:format("last words~n"), erlang:halt(3)."#;
+    let info = unwrap_ok(port.call(1, tuple(vec![atom("spawn"), sandbox_opts(&socket, eval)])));
+    let name = text(get(&info, "name"));
+    let event = port
+        .next_frame(Duration::from_secs(20))
+        .expect("exit event");
+    assert_eq!(
+        event,
+        tuple(vec![
+            atom("event"),
+            atom("exit"),
+            map(vec![("name", bin(&name)), ("status", int(3))])
+        ])
+    );
+    assert_eq!(
+        unwrap_err(port.call(2, tuple(vec![atom("log_tail"), bin(&name)]))),
+        atom("not_found"),
+        "gone with its container"
+    );
+    assert_eq!(leftovers(&name, None, None), Vec::<String>::new());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn log_tail_shows_what_a_running_node_printed() {
+    let mut port = Port::start();
+    let (_listener, socket) = listen(&port, "s4");
+    let eval = r#"io:format("hello from inside~n"), receive _ -> ok after 60000 -> ok end."#;
+    let info = unwrap_ok(port.call(1, tuple(vec![atom("spawn"), sandbox_opts(&socket, eval)])));
+    let name = text(get(&info, "name"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tail = text(&unwrap_ok(
+            port.call(2, tuple(vec![atom("log_tail"), bin(&name)])),
+        ));
+        if tail.contains("hello from inside") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "log tail: {tail:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
