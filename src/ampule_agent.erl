@@ -79,14 +79,14 @@ loop(Socket, Calls) ->
         {ampule_kill, Pid} ->
             exit(Pid, kill),
             loop(Socket, Calls);
-        {tcp, Socket, _Other} ->
-            closed();
+        {tcp, Socket, Other} ->
+            closed({unknown_frame, Other});
         {tcp_closed, Socket} ->
-            closed();
-        {tcp_error, Socket, _} ->
-            closed();
-        {'DOWN', _Ref, port, Socket, _} ->
-            closed();
+            closed(tcp_closed);
+        {tcp_error, Socket, Reason} ->
+            closed({tcp_error, Reason});
+        {'DOWN', _Ref, port, Socket, Reason} ->
+            closed({socket_down, Reason});
         _Other ->
             loop(Socket, Calls)
     end.
@@ -112,10 +112,14 @@ kill(Socket, Id, Calls) ->
 send(Socket, Frame) ->
     case gen_tcp:send(Socket, Frame) of
         ok -> ok;
-        {error, _} -> closed()
+        {error, Reason} -> closed({send, Reason})
     end.
 
-closed() -> erlang:halt(0, [{flush, false}]).
+%% The channel is gone: so is the node (the host destroys the sandbox anyway). The
+%% reason goes to the node's output (its boot.log), for whoever reads it.
+closed(Why) ->
+    io:format(standard_error, "ampule_agent: channel closed (~0tP); halting~n", [Why, 10]),
+    erlang:halt(0, [{flush, false}]).
 
 call(Agent, Id, Max, Term) ->
     {Outcome, Value} = run(Term),

@@ -60,7 +60,10 @@ defmodule Ampule.Port do
   a sandbox comes with `%{channel: pid, max_result: bytes}`; this process monitors the
   channel from the reply on.
   """
-  def spawn(server \\ __MODULE__, request, owner, sandbox \\ nil) when is_map(request) do
+  def spawn(server \\ __MODULE__, request, owner) when is_map(request),
+    do: spawn_sandbox(server, request, owner, nil)
+
+  def spawn_sandbox(server \\ __MODULE__, request, owner, sandbox) when is_map(request) do
     timeout = Map.get(request, :boot_timeout, 15_000) + @hello_timeout + @call_margin
     call(server, {:spawn, request, owner, sandbox}, timeout)
   end
@@ -204,15 +207,14 @@ defmodule Ampule.Port do
 
     case entry do
       {:container, name} ->
-        {entry, containers} = Map.pop(state.containers, name)
-        state = send_internal({:destroy, name}, %{state | containers: containers})
+        case Map.pop(state.containers, name) do
+          {nil, _} ->
+            {:noreply, send_internal({:destroy, name}, state)}
 
-        if entry do
-          disconnect(entry.container)
-          state = release_channel(entry, :destroyed, %{}, state)
-          {:noreply, state}
-        else
-          {:noreply, state}
+          {entry, containers} ->
+            disconnect(entry.container)
+            state = unwatch_channel(entry, %{state | containers: containers})
+            {:noreply, send_destroy(name, {:internal_destroy, entry.container}, state)}
         end
 
       {:channel, name} ->
@@ -367,7 +369,8 @@ defmodule Ampule.Port do
         disconnect(container)
         if container.owner, do: send(container.owner, {:ampule_exit, container, status})
         state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
-        release_channel(entry, status, info, state)
+        tell_channel(container, status, info)
+        unwatch_channel(entry, state)
     end
   end
 
@@ -428,14 +431,21 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply({:destroy, from, _container}, result, state) do
+  defp handle_reply({:destroy, from, container}, result, state) do
+    tell_channel(container, :destroyed, %{})
     GenServer.reply(from, normalize(result))
     state
   end
 
-  defp handle_reply({:broken, from}, _result, state) do
+  defp handle_reply({:broken, from, container}, _result, state) do
+    tell_channel(container, :destroyed, %{})
     GenServer.reply(from, :ok)
     state
+  end
+
+  defp handle_reply({:internal_destroy, container}, result, state) do
+    tell_channel(container, :destroyed, %{})
+    handle_reply({:internal, {:destroy, container.name}}, result, state)
   end
 
   defp handle_reply({:internal, request}, result, state) do
@@ -549,21 +559,21 @@ defmodule Ampule.Port do
           %{state | systems: systems, monitors: Map.delete(state.monitors, ref)}
       end
 
-    {container, state} = forget(name, state, :destroyed)
+    {container, state} = forget(name, state)
     # Before the port removes it, while the node can still close the connection cleanly.
     if container, do: disconnect(container)
     send_request({:destroy, name}, {:destroy, from, container}, state)
   end
 
   defp dispatch({:sandbox_broken, name, reason}, from, state) do
-    case forget(name, state, reason) do
+    case forget(name, state) do
       {nil, state} ->
         GenServer.reply(from, :ok)
         state
 
       {container, state} ->
         if container.owner, do: send(container.owner, {:ampule_exit, container, reason})
-        send_request({:destroy, name}, {:broken, from}, state)
+        send_request({:destroy, name}, {:broken, from, container}, state)
     end
   end
 
@@ -657,8 +667,11 @@ defmodule Ampule.Port do
     %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, entry)}
   end
 
-  # Forgets a container about to be destroyed; a sandbox's channel hears `status`.
-  defp forget(name, state, status) do
+  # Forgets a container about to be destroyed. A sandbox's channel is told only once the
+  # port has answered the destroy (tell_channel/3 from handle_reply/3): a channel that
+  # closed first would make the agent halt the node, racing the destroy, which could then
+  # answer `not_found` for a container that was there.
+  defp forget(name, state) do
     case Map.pop(state.containers, name) do
       {nil, _} ->
         {nil, state}
@@ -666,19 +679,27 @@ defmodule Ampule.Port do
       {%{ref: ref, container: container} = entry, containers} ->
         if ref, do: Process.demonitor(ref, [:flush])
         state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
-        {container, release_channel(entry, status, %{}, state)}
+        {container, unwatch_channel(entry, state)}
     end
   end
 
-  # Tells a sandbox's channel that the sandbox ended, and stops watching it.
-  defp release_channel(%{channel_ref: ref, container: %{channel: channel}}, status, info, state)
-       when is_reference(ref) do
+  defp send_destroy(name, entry, state), do: send_request({:destroy, name}, entry, state)
+
+  # Stops watching a sandbox's channel (its sandbox is being destroyed or is gone).
+  defp unwatch_channel(%{channel_ref: ref}, state) when is_reference(ref) do
     Process.demonitor(ref, [:flush])
-    send(channel, {:ampule_sandbox_exit, status, info})
     %{state | monitors: Map.delete(state.monitors, ref)}
   end
 
-  defp release_channel(_entry, _status, _info, state), do: state
+  defp unwatch_channel(_entry, state), do: state
+
+  # Tells a sandbox's channel that its sandbox has ended, so that it fails pending calls.
+  defp tell_channel(%Container{channel: channel}, status, info) when is_pid(channel) do
+    send(channel, {:ampule_sandbox_exit, status, info})
+    :ok
+  end
+
+  defp tell_channel(_container, _status, _info), do: :ok
 
   # A destroyed container's node vanishes without closing its connection (its network
   # goes with it): disconnect first, so that the connection closes cleanly (a half-open
@@ -711,9 +732,16 @@ defmodule Ampule.Port do
       send(owner, {:ampule_exit, container, :port_exited})
     end
 
-    for {_name, %{container: %{channel: channel}}} <- state.containers, is_pid(channel) do
-      send(channel, {:ampule_sandbox_exit, :port_exited, %{}})
-    end
+    for {_name, %{container: container}} <- state.containers,
+        do: tell_channel(container, :port_exited, %{})
+
+    # Destroys in flight: their sandboxes are gone with the port.
+    for {_tag, {kind, _, container}} <- state.pending,
+        kind in [:destroy, :broken],
+        do: tell_channel(container, :port_exited, %{})
+
+    for {_tag, {:internal_destroy, container}} <- state.pending,
+        do: tell_channel(container, :port_exited, %{})
 
     {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
   end
@@ -727,7 +755,8 @@ defmodule Ampule.Port do
   defp reply_to({:request, from}), do: from
   defp reply_to({:destroy, from, _}), do: from
   defp reply_to({:spawn, from, _, _, _}), do: from
-  defp reply_to({:broken, from}), do: from
+  defp reply_to({:broken, from, _}), do: from
+  defp reply_to({:internal_destroy, _}), do: nil
   defp reply_to({:create, from, _, _, _, _}), do: from
   defp reply_to({:internal, _}), do: nil
 

@@ -31,7 +31,7 @@ defmodule Ampule.Sandbox do
            ) do
       request = Map.put(request, :sandbox, %{socket: path})
 
-      case Port.spawn(request, owner, %{channel: channel, max_result: max}) do
+      case Port.spawn_sandbox(request, owner, %{channel: channel, max_result: max}) do
         {:ok, container} ->
           left = request.boot_timeout - (System.monotonic_time(:millisecond) - started)
           # The channel's acceptor keeps the boot deadline; the margin only guards the call.

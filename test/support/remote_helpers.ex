@@ -69,6 +69,18 @@ defmodule Ampule.RemoteHelpers do
     end
   end
 
+  @doc "A TCP connection attempt: `:connected` (the socket closed again) or `{:error, reason}`."
+  def try_connect(ip, port, timeout) do
+    case :gen_tcp.connect(ip, port, [], timeout) do
+      {:ok, socket} ->
+        :gen_tcp.close(socket)
+        :connected
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
   @doc "Elixir's standard library, used inside the container."
   def elixir_inside(words), do: words |> Enum.map(&String.upcase/1) |> Enum.join(" ")
 end

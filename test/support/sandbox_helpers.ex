@@ -94,7 +94,7 @@ defmodule Ampule.SandboxHelpers do
   def print(text) do
     IO.puts(text)
     IO.puts(:stderr, text)
-    :printed
+    :ok
   end
 
   @doc "Tells the channel test it was called (it must never be)."

@@ -299,8 +299,9 @@ defmodule Ampule.Sandbox.Channel do
       container: state.name
     )
 
-    if state.socket, do: :gen_tcp.close(state.socket)
+    # The sandbox first: closing the socket first would let the agent halt the node.
     if state.name, do: Ampule.Port.sandbox_broken(state.port, state.name, {:protocol, detail})
+    if state.socket, do: :gen_tcp.close(state.socket)
     {:stop, {:shutdown, {:protocol, detail}}, %{state | socket: nil}}
   end
 
