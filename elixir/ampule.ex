@@ -3,7 +3,8 @@ defmodule Ampule do
   Linux containers as closures in a pipeline.
 
   Every container runs a real Erlang node. You pass data in, it runs code, you get the
-  result back, over ordinary Erlang distribution:
+  result back, over ordinary Erlang distribution (or, for code you do not trust, through
+  an agent that the host trusts with nothing: see "Sandboxes"):
 
       {:erlang, :node, []}
       |> Ampule.call()
@@ -36,6 +37,71 @@ defmodule Ampule do
   `GenServer.call({name, container.nodename}, request)` all work. The containers' nodes are
   hidden (`-hidden`, see `start/1`): they do not join the local node's cluster or
   `:global`, so `Node.list(:hidden)` lists them, not `Node.list/0`.
+
+  Calls take a function of no arguments as well as an MFA (see "Closures"):
+
+      Ampule.call(fn -> Enum.sum(1..10) end, container)
+      #=> 55
+
+  ## Sandboxes
+
+  A container's node is a full Erlang distribution peer of yours: code in it can
+  `:erpc.call(your_node, :os, :cmd, [...])` as your BEAM's user (see "Distribution" and
+  `docs/security.md`). That is fine for code you wrote; for code you did not, make a
+  sandbox:
+
+      sandbox = Ampule.spawn(sandbox: true)
+      Ampule.call({String, :upcase, ["untrusted"]}, sandbox)
+      #=> "UNTRUSTED"
+      Ampule.call(fn -> Enum.sum(1..10) end, sandbox)
+      #=> 55
+
+      Ampule.call({:erlang, :node, []}, sandbox: true)   # one call, one fresh sandbox
+      #=> :nonode@nohost
+
+  `config :ampule, sandbox: true` makes sandboxes the default of `spawn/1`, `start/1` and
+  the anonymous `call/1,2`. A sandbox is the same container (limits, seccomp filter, user
+  namespace, the host's files read-only), with these differences:
+
+    * Its node is not distributed (`:erlang.node()` is `:nonode@nohost`) and it has no
+      network: no veth, no address, a loopback interface only. `container.nodename`,
+      `address` and `cookie` are `nil`; the host need not be distributed either.
+    * The host reaches it through a small agent (`ampule_agent`, 9 KB of Erlang, on the
+      sandbox's code path whatever `:host_code_paths` says) over a Unix socket: one frame
+      per call, no process of Ampule's in between. `call/1,2,3`, `cast/3`, `async_call/2`,
+      `yield/2`, `multicall/3`, timeouts, owners and `{:ampule_exit, ...}` work as for any
+      container. What needs a node name does not: `Node.spawn(nil, ...)`, `:erpc.call(nil,
+      ...)` and `GenServer.call({name, nil}, ...)` fail (`:badarg`, or an exit), as with any
+      node that does not exist.
+    * The host trusts nothing it sends. A result is decoded without creating atoms, and
+      refused (`{:result_refused, kind}`) if it holds an atom this node does not have, a
+      fun, a pid, a port or a reference; one that takes more than `:max_result` bytes
+      (64 MiB by default, encoded or decoded) is refused as `{:result_too_large, max}`
+      without this node ever holding it. A sandbox that breaks the protocol (garbage, a
+      frame over the limit or cut short, a result for a call never made, silence after a
+      kill) is destroyed, and its calls fail with `{:protocol, detail}`. See "Error
+      reasons".
+    * An exception raised in the sandbox is raised again here, as for any container, with
+      its stack trace reduced to `{module, function, arity, [file: ..., line: ...]}`
+      frames (its `error_info` would name a function of this node to call).
+
+  What a result may hold: numbers, binaries, lists, tuples, maps, and atoms this node
+  already has. An atom that only the sandbox knows (made there with `String.to_atom/1`, or
+  one that appears only in a module this node has not loaded) is refused: return strings
+  for such names. Funs cannot come back; pids in a closure you send mean nothing there
+  (they name the sandbox's processes, never yours).
+
+  The sandbox's standard output and error (`IO.puts/1`, `:io.format/2`, crash reports)
+  go to its node's output, `~/boot.log` inside the sandbox, which counts against its
+  memory limit and goes with it; a boot that fails carries its last lines. They never
+  reach your console. (A distribution container's calls print to the caller's group
+  leader, as remote processes do.)
+
+  Which to choose: a distribution container when you trust the code and want a real node
+  (`Node.spawn/2`, registered names, links and monitors across nodes); a sandbox when you
+  do not trust the code, or need no more than calls. A sandbox boots no slower (no EPMD,
+  no handshake) and a small call is no slower either (`docs/benchmarks.md`).
+  `docs/security.md` sets the two threat models side by side.
 
   ## What a container is
 
@@ -83,6 +149,21 @@ defmodule Ampule do
   style closures or a compiled module. `host_code_paths: false` turns this off, and
   `code_paths:` adds directories.
 
+  ## Closures
+
+  `call/1,2,3`, `cast/3`, `async_call/2` and `multicall/3` take a function of no
+  arguments wherever they take `{module, function, args}`, in distribution containers and
+  sandboxes alike:
+
+      Ampule.call(fn -> :os.cmd(~c"id -u") end, container)
+      #=> ~c"1000\n"
+
+  The function is sent with what it captured, and runs in the container: a closure made in
+  iex (an `:erl_eval` function, with its bindings) runs as is; one compiled in a module of
+  your project runs because that module is on the container's code path. One whose module
+  exists only in this VM (an `.exs` script, a test file) cannot be loaded there: the call
+  raises `UndefinedFunctionError` naming that module.
+
   ## Orphan containers
 
   A container belongs to the process that made it (or the one given as `:owner`). When
@@ -96,7 +177,9 @@ defmodule Ampule do
 
   where `status` is the node's exit status (an integer: `System.halt(3)` gives `3`), `:oom`
   (the memory limit), `:killed` (a signal ended it), `:unknown`, or `:port_exited` if the
-  port program died. The port takes the status from the kernel (its process events), not
+  port program died. A sandbox may also end with `{:protocol, detail}` (it broke the agent
+  protocol and Ampule destroyed it; see "Error reasons"), or `:killed` if Ampule's process
+  that holds its channel died. The port takes the status from the kernel (its process events), not
   from anything the container wrote, so a container cannot forge it beyond exiting with a
   status of its choice; it is `:unknown` when the kernel's report did not arrive (a host
   whose kernel lacks process events, or a burst of exits that overflowed them).
@@ -147,7 +230,8 @@ defmodule Ampule do
 
   Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
   times out does not leave its work running: the process in the container is killed
-  (`:kill`) before the call returns, and an anonymous container is destroyed. A call whose
+  (`:kill`) before the call returns, and an anonymous container is destroyed. (A
+  sandbox's agent confirms each kill; one that does not within 5 s is destroyed.) A call whose
   caller exits is killed too. A container's boot has its own `:boot_timeout`.
 
   ## Running without root
@@ -180,6 +264,10 @@ defmodule Ampule do
       `"/var/lib/ampule"`)
     * `:log_level` - the port's log level: `:error`, `:warn`, `:info` (default), `:debug`
 
+  and read at each `spawn/1`, `start/1` and anonymous `call/1,2`:
+
+    * `:sandbox` - `true` makes sandboxes the default (see "Sandboxes"; default `false`)
+
   ## Logs
 
   The port's log lines arrive in `Logger`, with the container's name as the `:container`
@@ -194,7 +282,8 @@ defmodule Ampule do
   Making a container (`start/1`, `spawn/1`, the anonymous `call/1,2`):
 
     * `{:boot_timeout, phase, log_tail}` - the container was not ready within
-      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, and
+      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, or for a
+      sandbox `:agent` (its node ran, but its agent did not connect and say hello), and
       `log_tail` the node's last output lines (a string). The container was destroyed.
     * `{:boot_failed, status, log_tail}` - the node's `erl` exited with `status` (an
       integer, `:killed`, `:oom` or `:unknown`, as in `{:ampule_exit, ...}`) before it was
@@ -210,6 +299,13 @@ defmodule Ampule do
     * `{:connect_failed, nodename, reason}` - the container booted but this node could not
       reach its node. The container was destroyed.
     * `:owner_exited` - the owner exited while the container booted; it was destroyed.
+    * `:sandbox_unsupported` - the port program does not make sandboxes (it is older than
+      this library: rebuild it with `mix compile --force`).
+    * `{:agent_socket, reason}` - a sandbox's agent socket could not be made in the port's
+      `agents_dir` (`reason` is a POSIX error atom).
+    * `{:protocol, detail}` - also while a sandbox boots: its agent's hello was not one
+      (`:bad_hello`), came from another process than the sandbox's node (`:peer`), or the
+      agent closed the connection (`:closed`). The sandbox was destroyed.
 
   The host and the port program:
 
@@ -240,11 +336,26 @@ defmodule Ampule do
     * `{:throw, value}` - the function threw `value` (`call` throws it again).
     * `{:exit, reason}` - the function exited, or its process was killed (`call` exits).
     * `:noconnection` - the container's node is gone (destroyed, halted).
-    * `:oom` - the fresh container of an anonymous call (`call/1`, `call/2` with options)
-      was killed for exceeding its memory limit. (A container of your own reports it to
-      its owner as `{:ampule_exit, container, :oom}`; the call itself gets
-      `:noconnection`.)
+    * `:oom` - the fresh container of an anonymous call (`call/1`, `call/2` with options),
+      or any sandbox, was killed for exceeding its memory limit. (A distribution container
+      of your own reports it to its owner as `{:ampule_exit, container, :oom}`; the call
+      itself gets `:noconnection`.)
     * `{:spawn_failed, reason}` - the node refused to start the call's process.
+
+  Calls to a sandbox, besides (see "Sandboxes"):
+
+    * `{:result_refused, kind}` - the result holds what the host refuses from a sandbox:
+      `kind` is `:atoms` (an atom this node does not have), `:fun`, `:pid`, `:port` or
+      `:reference`. Nothing of it was created here. The sandbox goes on.
+    * `{:result_too_large, max}` - the result takes more than `max` bytes (`:max_result`),
+      encoded or decoded; it was not read into this node. The sandbox goes on.
+    * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
+      before this was returned: `:bad_frame` (a frame of no known kind), `:unexpected_id`
+      (a result for a call never made, or made twice), `:frame_too_large` (a frame over the
+      limit, refused before it was read), `:bad_term` (a result that is not a well-formed
+      term), `:closed` (the agent closed the channel, maybe in the middle of a frame, while
+      the sandbox ran on), `:unresponsive` (the agent answered no kill for 5 s, or read no
+      frame for 10 s). Its owner gets `{:ampule_exit, container, {:protocol, detail}}`.
 
   Managing containers (`destroy/1`): `:not_found` - no such container (already destroyed).
   """
@@ -278,6 +389,11 @@ defmodule Ampule do
           | :noconnection
           | :oom
           | {:spawn_failed, term}
+          | {:result_refused, :atoms | :fun | :pid | :port | :reference}
+          | {:result_too_large, pos_integer}
+          | {:protocol, atom}
+          | :sandbox_unsupported
+          | {:agent_socket, atom}
           | {:boot_timeout, atom, String.t()}
           | {:boot_failed, term, String.t()}
           | {:lxc, atom}
@@ -301,7 +417,8 @@ defmodule Ampule do
   ## Running code
 
   @doc """
-  Runs `{module, function, args}` in a fresh container and returns its result.
+  Runs `{module, function, args}` (or a function of no arguments, see "Closures") in a
+  fresh container and returns its result.
 
   The container is made for this call (see `start/1`) and destroyed as soon as the call
   returns, raises, exits or times out. If the function raises, the exception is raised
@@ -318,8 +435,8 @@ defmodule Ampule do
   def call(mfa), do: call(mfa, [])
 
   @doc """
-  Runs `{module, function, args}` in `container`, or in a fresh container made with
-  `options`, and returns its result.
+  Runs `{module, function, args}` or a function of no arguments in `container`, or in a
+  fresh container made with `options`, and returns its result.
 
   With a container (from `spawn/1` or `start/1`), the container outlives the call; the
   timeout is #{@default_timeout} ms (see `call/3`).
@@ -328,13 +445,14 @@ defmodule Ampule do
   the call, as in `call/1`:
 
       Ampule.call({Enum, :sum, [[1, 2, 3]]}, timeout: 1_000, memory: 64 * 1024 * 1024)
+      Ampule.call(fn -> Enum.sum([1, 2, 3]) end, sandbox: true)
 
   ## Options
 
     * `:timeout` - milliseconds to wait for the result, or `:infinity` (default
       #{@default_timeout}). On timeout the remote process is killed and `Ampule.Error` with
       reason `:timeout` is raised.
-    * every option of `start/1` (`:boot_timeout`, `:memory`, ...).
+    * every option of `start/1` (`:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
   @spec call(callable, Container.t() | keyword) :: term
   def call(mfa, %Container{} = container), do: call(mfa, container, @default_timeout)
@@ -501,14 +619,22 @@ defmodule Ampule do
 
   The container belongs to the calling process: it is destroyed when that process exits
   (see "Orphan containers"). If the local node is not alive, distribution is started first
-  (see "Distribution").
+  (see "Distribution"), except for a sandbox, which needs none (its agent's hello is its
+  readiness).
 
   ## Options
 
+    * `:sandbox` - `true` for a sandbox: a node that is not distributed, without network,
+      reached through an agent and trusted with nothing (see "Sandboxes"); default
+      `false`, or `config :ampule, sandbox: true`
+    * `:max_result` - a sandbox's largest result in bytes, encoded or decoded; a larger
+      one is refused with `{:result_too_large, max}` (default 64 MiB, at most
+      4,294,967,278). Only with `sandbox: true`: a distribution container's results are
+      not limited, and asking for it there raises `ArgumentError`
     * `:name` - the container's name, 1 to 40 of `A-Z a-z 0-9 _ -` (default: generated)
     * `:boot_timeout` - milliseconds for the container to boot and its node to answer a
-      handshake; past it the container is destroyed and the reason is
-      `{:boot_timeout, phase, log_tail}` (default `15_000`)
+      handshake (a sandbox's agent to say hello); past it the container is destroyed and
+      the reason is `{:boot_timeout, phase, log_tail}` (default `15_000`)
     * `:owner` - the process whose exit destroys the container, or `false` for none
       (default: the calling process)
     * `:host_code_paths` - mount and add the caller's code paths (see "Code in
@@ -516,7 +642,8 @@ defmodule Ampule do
     * `:code_paths` - more absolute directories to mount read-only and add with `-pa`
       (default `[]`)
     * `:args` - more arguments for the node's `erl` (default `[]`)
-    * `:hidden` - start the node as a hidden node (default `true`). A visible node joins
+    * `:hidden` - start the node as a hidden node (default `true`; a sandbox's node is not
+      distributed, so it has no meaning there). A visible node joins
       the local node's `:global` cluster, which then tries to connect every container
       with every other one (they have different cookies, so it fails) and, on Erlang/OTP
       25 and later, disconnects the containers "to prevent overlapping partitions"
@@ -841,6 +968,37 @@ defmodule Ampule do
   def format_error(:noconnection),
     do: "the container's node cannot be reached (the container was destroyed or its node stopped)"
 
+  def format_error({:result_refused, :atoms}) do
+    "the sandbox's result holds an atom this node does not have; it was refused without " <>
+      "creating it (return a string instead)"
+  end
+
+  def format_error({:result_refused, kind}) when kind in [:fun, :pid, :port, :reference] do
+    "the sandbox's result holds a #{kind}; nothing from a sandbox may name code or a " <>
+      "process of this node, so it was refused"
+  end
+
+  def format_error({:result_too_large, max}) do
+    "the sandbox's result is larger than #{max} bytes (encoded or decoded); it was refused " <>
+      "before this node held it (see the :max_result option)"
+  end
+
+  def format_error({:protocol, detail}) do
+    "the sandbox broke the agent protocol (#{protocol_detail(detail)}) and was destroyed"
+  end
+
+  def format_error({:boot_timeout, :agent, log_tail}) do
+    "the sandbox's node ran, but its agent did not connect and say hello within the boot " <>
+      "timeout; the sandbox was destroyed." <> log_section(log_tail)
+  end
+
+  def format_error(:sandbox_unsupported),
+    do:
+      "the port program does not make sandboxes (it is older than this library): rebuild it with `mix compile --force`"
+
+  def format_error({:agent_socket, reason}),
+    do: "could not make the sandbox's agent socket in the port's agents_dir: #{inspect(reason)}"
+
   def format_error({:spawn_failed, reason}),
     do: "the container's node refused to start the call's process: #{inspect(reason)}"
 
@@ -916,6 +1074,19 @@ defmodule Ampule do
   def format_error({:short_names, _} = reason), do: Distribution.explain(reason)
   def format_error({:distribution, _} = reason), do: Distribution.explain(reason)
   def format_error(reason), do: inspect(reason)
+
+  defp protocol_detail(:bad_frame), do: "a frame of no known kind"
+  defp protocol_detail(:unexpected_id), do: "a result for a call it was not asked"
+  defp protocol_detail(:frame_too_large), do: "a frame over the result limit"
+  defp protocol_detail(:bad_term), do: "a result that is not a well-formed term"
+
+  defp protocol_detail(:closed),
+    do: "the agent closed the channel, maybe in the middle of a frame"
+
+  defp protocol_detail(:unresponsive), do: "the agent stopped answering"
+  defp protocol_detail(:bad_hello), do: "the agent's first frame was not its hello"
+  defp protocol_detail(:peer), do: "the connection did not come from the sandbox's node"
+  defp protocol_detail(other), do: inspect(other)
 
   defp log_section(log) when is_binary(log) and log != "",
     do: "\nThe node's last output:\n" <> String.trim_trailing(log)

@@ -113,7 +113,11 @@ send(Socket, Frame) ->
     case gen_tcp:send(Socket, Frame) of
         ok -> ok;
         {error, Reason} -> closed({send, Reason})
-    end.
+    end,
+    %% This process allocates little, so it would keep the last large result (a binary
+    %% off its heap) until some later collection: let it go now.
+    _ = iolist_size(Frame) > 65536 andalso erlang:garbage_collect(),
+    ok.
 
 %% The channel is gone: so is the node (the host destroys the sandbox anyway). The
 %% reason goes to the node's output (its boot.log), for whoever reads it.

@@ -18,6 +18,12 @@ defmodule Ampule.SandboxHelpers do
     pid
   end
 
+  @doc "The agent process's memory, in bytes."
+  def agent_memory do
+    {:memory, bytes} = Process.info(agent_pid(), :memory)
+    bytes
+  end
+
   @doc "Writes a whole frame of garbage (an unknown type)."
   def write_garbage do
     :ok = :gen_tcp.send(agent_socket(), <<99, "garbage">>)
@@ -62,6 +68,46 @@ defmodule Ampule.SandboxHelpers do
   def write_bad_term(id) do
     :ok = :gen_tcp.send(agent_socket(), <<4, id::64, 0, 131, 200, 1, 2, 3>>)
     :ok
+  end
+
+  @doc """
+  Tries to reach the host's node from a sandbox: as it is (not alive), then after starting
+  distribution itself (EPMD on its own loopback) with the host's cookie.
+  """
+  def reach_host(host, cookie) do
+    alive = :erlang.is_alive()
+    ping = :net_adm.ping(host)
+    _ = :os.cmd(~c"epmd -daemon")
+
+    started =
+      case :net_kernel.start([:"sandbox_probe@127.0.0.1", :longnames]) do
+        {:ok, _} -> :ok
+        _ -> :error
+      end
+
+    if started == :ok, do: :erlang.set_cookie(host, cookie)
+    %{alive: alive, ping: ping, started: started, ping_after: :net_adm.ping(host)}
+  end
+
+  @doc "An :erpc call to `node`: `{:ok, result}` or `{:error, description}`."
+  def try_erpc(node) do
+    {:ok, :erpc.call(node, :erlang, :node, [], 2_000)}
+  catch
+    kind, reason -> {:error, inspect({kind, reason})}
+  end
+
+  @doc "Sends a UDP datagram: `:sent` or `{:error, reason}`."
+  def try_udp(ip, port) do
+    {:ok, socket} = :gen_udp.open(0)
+
+    try do
+      case :gen_udp.send(socket, ip, port, "ampule") do
+        :ok -> :sent
+        {:error, reason} -> {:error, reason}
+      end
+    after
+      :gen_udp.close(socket)
+    end
   end
 
   @doc "Whether a process is registered as `name` (a pid would not come back from a sandbox)."
