@@ -122,4 +122,66 @@ defmodule Ampule.OptionsTest do
     refute inspect(container) =~ "SECRETCOOKIE"
     assert inspect(container) =~ "c@10.213.57.2"
   end
+
+  test "a sandbox's spawn map: its agent started, Ampule's ebin on its path, no -hidden" do
+    agent_dir = :code.which(:ampule_agent) |> Path.dirname() |> Path.expand()
+
+    assert {_, request, {:sandbox, 67_108_864}} =
+             Options.spawn!(sandbox: true, host_code_paths: false, args: ["+S", "1"])
+
+    assert request.args == ["-run", "ampule_agent", "start", "+S", "1"]
+    assert request.code_paths == [agent_dir]
+
+    assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)
+    assert {_, _, :distribution} = Options.spawn!(sandbox: false)
+  end
+
+  test "sandbox options are validated, and :max_result needs a sandbox" do
+    for {opts, message} <- [
+          {[sandbox: :yes], ":sandbox"},
+          {[sandbox: true, max_result: 0], ":max_result"},
+          {[sandbox: true, max_result: 0xFFFFFFFF], ":max_result"},
+          {[sandbox: true, max_result: "64M"], ":max_result"},
+          {[max_result: 1024], "sandbox: true"}
+        ] do
+      error = assert_raise ArgumentError, fn -> Ampule.start(opts) end
+      assert error.message =~ message, "#{inspect(opts)}: #{error.message}"
+    end
+
+    assert_raise ArgumentError, ~r/:max_result/, fn ->
+      Ampule.call({:erlang, :node, []}, sandbox: true, max_result: -1)
+    end
+  end
+
+  test "call/2 takes a function of no arguments; one with arguments is refused" do
+    assert_raise ArgumentError, ~r/function of no arguments/, fn ->
+      Ampule.call(fn x -> x end, timeout: 1)
+    end
+  end
+
+  test "every new error reason has its own explanation" do
+    for reason <- [
+          {:result_refused, :atoms},
+          {:result_refused, :fun},
+          {:result_refused, :pid},
+          {:result_refused, :port},
+          {:result_refused, :reference},
+          {:result_too_large, 1024},
+          {:protocol, :bad_frame},
+          {:protocol, :unexpected_id},
+          {:protocol, :frame_too_large},
+          {:protocol, :bad_term},
+          {:protocol, :closed},
+          {:protocol, :unresponsive},
+          {:protocol, :bad_hello},
+          {:protocol, :peer},
+          {:boot_timeout, :agent, "last words"},
+          :sandbox_unsupported,
+          {:agent_socket, :eacces}
+        ] do
+      message = Ampule.format_error(reason)
+      refute message == inspect(reason), "no explanation for #{inspect(reason)}"
+      refute message =~ "{:", "an unexplained detail in #{inspect(message)}"
+    end
+  end
 end

@@ -30,6 +30,8 @@ defmodule Ampule.SandboxChannelTest do
         port: :no_port_in_these_tests
       )
 
+    on_exit(fn -> Channel.stop(channel) end)
+
     container = %Container{
       name: "local-#{System.unique_integer([:positive])}",
       nodename: nil,
@@ -46,7 +48,8 @@ defmodule Ampule.SandboxChannelTest do
   # Starts the real agent in a local node and waits for its hello.
   defp with_agent(%{path: path, channel: channel, container: c}) do
     agent = LocalAgent.start(path)
-    on_exit(fn -> LocalAgent.stop(agent) end)
+    os_pid = LocalAgent.os_pid(agent)
+    on_exit(fn -> LocalAgent.stop(os_pid) end)
     assert :ok = Channel.await_ready(channel, c.name, 20_000)
     agent
   end
@@ -256,7 +259,7 @@ defmodule Ampule.SandboxChannelTest do
     end
 
     test "a frame cut short by a closed connection: {:protocol, :closed}", context do
-      agent = with_agent(context)
+      _agent = with_agent(context)
 
       error =
         assert_raise Ampule.Error, fn ->
@@ -264,12 +267,11 @@ defmodule Ampule.SandboxChannelTest do
         end
 
       assert error.reason == {:protocol, :closed}
-      LocalAgent.stop(agent)
     end
 
     test "an agent that stops answering: the call times out, then the channel gives up",
          context do
-      agent = with_agent(context)
+      _agent = with_agent(context)
       ref = Process.monitor(context.channel)
 
       error =
@@ -279,7 +281,6 @@ defmodule Ampule.SandboxChannelTest do
 
       assert error.reason == :timeout
       assert_receive {:DOWN, ^ref, _, _, {:shutdown, {:protocol, :unresponsive}}}, 10_000
-      LocalAgent.stop(agent)
     end
 
     test "a result that is not a term: {:protocol, :bad_term}", context do

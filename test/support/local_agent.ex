@@ -28,13 +28,12 @@ defmodule Ampule.Test.LocalAgent do
     pid
   end
 
-  @doc "Kills the node if it still runs."
-  def stop(port) do
-    case Port.info(port, :os_pid) do
-      {:os_pid, pid} -> System.cmd("kill", ["-9", to_string(pid)], stderr_to_stdout: true)
-      nil -> :ok
-    end
-
+  @doc """
+  Kills the node `os_pid` (from `os_pid/1`, taken while the port is open: the port closes
+  with the process that opened it, and the node does not end with it).
+  """
+  def stop(os_pid) when is_integer(os_pid) do
+    System.cmd("kill", ["-9", to_string(os_pid)], stderr_to_stdout: true)
     :ok
   end
 end
