@@ -221,6 +221,17 @@ defmodule Ampule.HostileSandboxTest do
     end
   end
 
+  test "output without end fills the sandbox's own memory limit, not the host", %{sandbox: b} do
+    c = Ampule.spawn(sandbox: true, memory: 128 * @mib)
+    chunk = :binary.copy("x", @mib)
+    # 300 MB to standard output, which is the sandbox's ~/boot.log, on a tmpfs whose pages
+    # count against the sandbox's memory.
+    for _ <- 1..300, do: :ok = Ampule.cast({IO, :write, [chunk]}, c)
+    assert_receive {:ampule_exit, ^c, :oom}, 30_000
+    assert wait_until(fn -> Host.traces_of(c.name) == [] end, 5_000)
+    assert Ampule.call({:erlang, :+, [1, 1]}, b) == 2
+  end
+
   test "a sandbox runs under the seccomp policy too", %{sandbox: c} do
     status = Ampule.call({File, :read!, ["/proc/self/status"]}, c)
     assert status =~ ~r/Seccomp:\s+2/
