@@ -497,7 +497,10 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
             };
             if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
                 dead.push(id.to_string());
-                let _ = fs::remove_file(e.path());
+                // A tombstone: the cgroups of its containers are named after it, in
+                // hierarchies every state directory on the machine shares, and only this
+                // directory's dead instances are this sweep's to remove.
+                let _ = fs::rename(e.path(), tombstone(state_dir, id));
             }
         }
     }
@@ -526,11 +529,33 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
     }
     // Cgroups liblxc left for containers whose directory is already gone (a crash between
     // the two removals): attributable by the generated names, `a-`, `x-` or `s-INSTANCE-N`.
-    for cg in orphan_cgroups(lxcpaths) {
+    // Cgroups are shared by every state directory on the machine (other checkouts, hosts
+    // in network namespaces): only instances this directory saw die count.
+    let ours_dead = |owner: &str| !owner.is_empty() && tombstone(state_dir, owner).exists();
+    let owner_of = |cg: &str| -> Option<String> {
         let mut parts = cg.splitn(3, '-');
-        let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if (kind == "a" || kind == "s" || kind == "x") && is_dead(owner) {
+        let (kind, owner) = (parts.next()?, parts.next()?);
+        ["a", "s", "x"].contains(&kind).then(|| owner.to_string())
+    };
+    for cg in orphan_cgroups(lxcpaths) {
+        if owner_of(&cg).is_some_and(|o| ours_dead(&o)) {
             crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
+        }
+    }
+    let still: std::collections::HashSet<String> = orphan_cgroups(lxcpaths)
+        .iter()
+        .filter_map(|cg| owner_of(cg))
+        .collect();
+    for e in fs::read_dir(state_dir.join("instances"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_suffix(".dead") {
+            if !still.contains(id) {
+                let _ = fs::remove_file(e.path());
+            }
         }
     }
     // Agent sockets of dead instances: their sandboxes are gone.
@@ -555,6 +580,11 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
         containers,
         leases,
     }
+}
+
+/// Where a sweep records an instance it found dead, until nothing of it is left.
+fn tombstone(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("instances").join(format!("{id}.dead"))
 }
 
 /// Container names that have `lxc.monitor.`/`lxc.payload.` cgroups but no directory.

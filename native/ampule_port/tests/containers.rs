@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -527,4 +527,55 @@ fn fifo_links_in_containers_homes_neither_freeze_the_port_nor_outlive_it() {
             .collect()
     });
     assert_eq!(left, Vec::<String>::new());
+}
+
+/// Cgroups are shared by every state directory on a machine (other checkouts, test hosts
+/// in network namespaces): a port's start-up sweep removes the leftovers of instances that
+/// died in its own state directory, never another's.
+#[test]
+fn a_sweep_leaves_another_state_directorys_leftovers_to_that_directory() {
+    let other = format!("/var/lib/ampule-sweep-{}", std::process::id());
+    let mut crashed = Port::start_with(&["--state-dir", &other]);
+    let n = crashed.spawn_node(1, map(vec![]));
+    let mut victims = processes_mentioning(&format!("/apps {}", n.name));
+    victims.extend(
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs",
+            n.name
+        ))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok()),
+    );
+    crashed.kill();
+    for pid in victims {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    let still_running = || processes_mentioning(&format!("{}@", n.name));
+    assert_eq!(
+        eventually_empty(Duration::from_secs(5), || still_running()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()),
+        Vec::<String>::new()
+    );
+    assert!(!cgroups_named(&n.name).is_empty(), "the crash left cgroups");
+    // A port of the default state directory starts: not its leftovers.
+    let bystander = Port::start();
+    assert!(
+        !cgroups_named(&n.name).is_empty(),
+        "another directory's sweep took them"
+    );
+    drop(bystander);
+    // The crashed instance's own directory's next port removes them.
+    let next = Port::start_with(&["--state-dir", &other]);
+    assert_eq!(cgroups_named(&n.name), Vec::<PathBuf>::new());
+    drop(next);
+    // The tmpfs a port mounts on STATE/apps stays (ports share it); this one is the test's.
+    let _ = std::process::Command::new("umount")
+        .arg(format!("{other}/apps"))
+        .status();
+    std::fs::remove_dir_all(&other).unwrap();
 }
