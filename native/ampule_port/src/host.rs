@@ -91,6 +91,8 @@ pub struct Settings {
     pub subnet: Subnet,
     pub state_dir: PathBuf,
     pub log_level: log::LevelFilter,
+    /// Log lines also to stderr after the hello (`--log-stderr`).
+    pub log_stderr: bool,
 }
 
 impl Default for Settings {
@@ -100,12 +102,13 @@ impl Default for Settings {
             subnet: "10.213.57.0/24".parse().expect("default subnet"),
             state_dir: PathBuf::from("/var/lib/ampule"),
             log_level: log::LevelFilter::Info,
+            log_stderr: false,
         }
     }
 }
 
 impl Settings {
-    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`.
+    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`, `--log-stderr`.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Settings, String> {
         let mut s = Settings::default();
         let mut args = args.into_iter();
@@ -141,10 +144,18 @@ impl Settings {
                     s.state_dir = d;
                 }
                 "--log-level" => {
-                    s.log_level = value()?
-                        .parse()
-                        .map_err(|_| "--log-level: error, warn, info or debug".to_string())?
+                    // Erlang's Logger says `warning`, the log crate `warn`: both are taken.
+                    let v = value()?;
+                    let v = if v == "warning" {
+                        "warn".to_string()
+                    } else {
+                        v
+                    };
+                    s.log_level = v.parse().map_err(|_| {
+                        "--log-level: error, warning (or warn), info or debug".to_string()
+                    })?
                 }
+                "--log-stderr" => s.log_stderr = true,
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -719,6 +730,14 @@ mod tests {
         let lxc = Settings::from_args(["--subnet", "10.0.3.0/24"].iter().map(|s| s.to_string()));
         assert!(lxc.unwrap_err().contains("overlaps"));
         assert!(Settings::from_args(["--nope".to_string()]).is_err());
+        let w = Settings::from_args(["--log-level", "warning"].iter().map(|s| s.to_string()));
+        assert_eq!(w.unwrap().log_level, log::LevelFilter::Warn);
+        assert!(!Settings::default().log_stderr);
+        assert!(
+            Settings::from_args(["--log-stderr".to_string()])
+                .unwrap()
+                .log_stderr
+        );
         assert!(Settings::from_args(["--bridge".to_string()]).is_err());
     }
 }

@@ -579,3 +579,57 @@ fn a_sweep_leaves_another_state_directorys_leftovers_to_that_directory() {
         .status();
     std::fs::remove_dir_all(&other).unwrap();
 }
+
+/// Starts a port whose stderr goes to a file; returns it with the file's path.
+fn port_logging_to_file(tag: &str, args: &[&str]) -> (Port, PathBuf) {
+    let log = std::env::temp_dir().join(format!("ampule-stderr-{tag}-{}", std::process::id()));
+    let mut prefix = std::process::Command::new("/bin/sh");
+    prefix.args([
+        "-c",
+        &format!("exec 2>{}; exec /bin/sh \"$@\"", log.display()),
+        "wrap",
+    ]);
+    let mut port = Port::spawn_by(prefix, args);
+    port.hello = port.next_frame(Duration::from_secs(30)).expect("no hello");
+    (port, log)
+}
+
+/// A log line the port writes after its hello (refusing a sandbox socket that is not one).
+fn provoke_a_warning(port: &mut Port) -> Term {
+    let bad = map(vec![(
+        "sandbox",
+        map(vec![("socket", bin("/nonexistent/agent.sock"))]),
+    )]);
+    port.send(&tuple(vec![int(1), tuple(vec![atom("spawn"), bad])]));
+    let event = port.next_log(Duration::from_secs(5)).expect("a log event");
+    let reason = unwrap_err(port.reply(1, Duration::from_secs(5)));
+    assert_eq!(get_tuple(&reason, 0), &atom("bad_option_value"));
+    event
+}
+
+fn get_tuple(t: &Term, i: usize) -> &Term {
+    match t {
+        Term::Tuple(tu) => &tu.elements[i],
+        other => panic!("not a tuple: {other}"),
+    }
+}
+
+/// Each log line reaches the client once: as a `log` event after the hello, on stderr only
+/// before it (or with `--log-stderr`, for a client that has no logger of its own).
+#[test]
+fn after_the_hello_a_log_line_is_an_event_and_not_also_on_stderr() {
+    let (mut port, log) = port_logging_to_file("events", &[]);
+    let event = provoke_a_warning(&mut port);
+    assert!(text(get(get_tuple(&event, 2), "message")).contains("agent socket refused"));
+    port.close(Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!stderr.contains("agent socket refused"), "{stderr}");
+
+    let (mut port, log_too) = port_logging_to_file("both", &["--log-stderr"]);
+    provoke_a_warning(&mut port);
+    port.close(Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&log_too).unwrap();
+    assert!(stderr.contains("agent socket refused"), "{stderr}");
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(log_too);
+}
