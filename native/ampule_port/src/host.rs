@@ -74,6 +74,8 @@ pub struct Host {
     /// Where the client makes its sandboxes' agent sockets: `STATE/agents/INSTANCE`, owned
     /// by the client's user (see [`client_uid`]), mode 0711.
     pub agents: PathBuf,
+    /// Code paths staged for containers' mapped roots (see `staging.rs`).
+    pub code: crate::staging::Staging,
     pub uids: IdRange,
     pub gids: IdRange,
     pub cgroups: Cgroups,
@@ -344,6 +346,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     })?;
     let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
     let agents = state_dir.join("agents").join(&instance);
+    let code = crate::staging::Staging::new(&state_dir, &instance);
     prepare_agents_dir(&agents).map_err(|e| {
         unready(
             "no_state_dir",
@@ -357,6 +360,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             state_dir,
             lxcpath,
             apps,
+            code,
             instance,
             agents,
             uids,
@@ -569,6 +573,7 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
             }
         }
     }
+    crate::staging::sweep(state_dir, &|id| id != me && !live_instance(state_dir, id));
     // Agent sockets of dead instances: their sandboxes are gone.
     for e in fs::read_dir(state_dir.join("agents"))
         .into_iter()

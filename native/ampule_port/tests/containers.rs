@@ -633,3 +633,61 @@ fn after_the_hello_a_log_line_is_an_event_and_not_also_on_stderr() {
     let _ = std::fs::remove_file(log);
     let _ = std::fs::remove_file(log_too);
 }
+
+/// A project cloned in `/root` (mode 0700) or in a 0750 home: its code paths are below a
+/// directory the container's mapped root cannot traverse. The port stages them where it
+/// can, and takes the staging down when it exits.
+#[test]
+fn code_below_a_directory_others_cannot_traverse_runs_in_a_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::env::temp_dir().join(format!("ampule-private-{}", std::process::id()));
+    let ebin = private.join("project/_build/dev/lib/app/ebin");
+    std::fs::create_dir_all(&ebin).unwrap();
+    let src = private.join("hidden_code.erl");
+    std::fs::write(
+        &src,
+        "-module(hidden_code).\n-export([hello/0]).\nhello() -> from_a_private_directory.\n",
+    )
+    .unwrap();
+    let erlc = std::process::Command::new("erlc")
+        .arg("-o")
+        .arg(&ebin)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(erlc.success());
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let mut port = Port::start();
+    let ebin_s = ebin.to_string_lossy().into_owned();
+    let node = port.spawn_node(1, map(vec![("code_paths", list(vec![bin(&ebin_s)]))]));
+    assert_eq!(
+        node.rpc("hidden_code", "hello", "[]"),
+        "from_a_private_directory"
+    );
+    // Read-only inside, like any code path.
+    let wrote = node.rpc(
+        "file",
+        "write_file",
+        &format!("[\"{ebin_s}/x\", <<\"x\">>]"),
+    );
+    assert_eq!(wrote, "{error,erofs}");
+    let instance = text(get(
+        match &port.hello {
+            Term::Tuple(t) => &t.elements[2],
+            _ => panic!(),
+        },
+        "instance",
+    ));
+    let staged = Path::new(&state_dir()).join("code").join(&instance);
+    assert!(staged.exists());
+    port.close(Duration::from_secs(10));
+    assert!(!staged.exists(), "{} is left", staged.display());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&staged.to_string_lossy().into_owned()));
+    assert!(
+        ebin.join("hidden_code.beam").exists(),
+        "the source is untouched"
+    );
+    std::fs::remove_dir_all(&private).unwrap();
+}
