@@ -24,6 +24,25 @@ defmodule Ampule.MixTasksTest do
              Mix.Tasks.Ampule.Check.tools(&(&1 != "rsync"))
   end
 
+  test "AMPULE_PORT_PATH must name a port program: it is asked, and anything else refused" do
+    alias Mix.Tasks.Compile.AmpulePort
+    assert AmpulePort.not_a_port(AmpulePort.dest()) == nil
+    assert AmpulePort.not_a_port("/etc/passwd") =~ "cannot be run"
+    assert AmpulePort.not_a_port("/bin/true") =~ "exited (0) without a frame"
+
+    try do
+      System.put_env("AMPULE_PORT_PATH", "/etc/passwd")
+      before = File.read!(AmpulePort.dest())
+
+      out = capture_io(:stderr, fn -> assert {:error, [_diagnostic]} = AmpulePort.run([]) end)
+      assert out =~ "not an ampule_port: it cannot be run"
+
+      assert File.read!(AmpulePort.dest()) == before
+    after
+      System.delete_env("AMPULE_PORT_PATH")
+    end
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

@@ -2,9 +2,11 @@ defmodule Ampule.Application do
   @moduledoc false
   # The supervision tree: one Ampule.Port, which owns the port program and the containers'
   # ownership. If the port program dies, Ampule.Port stops and is started again with a new
-  # port program (which removes what the dead one left behind before its hello).
-  # Sandboxes' channels (Ampule.Sandbox.Channel) live under a DynamicSupervisor, started
-  # after the port and so stopped before it: their agents see the channel close first.
+  # port program (which removes what the dead one left behind before its hello). Beside it
+  # a Task.Supervisor for the work that must not block its caller: pools' boots and
+  # destroys, Ampule.map's calls. Sandboxes' channels (Ampule.Sandbox.Channel) live under a
+  # DynamicSupervisor, started after the port and so stopped before it: their agents see
+  # the channel close first.
 
   use Application
 
@@ -12,6 +14,7 @@ defmodule Ampule.Application do
   def start(_type, _args) do
     children = [
       Ampule.Port,
+      {Task.Supervisor, name: Ampule.TaskSupervisor},
       {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one}
     ]
 

@@ -182,6 +182,15 @@ defmodule Ampule.SandboxTest do
     :ok = Ampule.destroy(c)
   end
 
+  test "a pool of sandboxes hands out sandboxes" do
+    pool = :"sandbox_pool_#{System.unique_integer([:positive])}"
+    start_supervised!({Ampule.Pool, name: pool, size: 1, sandbox: true})
+
+    assert Ampule.Pool.with_container(pool, fn c ->
+             {c.sandbox, Ampule.call({:erlang, :node, []}, c)}
+           end) == {true, :nonode@nohost}
+  end
+
   describe "boots that fail" do
     test "the node exits before the agent's hello: {:boot_failed, status, log}" do
       assert {:error, {:boot_failed, 1, log}} =

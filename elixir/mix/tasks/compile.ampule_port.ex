@@ -112,6 +112,11 @@ defmodule Mix.Tasks.Compile.AmpulePort do
       not File.regular?(prebuilt) ->
         error("AMPULE_PORT_PATH is set to #{inspect(prebuilt)}, which is not a file")
 
+      (why = not_a_port(prebuilt)) != nil ->
+        error(
+          "AMPULE_PORT_PATH is set to #{inspect(prebuilt)}, which is not an ampule_port: #{why}"
+        )
+
       Path.expand(prebuilt) == dest or same_file?(prebuilt, dest) ->
         origin!("prebuilt")
         {:noop, []}
@@ -122,6 +127,50 @@ defmodule Mix.Tasks.Compile.AmpulePort do
         Mix.shell().info("Copied prebuilt ampule_port from #{prebuilt} (AMPULE_PORT_PATH)")
         {:ok, []}
     end
+  end
+
+  @doc false
+  # Whether `path` is a port program, asked without side effects: given an argument it
+  # does not know, ampule_port answers on fd 4 with `{event, fatal, #{reason =>
+  # bad_arguments}}` before it touches the host, and exits with status 64. Returns nil if
+  # so, else why not.
+  def not_a_port(path) do
+    port =
+      Port.open({:spawn_executable, path}, [
+        {:packet, 4},
+        :binary,
+        :nouse_stdio,
+        :exit_status,
+        args: ["--ampule-compile-probe"]
+      ])
+
+    answer =
+      receive do
+        {^port, {:data, frame}} -> decode_fatal(frame)
+        {^port, {:exit_status, status}} -> "it exited (#{status}) without a frame"
+      after
+        10_000 -> "it did not answer within 10 s"
+      end
+
+    close(port)
+    answer
+  rescue
+    e in ErlangError -> "it cannot be run (#{inspect(e.original)})"
+  end
+
+  defp decode_fatal(frame) do
+    case :erlang.binary_to_term(frame, [:safe]) do
+      {:event, :fatal, %{reason: :bad_arguments}} -> nil
+      other -> "its first frame is #{inspect(other, limit: 5)}, not the protocol's"
+    end
+  rescue
+    ArgumentError -> "its first frame is not a term"
+  end
+
+  defp close(port) do
+    Port.close(port)
+  catch
+    :error, _ -> :ok
   end
 
   # The copy made last time: same size, and not older than the prebuilt binary.

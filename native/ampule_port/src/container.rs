@@ -391,10 +391,18 @@ pub fn app_config(host: &Host, spec: &AppSpec) -> Vec<(String, String)> {
         c.extend(seccomp_items(&p));
     }
     for p in mounts_for(&spec.opts.code_paths) {
-        let e = fstab_escape(&p);
+        let source = host.code.source_for(Path::new(&p)).unwrap_or_else(|e| {
+            log::warn!(container = spec.name.as_str(); "cannot stage {p}: {e}");
+            PathBuf::from(&p)
+        });
+        let target = fstab_escape(&p);
         c.push((
             "lxc.mount.entry".into(),
-            format!("{e} {} none ro,bind,nodev,nosuid,create=dir 0 0", &e[1..]),
+            format!(
+                "{} {} none ro,bind,nodev,nosuid,create=dir 0 0",
+                fstab_escape(&source.to_string_lossy()),
+                &target[1..]
+            ),
         ));
     }
     for (k, v) in &spec.opts.env {

@@ -843,6 +843,7 @@ impl Server {
         futures::future::join_all(ends).await;
         self.system.dhcp.stop(&self.host.state_dir);
         crate::host::release_agents_dir(&self.host);
+        self.host.code.release();
         let lock = self
             .host
             .state_dir

@@ -74,6 +74,8 @@ pub struct Host {
     /// Where the client makes its sandboxes' agent sockets: `STATE/agents/INSTANCE`, owned
     /// by the client's user (see [`client_uid`]), mode 0711.
     pub agents: PathBuf,
+    /// Code paths staged for containers' mapped roots (see `staging.rs`).
+    pub code: crate::staging::Staging,
     pub uids: IdRange,
     pub gids: IdRange,
     pub cgroups: Cgroups,
@@ -91,6 +93,8 @@ pub struct Settings {
     pub subnet: Subnet,
     pub state_dir: PathBuf,
     pub log_level: log::LevelFilter,
+    /// Log lines also to stderr after the hello (`--log-stderr`).
+    pub log_stderr: bool,
 }
 
 impl Default for Settings {
@@ -100,12 +104,13 @@ impl Default for Settings {
             subnet: "10.213.57.0/24".parse().expect("default subnet"),
             state_dir: PathBuf::from("/var/lib/ampule"),
             log_level: log::LevelFilter::Info,
+            log_stderr: false,
         }
     }
 }
 
 impl Settings {
-    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`.
+    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`, `--log-stderr`.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Settings, String> {
         let mut s = Settings::default();
         let mut args = args.into_iter();
@@ -141,10 +146,18 @@ impl Settings {
                     s.state_dir = d;
                 }
                 "--log-level" => {
-                    s.log_level = value()?
-                        .parse()
-                        .map_err(|_| "--log-level: error, warn, info or debug".to_string())?
+                    // Erlang's Logger says `warning`, the log crate `warn`: both are taken.
+                    let v = value()?;
+                    let v = if v == "warning" {
+                        "warn".to_string()
+                    } else {
+                        v
+                    };
+                    s.log_level = v.parse().map_err(|_| {
+                        "--log-level: error, warning (or warn), info or debug".to_string()
+                    })?
                 }
+                "--log-stderr" => s.log_stderr = true,
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -333,6 +346,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     })?;
     let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
     let agents = state_dir.join("agents").join(&instance);
+    let code = crate::staging::Staging::new(&state_dir, &instance);
     prepare_agents_dir(&agents).map_err(|e| {
         unready(
             "no_state_dir",
@@ -346,6 +360,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             state_dir,
             lxcpath,
             apps,
+            code,
             instance,
             agents,
             uids,
@@ -497,7 +512,10 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
             };
             if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
                 dead.push(id.to_string());
-                let _ = fs::remove_file(e.path());
+                // A tombstone: the cgroups of its containers are named after it, in
+                // hierarchies every state directory on the machine shares, and only this
+                // directory's dead instances are this sweep's to remove.
+                let _ = fs::rename(e.path(), tombstone(state_dir, id));
             }
         }
     }
@@ -526,13 +544,36 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
     }
     // Cgroups liblxc left for containers whose directory is already gone (a crash between
     // the two removals): attributable by the generated names, `a-`, `x-` or `s-INSTANCE-N`.
-    for cg in orphan_cgroups(lxcpaths) {
+    // Cgroups are shared by every state directory on the machine (other checkouts, hosts
+    // in network namespaces): only instances this directory saw die count.
+    let ours_dead = |owner: &str| !owner.is_empty() && tombstone(state_dir, owner).exists();
+    let owner_of = |cg: &str| -> Option<String> {
         let mut parts = cg.splitn(3, '-');
-        let (kind, owner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if (kind == "a" || kind == "s" || kind == "x") && is_dead(owner) {
+        let (kind, owner) = (parts.next()?, parts.next()?);
+        ["a", "s", "x"].contains(&kind).then(|| owner.to_string())
+    };
+    for cg in orphan_cgroups(lxcpaths) {
+        if owner_of(&cg).is_some_and(|o| ours_dead(&o)) {
             crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
         }
     }
+    let still: std::collections::HashSet<String> = orphan_cgroups(lxcpaths)
+        .iter()
+        .filter_map(|cg| owner_of(cg))
+        .collect();
+    for e in fs::read_dir(state_dir.join("instances"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_suffix(".dead") {
+            if !still.contains(id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    crate::staging::sweep(state_dir, &|id| id != me && !live_instance(state_dir, id));
     // Agent sockets of dead instances: their sandboxes are gone.
     for e in fs::read_dir(state_dir.join("agents"))
         .into_iter()
@@ -555,6 +596,11 @@ fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) ->
         containers,
         leases,
     }
+}
+
+/// Where a sweep records an instance it found dead, until nothing of it is left.
+fn tombstone(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("instances").join(format!("{id}.dead"))
 }
 
 /// Container names that have `lxc.monitor.`/`lxc.payload.` cgroups but no directory.
@@ -689,6 +735,14 @@ mod tests {
         let lxc = Settings::from_args(["--subnet", "10.0.3.0/24"].iter().map(|s| s.to_string()));
         assert!(lxc.unwrap_err().contains("overlaps"));
         assert!(Settings::from_args(["--nope".to_string()]).is_err());
+        let w = Settings::from_args(["--log-level", "warning"].iter().map(|s| s.to_string()));
+        assert_eq!(w.unwrap().log_level, log::LevelFilter::Warn);
+        assert!(!Settings::default().log_stderr);
+        assert!(
+            Settings::from_args(["--log-stderr".to_string()])
+                .unwrap()
+                .log_stderr
+        );
         assert!(Settings::from_args(["--bridge".to_string()]).is_err());
     }
 }

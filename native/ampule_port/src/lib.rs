@@ -19,6 +19,7 @@
 //! - [`exits`]: how a container's init ended, from the kernel's process events.
 //! - [`untrusted`]: reading files a container controls (no links, no blocking, bounded).
 //! - [`seccomp`]: Ampule's seccomp policy for application containers, with its reasons.
+//! - [`staging`]: code paths a container's mapped root cannot reach, bind-mounted where it can.
 //! - [`host`]: prerequisites, command-line settings, the instance lock and start-up sweep.
 //! - [`lxc`]: the only `unsafe` — a safe wrapper over liblxc.
 //! - [`cgroup`]: keeps the port out of the cgroups liblxc moves it into.
@@ -44,5 +45,6 @@ pub mod outbox;
 pub mod pipe;
 pub mod protocol;
 pub mod seccomp;
+pub mod staging;
 pub mod system;
 pub mod untrusted;

@@ -84,7 +84,7 @@ async fn serve(
             return finish(EXIT_USAGE, out).await;
         }
     };
-    outbox::init_logging(settings.log_level);
+    outbox::init_logging(settings.log_level, settings.log_stderr);
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         log::warn!("cannot become a child subreaper ({e}); exited lxc monitors may linger");
     }

@@ -1,6 +1,9 @@
 //! Everything the port sends goes through one queue and one writer task, so frames never
-//! interleave; the `log` facade writes here too (as `log` events) and to stderr, never to
-//! stdout.
+//! interleave; the `log` facade writes here too, as `log` events, never to stdout. A line
+//! goes to stderr only before the hello (when there is no one to send it to yet), or with
+//! `--log-stderr`: a client that has a logger (the Elixir library's is `Logger`, with the
+//! container's name as metadata and in the text) gets each line once, where its own log
+//! level applies.
 
 use std::sync::OnceLock;
 
@@ -49,6 +52,7 @@ impl Outbox {
 }
 
 static LOG_OUTBOX: OnceLock<Outbox> = OnceLock::new();
+static ALSO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Logger;
 
@@ -66,11 +70,14 @@ impl log::Log for Logger {
             .get(log::kv::Key::from("container"))
             .map(|v| v.to_string());
         let message = r.args().to_string();
-        match &container {
-            Some(c) => eprintln!("ampule_port [{}] {c}: {message}", r.level()),
-            None => eprintln!("ampule_port [{}] {message}", r.level()),
+        let outbox = LOG_OUTBOX.get();
+        if outbox.is_none() || ALSO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            match &container {
+                Some(c) => eprintln!("ampule_port [{}] {c}: {message}", r.level()),
+                None => eprintln!("ampule_port [{}] {message}", r.level()),
+            }
         }
-        if let Some(out) = LOG_OUTBOX.get() {
+        if let Some(out) = outbox {
             let level = match r.level() {
                 log::Level::Error => "error",
                 log::Level::Warn => "warning",
@@ -96,8 +103,10 @@ impl log::Log for Logger {
 
 static LOGGER: Logger = Logger;
 
-/// Installs the logger: stderr always, `log` events once [`forward_logs`] is called.
-pub fn init_logging(level: log::LevelFilter) {
+/// Installs the logger: stderr until [`forward_logs`] is called (and after it too when
+/// `also_stderr`), `log` events from then on.
+pub fn init_logging(level: log::LevelFilter, also_stderr: bool) {
+    ALSO_STDERR.store(also_stderr, std::sync::atomic::Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }

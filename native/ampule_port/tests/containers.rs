@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -527,4 +527,167 @@ fn fifo_links_in_containers_homes_neither_freeze_the_port_nor_outlive_it() {
             .collect()
     });
     assert_eq!(left, Vec::<String>::new());
+}
+
+/// Cgroups are shared by every state directory on a machine (other checkouts, test hosts
+/// in network namespaces): a port's start-up sweep removes the leftovers of instances that
+/// died in its own state directory, never another's.
+#[test]
+fn a_sweep_leaves_another_state_directorys_leftovers_to_that_directory() {
+    let other = format!("/var/lib/ampule-sweep-{}", std::process::id());
+    let mut crashed = Port::start_with(&["--state-dir", &other]);
+    let n = crashed.spawn_node(1, map(vec![]));
+    let mut victims = processes_mentioning(&format!("/apps {}", n.name));
+    victims.extend(
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs",
+            n.name
+        ))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok()),
+    );
+    crashed.kill();
+    for pid in victims {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    let still_running = || processes_mentioning(&format!("{}@", n.name));
+    assert_eq!(
+        eventually_empty(Duration::from_secs(5), || still_running()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()),
+        Vec::<String>::new()
+    );
+    assert!(!cgroups_named(&n.name).is_empty(), "the crash left cgroups");
+    // A port of the default state directory starts: not its leftovers.
+    let bystander = Port::start();
+    assert!(
+        !cgroups_named(&n.name).is_empty(),
+        "another directory's sweep took them"
+    );
+    drop(bystander);
+    // The crashed instance's own directory's next port removes them.
+    let next = Port::start_with(&["--state-dir", &other]);
+    assert_eq!(cgroups_named(&n.name), Vec::<PathBuf>::new());
+    drop(next);
+    // The tmpfs a port mounts on STATE/apps stays (ports share it); this one is the test's.
+    let _ = std::process::Command::new("umount")
+        .arg(format!("{other}/apps"))
+        .status();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+/// Starts a port whose stderr goes to a file; returns it with the file's path.
+fn port_logging_to_file(tag: &str, args: &[&str]) -> (Port, PathBuf) {
+    let log = std::env::temp_dir().join(format!("ampule-stderr-{tag}-{}", std::process::id()));
+    let mut prefix = std::process::Command::new("/bin/sh");
+    prefix.args([
+        "-c",
+        &format!("exec 2>{}; exec /bin/sh \"$@\"", log.display()),
+        "wrap",
+    ]);
+    let mut port = Port::spawn_by(prefix, args);
+    port.hello = port.next_frame(Duration::from_secs(30)).expect("no hello");
+    (port, log)
+}
+
+/// A log line the port writes after its hello (refusing a sandbox socket that is not one).
+fn provoke_a_warning(port: &mut Port) -> Term {
+    let bad = map(vec![(
+        "sandbox",
+        map(vec![("socket", bin("/nonexistent/agent.sock"))]),
+    )]);
+    port.send(&tuple(vec![int(1), tuple(vec![atom("spawn"), bad])]));
+    let event = port.next_log(Duration::from_secs(5)).expect("a log event");
+    let reason = unwrap_err(port.reply(1, Duration::from_secs(5)));
+    assert_eq!(get_tuple(&reason, 0), &atom("bad_option_value"));
+    event
+}
+
+fn get_tuple(t: &Term, i: usize) -> &Term {
+    match t {
+        Term::Tuple(tu) => &tu.elements[i],
+        other => panic!("not a tuple: {other}"),
+    }
+}
+
+/// Each log line reaches the client once: as a `log` event after the hello, on stderr only
+/// before it (or with `--log-stderr`, for a client that has no logger of its own).
+#[test]
+fn after_the_hello_a_log_line_is_an_event_and_not_also_on_stderr() {
+    let (mut port, log) = port_logging_to_file("events", &[]);
+    let event = provoke_a_warning(&mut port);
+    assert!(text(get(get_tuple(&event, 2), "message")).contains("agent socket refused"));
+    port.close(Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!stderr.contains("agent socket refused"), "{stderr}");
+
+    let (mut port, log_too) = port_logging_to_file("both", &["--log-stderr"]);
+    provoke_a_warning(&mut port);
+    port.close(Duration::from_secs(10));
+    let stderr = std::fs::read_to_string(&log_too).unwrap();
+    assert!(stderr.contains("agent socket refused"), "{stderr}");
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(log_too);
+}
+
+/// A project cloned in `/root` (mode 0700) or in a 0750 home: its code paths are below a
+/// directory the container's mapped root cannot traverse. The port stages them where it
+/// can, and takes the staging down when it exits.
+#[test]
+fn code_below_a_directory_others_cannot_traverse_runs_in_a_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::env::temp_dir().join(format!("ampule-private-{}", std::process::id()));
+    let ebin = private.join("project/_build/dev/lib/app/ebin");
+    std::fs::create_dir_all(&ebin).unwrap();
+    let src = private.join("hidden_code.erl");
+    std::fs::write(
+        &src,
+        "-module(hidden_code).\n-export([hello/0]).\nhello() -> from_a_private_directory.\n",
+    )
+    .unwrap();
+    let erlc = std::process::Command::new("erlc")
+        .arg("-o")
+        .arg(&ebin)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(erlc.success());
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let mut port = Port::start();
+    let ebin_s = ebin.to_string_lossy().into_owned();
+    let node = port.spawn_node(1, map(vec![("code_paths", list(vec![bin(&ebin_s)]))]));
+    assert_eq!(
+        node.rpc("hidden_code", "hello", "[]"),
+        "from_a_private_directory"
+    );
+    // Read-only inside, like any code path.
+    let wrote = node.rpc(
+        "file",
+        "write_file",
+        &format!("[\"{ebin_s}/x\", <<\"x\">>]"),
+    );
+    assert_eq!(wrote, "{error,erofs}");
+    let instance = text(get(
+        match &port.hello {
+            Term::Tuple(t) => &t.elements[2],
+            _ => panic!(),
+        },
+        "instance",
+    ));
+    let staged = Path::new(&state_dir()).join("code").join(&instance);
+    assert!(staged.exists());
+    port.close(Duration::from_secs(10));
+    assert!(!staged.exists(), "{} is left", staged.display());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&staged.to_string_lossy().into_owned()));
+    assert!(
+        ebin.join("hidden_code.beam").exists(),
+        "the source is untouched"
+    );
+    std::fs::remove_dir_all(&private).unwrap();
 }

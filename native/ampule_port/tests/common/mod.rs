@@ -175,6 +175,22 @@ impl Port {
     }
 
     /// The next frame that is not a `log` event, decoded.
+    /// The next `log` event (which [`Port::next_frame`] skips); other frames are kept.
+    pub fn next_log(&mut self, timeout: Duration) -> Option<Term> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let bytes = self.frames.recv_timeout(left).ok()?;
+            let t = Term::decode(&bytes[..]).expect("the port sent a term eetf cannot read");
+            match &t {
+                Term::Tuple(tu) if tu.elements.len() == 3 && tu.elements[1] == atom("log") => {
+                    return Some(t)
+                }
+                _ => self.pending.push_back(t),
+            }
+        }
+    }
+
     pub fn next_frame(&mut self, timeout: Duration) -> Option<Term> {
         if let Some(t) = self.pending.pop_front() {
             return Some(t);
