@@ -168,12 +168,10 @@ defmodule Ampule.SandboxChannelTest do
                  Ampule.yield(Ampule.async_call({SandboxHelpers, fun, []}, c))
       end
 
-      atoms = :erlang.system_info(:atom_count)
-
-      assert {:error, {:result_refused, :atoms}} =
-               Ampule.yield(Ampule.async_call({SandboxHelpers, :new_atoms, [200_000]}, c), 30_000)
-
-      assert :erlang.system_info(:atom_count) == atoms
+      tag = "channel#{System.unique_integer([:positive])}"
+      call = Ampule.async_call({SandboxHelpers, :new_atoms, [tag, 200_000]}, c)
+      assert {:error, {:result_refused, :atoms}} = Ampule.yield(call, 30_000)
+      assert_raise ArgumentError, fn -> String.to_existing_atom("sandbox_atom_#{tag}_1") end
 
       error = assert_raise Ampule.Error, fn -> Ampule.call({SandboxHelpers, :a_pid, []}, c) end
       assert Exception.message(error) =~ "pid"

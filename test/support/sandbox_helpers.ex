@@ -116,11 +116,8 @@ defmodule Ampule.SandboxHelpers do
   @doc "A closure compiled in a module: the sandbox loads the module from its code path."
   def sum_fun(list), do: fn -> Enum.sum(list) end
 
-  @doc "A list of `n` atoms the host has never seen."
-  def new_atoms(n) do
-    tag = System.unique_integer([:positive])
-    for i <- 1..n, do: String.to_atom("sandbox_atom_#{tag}_#{i}")
-  end
+  @doc "A list of `n` atoms the host has never seen, named after `tag` (a string)."
+  def new_atoms(tag, n), do: for(i <- 1..n, do: String.to_atom("sandbox_atom_#{tag}_#{i}"))
 
   @doc "A closure made in the sandbox, which would run `id` wherever it is called."
   def evil_fun, do: fn -> :os.cmd(~c"id") end
