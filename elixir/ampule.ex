@@ -144,10 +144,11 @@ defmodule Ampule do
   bind-mounted read-only at the same place and added with `-pa`. So Elixir's standard
   library works inside, a module of your project can be called there, and an anonymous
   function sent with `Node.spawn/2` runs there, whether it was compiled in a module or made
-  by `Code.eval_string/1` or iex. A function defined only in memory (in an `.exs` file
-  that is not compiled to disk, say) is not on disk to be loaded: use `Code.eval_string/1`
-  style closures or a compiled module. `host_code_paths: false` turns this off, and
-  `code_paths:` adds directories.
+  by `Code.eval_string/1` or iex. Code compiled only into this VM's memory (an `.exs`
+  script's top level, an ExUnit test module) is not on disk to be loaded: `run/1,2`
+  sends such code itself (quoted, with the variables it uses) and evaluates it there, as
+  iex would. `host_code_paths: false` turns the mounts off, and `code_paths:` adds
+  directories.
 
   ## Closures
 
@@ -161,8 +162,10 @@ defmodule Ampule do
   The function is sent with what it captured, and runs in the container: a closure made in
   iex (an `:erl_eval` function, with its bindings) runs as is; one compiled in a module of
   your project runs because that module is on the container's code path. One whose module
-  exists only in this VM (an `.exs` script, a test file) cannot be loaded there: the call
-  raises `UndefinedFunctionError` naming that module.
+  exists only in this VM (an `.exs` script, a test file) cannot be loaded there: such a
+  function is refused before anything is sent, with an `ArgumentError` that names its
+  module and what works instead (`run/1,2` above all), also when it hides in what another
+  closure captured.
 
   ## Orphan containers
 
@@ -452,6 +455,9 @@ defmodule Ampule do
     * `:timeout` - milliseconds to wait for the result, or `:infinity` (default
       #{@default_timeout}). On timeout the remote process is killed and `Ampule.Error` with
       reason `:timeout` is raised.
+    * `:pool` - take the container from this `Ampule.Pool` instead of making one: it is
+      handed out pristine, runs this call alone and is destroyed after it (see
+      `Ampule.Pool`); only `:timeout` may go with it
     * every option of `start/1` (`:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
   @spec call(callable, Container.t() | keyword) :: term
@@ -459,6 +465,14 @@ defmodule Ampule do
 
   def call(what, opts) when is_list(opts) do
     what = callable!(what)
+
+    case Keyword.pop(opts, :pool) do
+      {nil, opts} -> fresh_call(what, opts)
+      {pool, opts} -> pooled_call(what, pool, opts)
+    end
+  end
+
+  defp fresh_call(what, opts) do
     {timeout, spawn_opts} = Options.call!(opts, @default_timeout)
     container = spawn(spawn_opts)
 
@@ -470,6 +484,28 @@ defmodule Ampule do
     after
       destroy(container)
     end
+  end
+
+  # A container of the pool's, made with the pool's options: only the timeout is the
+  # call's own.
+  defp pooled_call(what, pool, opts) do
+    {timeout, rest} = Keyword.pop(opts, :timeout, @default_timeout)
+    timeout = Options.timeout!(timeout, :timeout)
+
+    if rest != [] do
+      raise ArgumentError,
+            "with :pool, the only other option of a call is :timeout (the pool makes its " <>
+              "containers with its own options), got: #{inspect(Keyword.keys(rest))}"
+    end
+
+    Ampule.Pool.with_container(pool, fn container ->
+      try do
+        call(what, container, timeout)
+      rescue
+        error in Ampule.Error ->
+          reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
+      end
+    end)
   end
 
   # The fresh container's node went away during the call. Its owner (this process) hears
@@ -511,6 +547,119 @@ defmodule Ampule do
       {:error, reason} -> raise Ampule.Error, reason: reason, container: container.name
     end
   end
+
+  @doc """
+  Runs a block of code in a container: the code itself travels, quoted, with the values of
+  the variables it uses, and is evaluated there as iex would. For code that lives only in
+  this node's memory, which a closure cannot carry (see "Code in containers"): a script
+  (`mix run script.exs`), an ExUnit test file.
+
+      require Ampule
+      words = ["a", "b"]
+      Ampule.run(sandbox: true, do: Enum.map(words, &String.upcase/1))
+      #=> ["A", "B"]
+
+      Ampule.run container do
+        defmodule Greeter, do: def(hi(x), do: "hi " <> x)
+        Greeter.hi("there")
+      end
+
+  `run(opts, do: ...)` runs in a fresh container made with `call/2`'s options (a pool's
+  with `pool:`, a sandbox with `sandbox: true`, `:timeout` included); `run(container, do:
+  ...)` in a container you hold (with `timeout:` beside `do:` if needed). Returns
+  the block's value; raises, throws and exits as `call/2` does. The first `run/2` in a
+  container starts the `:elixir` application there (`defmodule` needs it).
+  """
+  defmacro run(opts) when is_list(opts) do
+    {block, opts} = Keyword.pop(opts, :do)
+    run_quoted(opts, block, __CALLER__)
+  end
+
+  @doc "As `run/1`, in `target`: a container, or a keyword list of `call/2` options."
+  defmacro run(target, opts, do_block) when is_list(opts) and is_list(do_block),
+    do: run_with(target, opts ++ do_block, __CALLER__)
+
+  @doc false
+  defmacro run(target, opts) when is_list(opts), do: run_with(target, opts, __CALLER__)
+
+  defp run_with(target, opts, caller) do
+    {block, opts} = Keyword.pop(opts, :do)
+
+    case Keyword.pop(opts, :timeout) do
+      {nil, []} -> run_quoted(target, block, caller)
+      {timeout, []} -> run_quoted({:__with_timeout__, target, timeout}, block, caller)
+      {_, other} -> raise ArgumentError, "Ampule.run/2: unknown options #{inspect(other)}"
+    end
+  end
+
+  defp run_quoted(_target, nil, _caller), do: raise(ArgumentError, "Ampule.run needs a do block")
+
+  defp run_quoted(target, block, caller) do
+    bound = caller |> Macro.Env.vars() |> MapSet.new()
+
+    used =
+      block
+      |> Macro.prewalk(MapSet.new(), fn
+        {name, _meta, context} = var, acc when is_atom(name) and is_atom(context) ->
+          if MapSet.member?(bound, {name, context}),
+            do: {var, MapSet.put(acc, {name, context})},
+            else: {var, acc}
+
+        other, acc ->
+          {other, acc}
+      end)
+      |> elem(1)
+      |> Enum.filter(fn {_name, context} -> context == nil end)
+
+    binding = for {name, nil} <- used, do: {name, Macro.var(name, nil)}
+
+    mfa = quote do: {Ampule.Remote.Eval, :eval, [unquote(Macro.escape(block)), unquote(binding)]}
+
+    case target do
+      {:__with_timeout__, container, timeout} ->
+        quote do: Ampule.call(unquote(mfa), unquote(container), unquote(timeout))
+
+      target ->
+        quote do: Ampule.call(unquote(mfa), unquote(target))
+    end
+  end
+
+  @doc """
+  Runs a function on each element of `enumerable`, each in a container of its own, as a
+  stream in the manner of `Task.async_stream/3`.
+
+      1..100
+      |> Ampule.map({:erlang, :phash2, []}, max_concurrency: 4, pool: MyApp.Boxes)
+      |> Enum.to_list()
+      #=> [{:ok, 2_627_060_397}, {:ok, 3_474_221_563}, ...]
+
+      Ampule.map(["a", "b"], &String.upcase/1, sandbox: true) |> Enum.to_list()
+      #=> [{:ok, "A"}, {:ok, "B"}]
+
+  `fun` is a function of one argument (it travels as a closure) or `{module, function,
+  extra_args}`, called as `apply(module, function, [element | extra_args])`, as `mfa/4`
+  builds it. Each element runs in a fresh container, cold (with `start/1`'s options) or
+  from a pool (`pool: name`).
+
+  Each element gives `{:ok, result}`, or `{:error, reason}` when it failed: `:timeout`
+  (the element's `:timeout` passed: its work and its container were killed),
+  `{:exception, exception, stacktrace}`, `{:throw, value}`, `{:exit, reason}` for the
+  function's own failures, or Ampule's reason (the container did not boot, a pool's
+  `:checkout_timeout`, ...). A failure never stops the stream.
+
+  ## Options
+
+    * `:max_concurrency` - elements in flight at once (default `System.schedulers_online/0`)
+    * `:ordered` - results in the order of `enumerable` (default `true`); `false` gives
+      each as soon as it is done
+    * `:timeout` - milliseconds for each element, boot included (default 30000)
+    * `:pool`, or any option of `start/1` for cold containers
+
+  Halting the stream early, or the caller exiting, kills what is in flight; their
+  containers are destroyed.
+  """
+  @spec map(Enumerable.t(), (term -> term) | {module, atom, [term]}, keyword) :: Enumerable.t()
+  def map(enumerable, fun, opts \\ []), do: Ampule.Map.stream(enumerable, fun, opts)
 
   @doc """
   Builds the `{module, function, args}` that passes `value` as the first argument, so that
@@ -1094,7 +1243,7 @@ defmodule Ampule do
   defp log_section(_), do: ""
 
   defp callable!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
-  defp callable!(fun) when is_function(fun, 0), do: fun
+  defp callable!(fun) when is_function(fun, 0), do: Ampule.Closure.check!(fun)
 
   defp callable!(other) do
     raise ArgumentError,

@@ -129,7 +129,7 @@ defmodule Ampule.Call.Sandbox do
   # Exception.normalize/3, and if that fails, becomes an ErlangError.
   defp exception(%{__struct__: module, __exception__: true} = exception, _stacktrace)
        when is_atom(module) do
-    if :erlang.function_exported(module, :exception, 1) and
+    if loaded_or_elixirs(module) and :erlang.function_exported(module, :exception, 1) and
          :erlang.function_exported(module, :message, 1),
        do: exception,
        else: %ErlangError{original: exception}
@@ -139,6 +139,27 @@ defmodule Ampule.Call.Sandbox do
     Exception.normalize(:error, reason, stacktrace)
   rescue
     _ -> %ErlangError{original: reason}
+  end
+
+  # A module the sandbox names is loaded here only if it is Elixir's own (ArgumentError,
+  # KeyError...: loaded on first use, and free of load-time code); loading any other module
+  # the sandbox named would run its on_load.
+  defp loaded_or_elixirs(module) do
+    case :code.is_loaded(module) do
+      {:file, _} ->
+        true
+
+      false ->
+        elixir = :code.lib_dir(:elixir)
+
+        case :code.which(module) do
+          path when is_list(path) and is_list(elixir) ->
+            List.starts_with?(path, elixir) and Code.ensure_loaded?(module)
+
+          _ ->
+            false
+        end
+    end
   end
 
   # A stack trace keeps only frames of the shape `{module, function, arity, location}` and
