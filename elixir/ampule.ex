@@ -822,10 +822,36 @@ defmodule Ampule do
   """
   @spec start(keyword) :: {:ok, Container.t()} | {:error, reason}
   def start(opts \\ []) do
+    case Options.on!(opts) do
+      {nil, opts} -> start_here(opts)
+      {host, opts} -> start_on(host, opts)
+    end
+  end
+
+  defp start_here(opts) do
     case Options.spawn!(opts) do
       {owner, request, {:sandbox, max_result}} -> Ampule.Sandbox.start(owner, request, max_result)
       {owner, request, :distribution} -> start_distributed(owner, request)
     end
+  end
+
+  # The host's Ampule makes it, with its own port, bridge and code paths, for an owner
+  # here (checked here first, so that a bad option raises in the caller).
+  defp start_on(host, opts) do
+    {owner, request, _kind} = Options.spawn!(opts)
+    opts = Keyword.put(opts, :owner, owner || false)
+    remote(host, :start, [opts], request.boot_timeout + 60_000)
+  end
+
+  # Runs a function of Ampule on `host`; a host that cannot be reached (gone, or cut off)
+  # is `{:error, {:host_down, host}}`, and what the host raises is raised here.
+  defp remote(host, function, args, timeout) do
+    :erpc.call(host, __MODULE__, function, args, timeout)
+  catch
+    :error, {:erpc, :noconnection} -> {:error, {:host_down, host}}
+    :error, {:erpc, :timeout} -> {:error, :timeout}
+    :error, {:exception, reason, stacktrace} -> :erlang.raise(:error, reason, stacktrace)
+    :exit, {:exception, reason} -> exit(reason)
   end
 
   defp start_distributed(owner, request) do
@@ -880,11 +906,15 @@ defmodule Ampule do
   it is removed.
   """
   @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
-  def destroy(%Container{name: name, nodename: node}) do
-    # Its node goes with it; disconnecting first closes the connection cleanly (see
-    # Ampule.Port, which does the same for the containers it knows). A sandbox has none.
-    if node, do: :erlang.disconnect_node(node)
-    Port.destroy(name)
+  def destroy(%Container{name: name, nodename: node} = container) do
+    if Container.local?(container) do
+      # Its node goes with it; disconnecting first closes the connection cleanly (see
+      # Ampule.Port, which does the same for the containers it knows). A sandbox has none.
+      if node, do: :erlang.disconnect_node(node)
+      Port.destroy(name)
+    else
+      remote(container.host, :destroy, [container], 65_000)
+    end
   end
 
   def destroy(name) when is_binary(name), do: Port.destroy(name)
@@ -1084,6 +1114,12 @@ defmodule Ampule do
   @doc "The port's view of a container: state, address, init pid."
   @spec info(Ampule.Container.t() | Ampule.SystemContainer.t() | String.t()) ::
           {:ok, map} | {:error, reason}
+  def info(%Container{name: name} = container) do
+    if Container.local?(container),
+      do: info(name),
+      else: remote(container.host, :info, [name], 60_000)
+  end
+
   def info(%{name: name}), do: info(name)
   def info(name) when is_binary(name), do: Port.request({:info, name})
 

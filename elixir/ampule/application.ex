@@ -6,7 +6,8 @@ defmodule Ampule.Application do
   # a Task.Supervisor for the work that must not block its caller: pools' boots and
   # destroys, Ampule.map's calls. Sandboxes' channels (Ampule.Sandbox.Channel) live under a
   # DynamicSupervisor, started after the port and so stopped before it: their agents see
-  # the channel close first.
+  # the channel close first. Last, Ampule's :pg scope and Ampule.Cluster, which offers this
+  # host's containers to the cluster's other nodes once the port has said hello.
 
   use Application
 
@@ -15,7 +16,9 @@ defmodule Ampule.Application do
     children = [
       Ampule.Port,
       {Task.Supervisor, name: Ampule.TaskSupervisor},
-      {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one}
+      {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one},
+      %{id: :pg, start: {:pg, :start_link, [Ampule.Cluster.scope()]}},
+      Ampule.Cluster
     ]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Ampule.Supervisor)

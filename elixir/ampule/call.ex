@@ -13,12 +13,17 @@ defmodule Ampule.Call do
   #   as hostile data (Ampule.Sandbox.Decode).
   # Both share one deadline per await, and both kill the remote work on timeout before
   # they return.
+  #
+  # A container on another host (see "Cluster" in Ampule): a sandbox's channel is a pid
+  # on that host, reached over distribution like a local one. A distribution container's
+  # node cannot be reached from here (its bridge is the host's alone), so the call goes
+  # through a relay process on the host (Ampule.Call.Relay): one hop more.
 
   alias Ampule.Container
   alias Ampule.Call.{Dist, Sandbox}
 
   @enforce_keys [:transport, :ref, :owner]
-  defstruct [:transport, :ref, :owner, :target, :id, :max]
+  defstruct [:transport, :ref, :owner, :target, :id, :max, :via]
 
   @opaque t :: %__MODULE__{
             transport: Dist | Sandbox,
@@ -26,7 +31,8 @@ defmodule Ampule.Call do
             owner: pid,
             target: node | pid,
             id: non_neg_integer | nil,
-            max: pos_integer | nil
+            max: pos_integer | nil,
+            via: node | nil
           }
 
   @typedoc "What a container runs: `{module, function, args}` or a 0-arity function."
@@ -37,14 +43,23 @@ defmodule Ampule.Call do
   @doc false
   @spec async(Container.t(), callable) :: t
   def async(%Container{sandbox: true} = container, what), do: Sandbox.async(container, what)
-  def async(%Container{nodename: node}, what), do: Dist.async(node, what)
+
+  def async(%Container{nodename: node, host: host} = container, what) do
+    if Container.local?(container),
+      do: Dist.async(node, what),
+      else: Dist.async_via(host, node, what)
+  end
 
   @doc false
   @spec cast(Container.t(), callable, timeout) :: :ok
   def cast(%Container{sandbox: true} = container, what, timeout),
     do: Sandbox.cast(container, what, timeout)
 
-  def cast(%Container{nodename: node}, what, timeout), do: Dist.cast(node, what, timeout)
+  def cast(%Container{nodename: node, host: host} = container, what, timeout) do
+    if Container.local?(container),
+      do: Dist.cast(node, what, timeout),
+      else: Dist.cast_via(host, node, what, timeout)
+  end
 
   @doc false
   @spec await(t, timeout) :: result

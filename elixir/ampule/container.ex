@@ -30,7 +30,10 @@ defmodule Ampule.Container do
     * `:owner` - the process whose exit destroys the container, or `nil`
     * `:sandbox` - `true` for a sandbox
     * `:max_result` - a sandbox's result limit in bytes (`nil` otherwise)
-    * `:channel` - the local process that carries a sandbox's calls (`nil` otherwise)
+    * `:channel` - the process that carries a sandbox's calls (`nil` otherwise), on the
+      container's host
+    * `:host` - the node whose Ampule made the container and owns it (`node()` when it was
+      made here; see "Cluster" in `Ampule`)
   """
 
   @enforce_keys [:name, :nodename, :address, :cookie]
@@ -45,6 +48,7 @@ defmodule Ampule.Container do
     :owner,
     :max_result,
     :channel,
+    :host,
     sandbox: false
   ]
 
@@ -58,7 +62,8 @@ defmodule Ampule.Container do
           owner: pid | nil,
           sandbox: boolean,
           max_result: pos_integer | nil,
-          channel: pid | nil
+          channel: pid | nil,
+          host: node | nil
         }
 
   @doc false
@@ -79,7 +84,8 @@ defmodule Ampule.Container do
       owner: owner,
       sandbox: true,
       channel: channel,
-      max_result: max
+      max_result: max,
+      host: node()
     }
   end
 
@@ -95,7 +101,14 @@ defmodule Ampule.Container do
       cookie: String.to_atom(cookie),
       init_pid: Map.get(info, :init_pid),
       boot_ms: Map.get(info, :boot_ms),
-      owner: owner
+      owner: owner,
+      host: node()
     }
   end
+
+  @doc false
+  # Whether the container was made by this node's Ampule. A container made before this
+  # node became distributed names `:nonode@nohost`; one from an older struct, none.
+  @spec local?(t) :: boolean
+  def local?(%__MODULE__{host: host}), do: host in [nil, node(), :nonode@nohost]
 end

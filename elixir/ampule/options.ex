@@ -116,8 +116,23 @@ defmodule Ampule.Options do
     opts = validate_keyword!(opts)
     {timeout, spawn_opts} = Keyword.pop(opts, :timeout, default_timeout)
     # Validates the spawn options (and their names) before anything starts.
-    _ = validate!(spawn_opts, @spawn_defaults, [:timeout])
+    _ = validate!(spawn_opts, @spawn_defaults, [:timeout, :on])
     {timeout!(timeout, :timeout), spawn_opts}
+  end
+
+  @doc """
+  Takes the `:on` option of spawn/start/call: `{host, rest}`, host `nil` for this node
+  (also when `:on` names it).
+  """
+  @spec on!(keyword) :: {node | nil, keyword}
+  def on!(opts) do
+    {on, rest} = opts |> validate_keyword!() |> Keyword.pop(:on)
+
+    cond do
+      on == nil or on == node() -> {nil, rest}
+      is_atom(on) and on not in [true, false] -> {on, rest}
+      true -> bad!(:on, on, "a node name (an atom)")
+    end
   end
 
   @doc """

@@ -28,6 +28,8 @@ defmodule Ampule.Pool do
     * `:reuse` - how many checkouts a container serves before it is destroyed (default 1:
       pristine single-use containers). With more, a container goes back to the pool after
       each checkout, with whatever the previous callers left in it.
+    * `:hosts` - where the containers are made: `nil` (default) on this node's Ampule
+      alone; a list of nodes, or `:all`, for the hosts of the cluster (see "Hosts")
     * every option of `Ampule.start/1` (`:sandbox`, `:memory`, `:boot_timeout`, ...)
       except `:owner` and `:name`: the pool owns its containers
 
@@ -42,6 +44,29 @@ defmodule Ampule.Pool do
 
   Boots that fail are retried with a growing delay (up to 5 s); each failure is given to
   the longest-waiting caller, if one waits, as `{:error, reason}`.
+
+  ## Hosts
+
+  With `hosts: [node, ...]` or `hosts: :all`, each container is booted on the host with
+  the most room (`Ampule.Cluster.place/2`) among those listed that offer containers now
+  (`:all`: every host of the cluster, `Ampule.Cluster.hosts/0`), counting the pool's own
+  boots in flight so that a refill of several spreads over the hosts:
+
+      {Ampule.Pool, name: MyApp.Boxes, size: 12, sandbox: true, hosts: :all}
+
+  The pool still owns its containers: each stays owned by its host's port, with the pool
+  as owner, and a call goes to it directly (a sandbox's channel) or through its host (a
+  distribution container's node, see "Cluster" in `Ampule`).
+
+    * A host that joins the cluster (or comes back) is used from its first load report on.
+    * A host that leaves, or whose node goes down, is no longer used. Its port destroys
+      its containers. The pool drops those it held idle; a holder of one gets
+      `{:ampule_exit, container, {:host_down, node}}`, and a call in flight there fails
+      with `{:host_down, node}`. Each boot that was under way there fails, and its failure
+      goes to the longest-waiting caller, `{:error, {:host_down, node}}`, at once; the
+      pool refills on the other hosts without delay.
+    * With no host to boot on, waiting callers get `{:error, :no_host}`, and the pool
+      boots again when a host joins.
   """
 
   use GenServer
@@ -49,7 +74,7 @@ defmodule Ampule.Pool do
 
   alias Ampule.Container
 
-  @pool_options [:name, :size, :max_overflow, :checkout_timeout, :reuse]
+  @pool_options [:name, :size, :max_overflow, :checkout_timeout, :reuse, :hosts]
   @max_backoff 5_000
 
   @typedoc "A pool: its name or pid."
@@ -119,12 +144,16 @@ defmodule Ampule.Pool do
     end
   end
 
-  @doc "How many containers are idle, booting, checked out, and how many callers wait."
+  @doc """
+  How many containers are idle, booting, checked out, and how many callers wait; `hosts`
+  counts the pool's containers (in any of those states) on each host.
+  """
   @spec stats(pool) :: %{
           idle: non_neg_integer,
           booting: non_neg_integer,
           checked_out: non_neg_integer,
-          waiting: non_neg_integer
+          waiting: non_neg_integer,
+          hosts: %{node => non_neg_integer}
         }
   def stats(pool), do: GenServer.call(pool, :stats)
 
@@ -140,12 +169,27 @@ defmodule Ampule.Pool do
     _ = Ampule.Options.spawn!(spawn_opts)
 
     %{
+      hosts: hosts!(Keyword.get(pool_opts, :hosts)),
       size: positive!(pool_opts, :size, 2, 0),
       max_overflow: positive!(pool_opts, :max_overflow, 0, 0),
       checkout_timeout: positive!(pool_opts, :checkout_timeout, 5_000, 1),
       reuse: positive!(pool_opts, :reuse, 1, 1),
       spawn_opts: spawn_opts
     }
+  end
+
+  defp hosts!(hosts) when hosts in [nil, :all], do: hosts
+
+  defp hosts!([_ | _] = hosts) do
+    if Enum.all?(hosts, &(is_atom(&1) and &1 not in [nil, true, false])),
+      do: hosts,
+      else: hosts!(:bad)
+  end
+
+  defp hosts!(other) do
+    raise ArgumentError,
+          "invalid value for the :hosts option: expected nil, :all or a list of nodes, " <>
+            "got: #{inspect(other)}"
   end
 
   defp positive!(opts, key, default, min) do
@@ -165,11 +209,13 @@ defmodule Ampule.Pool do
   @impl GenServer
   def init(config) do
     Process.flag(:trap_exit, true)
+    # Hosts that join are used at once; those that leave are seen in the containers' exits.
+    if config.hosts, do: :ok = Ampule.Cluster.subscribe()
 
     state =
       Map.merge(config, %{
         idle: :queue.new(),
-        # boot task ref => true
+        # boot task ref => host (nil: this node's Ampule)
         booting: %{},
         # caller monitor ref => {container, caller}
         out: %{},
@@ -204,7 +250,13 @@ defmodule Ampule.Pool do
       idle: :queue.len(state.idle),
       booting: map_size(state.booting),
       checked_out: map_size(state.out),
-      waiting: :queue.len(state.waiting)
+      waiting: :queue.len(state.waiting),
+      hosts:
+        Enum.frequencies(
+          Enum.map(:queue.to_list(state.idle), &host_of/1) ++
+            Enum.map(state.out, fn {_ref, {c, _}} -> host_of(c) end) ++
+            Enum.map(state.booting, fn {_ref, host} -> host || node() end)
+        )
     }
 
     {:reply, stats, state}
@@ -239,6 +291,10 @@ defmodule Ampule.Pool do
     case result do
       {:ok, container} ->
         {:noreply, refill(give(container, %{state | failures: 0}))}
+
+      {:error, {:host_down, _} = reason} ->
+        # Not this pool's failure: the other hosts take the refill at once.
+        {:noreply, state |> fail_waiter(reason) |> refill()}
 
       {:error, reason} ->
         {:noreply, boot_failed(reason, state)}
@@ -295,6 +351,13 @@ defmodule Ampule.Pool do
   end
 
   def handle_info(:refill, state), do: {:noreply, refill(%{state | refill_timer: nil})}
+
+  def handle_info({:ampule_cluster, :join, _node}, state) do
+    # A host to boot on: at once, whatever delay a failure had set.
+    if state.refill_timer, do: Process.cancel_timer(state.refill_timer)
+    {:noreply, refill(%{state | refill_timer: nil})}
+  end
+
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
   def handle_info(_other, state), do: {:noreply, state}
 
@@ -349,43 +412,77 @@ defmodule Ampule.Pool do
     missing = state.size + extra - :queue.len(state.idle) - map_size(state.booting)
 
     if missing > 0 do
-      booting =
-        Enum.reduce(1..missing, state.booting, fn _, acc ->
-          Map.put(acc, boot(state.spawn_opts).ref, true)
-        end)
+      Enum.reduce_while(1..missing, state, fn _, acc ->
+        case place(acc) do
+          {:ok, host} ->
+            {:cont, %{acc | booting: Map.put(acc.booting, boot(host, acc.spawn_opts).ref, host)}}
 
-      %{state | booting: booting}
+          {:error, :no_host} ->
+            {:halt, no_host(acc)}
+        end
+      end)
     else
       state
     end
   end
 
-  defp boot(spawn_opts) do
+  # This node's Ampule, or the host with the most room, counting the boots in flight.
+  defp place(%{hosts: nil}), do: {:ok, nil}
+
+  defp place(state) do
+    pending = state.booting |> Map.values() |> Enum.frequencies()
+    Ampule.Cluster.place(Ampule.Cluster.hosts(), pending: pending, among: state.hosts)
+  end
+
+  # No host to boot on: with nothing booting, no container is coming for the callers who
+  # wait; a host that joins starts the refill again.
+  defp no_host(state) do
+    if map_size(state.booting) == 0 do
+      for {from, _caller, ref, timer} <- :queue.to_list(state.waiting) do
+        Process.demonitor(ref, [:flush])
+        Process.cancel_timer(timer)
+        GenServer.reply(from, {:error, :no_host})
+      end
+
+      %{state | waiting: :queue.new()}
+    else
+      state
+    end
+  end
+
+  defp boot(host, spawn_opts) do
     pool = self()
+    opts = if host, do: [owner: pool, on: host], else: [owner: pool]
 
     Task.Supervisor.async_nolink(Ampule.TaskSupervisor, fn ->
-      Ampule.start([owner: pool] ++ spawn_opts)
+      Ampule.start(opts ++ spawn_opts)
     end)
   end
 
+  defp host_of(%Container{host: nil}), do: node()
+  defp host_of(%Container{host: host}), do: host
+
   defp boot_failed(reason, state) do
     Logger.warning("Ampule.Pool: a boot failed: #{Ampule.format_error(reason)}")
-
-    state =
-      case :queue.out(state.waiting) do
-        {{:value, {from, _caller, ref, timer}}, waiting} ->
-          Process.demonitor(ref, [:flush])
-          Process.cancel_timer(timer)
-          GenServer.reply(from, {:error, reason})
-          %{state | waiting: waiting}
-
-        {:empty, _} ->
-          state
-      end
+    state = fail_waiter(state, reason)
 
     failures = state.failures + 1
     delay = min(50 * Integer.pow(2, min(failures, 10)), @max_backoff)
     %{state | failures: failures, refill_timer: Process.send_after(self(), :refill, delay)}
+  end
+
+  # A boot failed: its failure goes to the longest-waiting caller.
+  defp fail_waiter(state, reason) do
+    case :queue.out(state.waiting) do
+      {{:value, {from, _caller, ref, timer}}, waiting} ->
+        Process.demonitor(ref, [:flush])
+        Process.cancel_timer(timer)
+        GenServer.reply(from, {:error, reason})
+        %{state | waiting: waiting}
+
+      {:empty, _} ->
+        state
+    end
   end
 
   defp destroy(container) do

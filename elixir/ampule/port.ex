@@ -42,6 +42,8 @@ defmodule Ampule.Port do
 
   def start_link(opts \\ []) do
     {name, opts} = Keyword.pop(opts, :name, __MODULE__)
+    # The host's Ampule.Port tells Ampule.Cluster its load; another one (a test's) does not.
+    opts = Keyword.put_new(opts, :cluster, if(name == __MODULE__, do: Ampule.Cluster))
     GenServer.start_link(__MODULE__, opts, name: name)
   end
 
@@ -130,7 +132,9 @@ defmodule Ampule.Port do
       containers: %{},
       systems: %{},
       progress: %{},
-      monitors: %{}
+      monitors: %{},
+      cluster: Keyword.get(opts, :cluster),
+      reported: 0
     }
 
     {:ok, state, {:continue, :open}}
@@ -139,11 +143,18 @@ defmodule Ampule.Port do
   @impl GenServer
   def handle_continue(:open, state), do: {:noreply, open(state)}
 
+  # Every message may change how many containers this port holds: Ampule.Cluster hears
+  # the count when it changes.
   @impl GenServer
-  def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+  def handle_call(message, from, state), do: message |> on_call(from, state) |> report_load()
+
+  @impl GenServer
+  def handle_info(message, state), do: message |> on_info(state) |> report_load()
+
+  defp on_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
 
   # Not a request to the port: the owners' console modes live here.
-  def handle_call({:console_active, name, active}, _from, state) do
+  defp on_call({:console_active, name, active}, _from, state) do
     case Map.fetch(state.systems, name) do
       {:ok, system} ->
         {system, acked} = system |> set_active(active) |> deliver()
@@ -155,24 +166,23 @@ defmodule Ampule.Port do
     end
   end
 
-  def handle_call(message, from, %{status: :ready} = state) do
+  defp on_call(message, from, %{status: :ready} = state) do
     {:noreply, dispatch(message, from, state)}
   end
 
-  def handle_call(message, from, %{status: :starting} = state) do
+  defp on_call(message, from, %{status: :starting} = state) do
     {:noreply, %{state | queue: [{message, from} | state.queue]}}
   end
 
-  def handle_call(message, from, %{status: {:down, _}} = state) do
+  defp on_call(message, from, %{status: {:down, _}} = state) do
     # Not running (never started, or the host was not ready): try again now.
     case open(state) do
       %{status: {:down, reason}} = state -> {:reply, {:error, reason}, state}
-      state -> handle_call(message, from, state)
+      state -> on_call(message, from, state)
     end
   end
 
-  @impl GenServer
-  def handle_info({port, {:data, frame}}, %{port: port} = state) do
+  defp on_info({port, {:data, frame}}, %{port: port} = state) do
     case Protocol.decode(frame) do
       {:ok, term} ->
         {:noreply, handle_frame(term, state)}
@@ -183,25 +193,25 @@ defmodule Ampule.Port do
     end
   end
 
-  def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
+  defp on_info({port, {:exit_status, status}}, %{port: port} = state) do
     port_exited(status, state)
   end
 
-  def handle_info({:EXIT, port, reason}, %{port: port} = state) do
+  defp on_info({:EXIT, port, reason}, %{port: port} = state) do
     port_exited(reason, state)
   end
 
-  def handle_info({:EXIT, _other, _reason}, state), do: {:noreply, state}
+  defp on_info({:EXIT, _other, _reason}, state), do: {:noreply, state}
 
-  def handle_info(:hello_timeout, %{status: :starting} = state) do
+  defp on_info(:hello_timeout, %{status: :starting} = state) do
     Logger.error("ampule_port did not say hello within #{@hello_timeout} ms; closing it")
     safe_close(state.port)
     {:noreply, down(%{state | port: nil, os_pid: nil}, :hello_timeout)}
   end
 
-  def handle_info(:hello_timeout, state), do: {:noreply, state}
+  defp on_info(:hello_timeout, state), do: {:noreply, state}
 
-  def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
+  defp on_info({:DOWN, ref, :process, _pid, _reason}, state) do
     {entry, monitors} = Map.pop(state.monitors, ref)
     state = %{state | monitors: monitors}
 
@@ -213,6 +223,7 @@ defmodule Ampule.Port do
 
           {entry, containers} ->
             disconnect(entry.container)
+            untrack(entry.container)
             state = unwatch_channel(entry, %{state | containers: containers})
             {:noreply, send_destroy(name, {:internal_destroy, entry.container}, state)}
         end
@@ -228,6 +239,7 @@ defmodule Ampule.Port do
             Logger.error("the channel of sandbox #{name} exited; destroying it", container: name)
             if ref, do: Process.demonitor(ref, [:flush])
             if container.owner, do: send(container.owner, {:ampule_exit, container, :killed})
+            untrack(container)
             state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
             {:noreply, send_internal({:destroy, name}, state)}
         end
@@ -256,13 +268,48 @@ defmodule Ampule.Port do
     end
   end
 
-  def handle_info(_other, state), do: {:noreply, state}
+  defp on_info(_other, state), do: {:noreply, state}
 
   @impl GenServer
   def terminate(_reason, state) do
     # Closing the port is its end of file: it destroys every container it made.
     safe_close(state.port)
   end
+
+  defp report_load({:noreply, state}), do: {:noreply, report(state)}
+  defp report_load({:reply, reply, state}), do: {:reply, reply, report(state)}
+  defp report_load(other), do: other
+
+  # Containers held or booting, and system containers.
+  defp report(%{cluster: nil} = state), do: state
+
+  defp report(state) do
+    booting = Enum.count(state.pending, &match?({_tag, {:spawn, _, _, _, _}}, &1))
+    count = map_size(state.containers) + map_size(state.systems) + booting
+
+    if count != state.reported do
+      Ampule.Cluster.port_load(state.cluster, count)
+      %{state | reported: count}
+    else
+      state
+    end
+  end
+
+  # A container whose owner is on another node is known to that node's Ampule.Cluster,
+  # which tells the owner if this node goes away: it hears of the container's end.
+  defp track(%Container{owner: owner} = container) when is_pid(owner) do
+    if node(owner) != node(), do: Ampule.Cluster.track(self(), container)
+    :ok
+  end
+
+  defp track(_container), do: :ok
+
+  defp untrack(%Container{owner: owner} = container) when is_pid(owner) do
+    if node(owner) != node(), do: Ampule.Cluster.untrack(container)
+    :ok
+  end
+
+  defp untrack(_container), do: :ok
 
   ## Opening the port
 
@@ -368,6 +415,7 @@ defmodule Ampule.Port do
         if ref, do: Process.demonitor(ref, [:flush])
         disconnect(container)
         if container.owner, do: send(container.owner, {:ampule_exit, container, status})
+        untrack(container)
         state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
         tell_channel(container, status, info)
         unwatch_channel(entry, state)
@@ -492,6 +540,7 @@ defmodule Ampule.Port do
   defp handle_reply({:spawn, from, owner, ref, sandbox}, {:ok, %{name: name} = info}, state) do
     container = Container.from_reply(info, owner, sandbox)
     channel = container.channel
+    track(container)
     GenServer.reply(from, {:ok, container})
     monitors = if ref, do: Map.put(state.monitors, ref, {:container, name}), else: state.monitors
 
@@ -678,6 +727,7 @@ defmodule Ampule.Port do
 
       {%{ref: ref, container: container} = entry, containers} ->
         if ref, do: Process.demonitor(ref, [:flush])
+        untrack(container)
         state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
         {container, unwatch_channel(entry, state)}
     end

@@ -42,7 +42,7 @@ defmodule Ampule.Call.Sandbox do
   def await(%Call{ref: ref} = call, deadline) do
     receive do
       {^ref, answer} -> answer(call, answer)
-      {:DOWN, ^ref, :process, _, reason} -> {:error, down_reason(reason)}
+      {:DOWN, ^ref, :process, _, reason} -> {:error, down_reason(call.target, reason)}
     after
       Call.remaining(deadline) -> kill(call)
     end
@@ -108,8 +108,12 @@ defmodule Ampule.Call.Sandbox do
     end
   end
 
-  defp down_reason({:shutdown, reason}), do: reason
-  defp down_reason(_reason), do: :noconnection
+  # A channel on another host whose connection was lost: the host is gone (or cut off).
+  defp down_reason(channel, :noconnection) when node(channel) != node(),
+    do: {:host_down, node(channel)}
+
+  defp down_reason(_channel, {:shutdown, reason}), do: reason
+  defp down_reason(_channel, _reason), do: :noconnection
 
   # What the agent says about a call that did not return: {Reason, Stacktrace}, with
   # shapes checked here, since they come from the sandbox.
