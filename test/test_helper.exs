@@ -27,7 +27,9 @@ if Host.root?() do
         "#{length(left.dirs)} container dir(s) under #{Host.state_dir()}/{lxc,apps}, " <>
         "#{length(left.veths)} veth(s) on #{Host.bridge()}, #{length(left.cgroups)} lxc cgroup(s), " <>
         "#{length(left.leases)} address lease(s), #{length(left.sockets)} agent socket(s), " <>
-        "#{length(left.channels)} sandbox channel(s)"
+        "#{length(left.channels)} sandbox channel(s), " <>
+        "#{length(left.lab_dirs)} cluster-lab host state dir(s), " <>
+        "#{length(left.lab_links)} cluster-lab namespace(s) and link(s)"
     )
 
     if count > 0 do

@@ -115,8 +115,8 @@ defmodule Ampule.Cluster do
   Returns `{:ok, node}`, or `{:error, :no_host}` when no host qualifies.
 
       iex> loads = [
-      ...>   %{node: :a@h, containers: 4, cpus: 2, cpu_idle: 1.0, memory_available: 8 <<< 30, max_containers: :infinity},
-      ...>   %{node: :b@h, containers: 2, cpus: 2, cpu_idle: 1.0, memory_available: 8 <<< 30, max_containers: :infinity}
+      ...>   %{node: :a@h, containers: 4, cpus: 2, cpu_idle: 1.0, memory_available: 8_589_934_592, max_containers: :infinity},
+      ...>   %{node: :b@h, containers: 2, cpus: 2, cpu_idle: 1.0, memory_available: 8_589_934_592, max_containers: :infinity}
       ...> ]
       iex> Ampule.Cluster.place(loads)
       {:ok, :b@h}

@@ -34,19 +34,48 @@ defmodule Ampule.Test.ClusterLab do
       sh!(["ip", "link", "add", bridge, "type", "bridge"])
       sh!(["ip", "addr", "add", "#{@net}.1/24", "dev", bridge])
       sh!(["ip", "link", "set", bridge, "up"])
-      hosts = Enum.map(1..count, &start_host(lab, &1, opts))
+
+      hosts =
+        Enum.map(1..count, fn k ->
+          host = start_host(lab, k, opts)
+          # Started: stop/1 stops it, should a later step fail.
+          send(self(), {:cluster_lab_host, host})
+          host
+        end)
+
       lab = %{lab | hosts: hosts}
 
-      # A full mesh among the hosts (global would make one too, but not at once).
-      for a <- hosts, b <- hosts, a.node < b.node do
-        true = :erpc.call(a.node, Node, :connect, [b.node], 10_000)
+      # A full mesh among the hosts: global makes one (its connect_all), asked here too
+      # in case it has not yet; a connection may wait behind global's own.
+      nodes = Enum.map(hosts, & &1.node)
+
+      meshed? = fn ->
+        Enum.all?(hosts, fn a ->
+          missing = (nodes -- [a.node]) -- :erpc.call(a.node, Node, :list, [], 30_000)
+          for b <- missing, do: :erpc.cast(a.node, Node, :connect, [b])
+          missing == []
+        end)
       end
+
+      Host.wait_until(meshed?, 60_000) || raise "the hosts did not connect to each other"
 
       lab
     rescue
       error ->
-        stop(lab)
+        stop(%{lab | hosts: started([])})
         reraise error, __STACKTRACE__
+    else
+      lab ->
+        _ = started([])
+        lab
+    end
+  end
+
+  defp started(acc) do
+    receive do
+      {:cluster_lab_host, host} -> started([host | acc])
+    after
+      0 -> Enum.reverse(acc)
     end
   end
 
@@ -129,10 +158,15 @@ defmodule Ampule.Test.ClusterLab do
         args:
           [~c"-setcookie", Atom.to_charlist(Node.get_cookie())] ++
             Enum.flat_map(paths, &[~c"-pa", String.to_charlist(&1)]),
+        # Controlled over the wrapper's stdio, not over distribution: the host stays up
+        # whatever becomes of its connection to this node (global may cut one to prevent
+        # overlapping partitions), and goes when this BEAM goes (its stdin closes).
+        connection: :standard_io,
         peer_down: :continue,
         wait_boot: 60_000
       })
 
+    true = Node.connect(node)
     host = %{host | node: node, peer: peer}
     os_pid = :erpc.call(node, :os, :getpid, []) |> List.to_integer()
     host = %{host | os_pid: os_pid}
@@ -203,8 +237,14 @@ defmodule Ampule.Test.ClusterLab do
     namespaces = Enum.map(lab.hosts, & &1.netns) ++ partial
 
     for ns <- Enum.uniq(namespaces), do: remove_netns(ns)
+
+    for host <- lab.hosts,
+        do: System.cmd("ip", ["link", "del", host.veth], stderr_to_stdout: true)
+
     _ = System.cmd("ip", ["link", "del", lab.bridge], stderr_to_stdout: true)
     remove_state_dirs()
+    # A namespace's links go when the kernel has finished with it, a moment after.
+    Host.wait_until(fn -> not Enum.any?(links(), &String.contains?(&1, lab.id)) end, 10_000)
     :ok
   end
 
@@ -216,13 +256,15 @@ defmodule Ampule.Test.ClusterLab do
     end
   end
 
-  # Kills what still runs in the namespace (a killed BEAM's epmd; a port program that has
-  # not finished destroying), waits for it, and deletes the namespace.
+  # Waits for the port program (which destroys its containers once its BEAM is gone, and
+  # must not be killed while it does) and the rest to end by themselves, all but epmd,
+  # which never does; then kills what is left and deletes the namespace.
   defp remove_netns(ns) do
+    Host.wait_until(fn -> Enum.all?(pids_in(ns), &(comm(&1) == "epmd")) end, 30_000)
+
     Host.wait_until(
       fn ->
-        {out, _} = System.cmd("ip", ["netns", "pids", ns], stderr_to_stdout: true)
-        pids = out |> String.split() |> Enum.filter(&(&1 =~ ~r/^\d+$/))
+        pids = pids_in(ns)
         for pid <- pids, do: System.cmd("kill", ["-9", pid], stderr_to_stdout: true)
         Enum.all?(pids, &exited?/1)
       end,
@@ -230,6 +272,18 @@ defmodule Ampule.Test.ClusterLab do
     )
 
     _ = System.cmd("ip", ["netns", "del", ns], stderr_to_stdout: true)
+  end
+
+  defp pids_in(ns) do
+    {out, _} = System.cmd("ip", ["netns", "pids", ns], stderr_to_stdout: true)
+    out |> String.split() |> Enum.filter(&(&1 =~ ~r/^\d+$/)) |> Enum.reject(&exited?/1)
+  end
+
+  defp comm(pid) do
+    case File.read("/proc/#{pid}/comm") do
+      {:ok, name} -> String.trim(name)
+      _ -> nil
+    end
   end
 
   @doc "The hosts' state and cgroup-aside directories (for the suite's leftover check)."

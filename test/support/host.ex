@@ -239,14 +239,17 @@ defmodule Ampule.Test.Host do
       cgroups: cgroups(),
       leases: leases(),
       sockets: agent_sockets(),
-      channels: channels()
+      channels: channels(),
+      lab_dirs: Ampule.Test.ClusterLab.state_dirs(),
+      lab_links: Ampule.Test.ClusterLab.links()
     }
   end
 
   defp wait_empty(deadline) do
     empty? =
       match?({:ok, []}, Ampule.list()) and container_dirs() == [] and veths() == [] and
-        cgroups() == [] and leases() == [] and agent_sockets() == [] and channels() == []
+        cgroups() == [] and leases() == [] and agent_sockets() == [] and channels() == [] and
+        Ampule.Test.ClusterLab.state_dirs() == [] and Ampule.Test.ClusterLab.links() == []
 
     cond do
       empty? ->
