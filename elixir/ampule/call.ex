@@ -23,11 +23,12 @@ defmodule Ampule.Call do
   alias Ampule.Call.{Dist, Sandbox}
 
   @enforce_keys [:transport, :ref, :owner]
-  defstruct [:transport, :ref, :owner, :target, :id, :max, :via]
+  defstruct [:transport, :ref, :mon, :owner, :target, :id, :max, :via]
 
   @opaque t :: %__MODULE__{
             transport: Dist | Sandbox,
             ref: reference,
+            mon: reference | nil,
             owner: pid,
             target: node | pid,
             id: non_neg_integer | nil,

@@ -10,6 +10,15 @@ defmodule Ampule.Call.Sandbox do
   # decodes the answer in a throwaway process with a capped heap
   # (Ampule.Sandbox.Decode). When the channel stops, the monitor says why: the sandbox
   # exited (`:noconnection`, `:oom`) or broke the protocol (`{:protocol, detail}`).
+  #
+  # A channel on another host (see "Cluster" in Ampule) costs a monitor signal each way
+  # over distribution, and a demonitor each way, besides the call and its answer: on the
+  # machine of docs/scaling.md they took a remote call from ~96 to ~160 µs. So there the
+  # caller answers to a plain alias and monitors the channel only once the call has
+  # taken `@watch_after` ms (the channel does the same with the caller): a call that
+  # answers sooner sends no monitor at all, and a lost host or a dead channel is still
+  # seen within that much of its loss (a monitor set on a channel already gone fires at
+  # once).
 
   alias Ampule.{Call, Container}
   alias Ampule.Sandbox.{Decode, Frame}
@@ -17,14 +26,33 @@ defmodule Ampule.Call.Sandbox do
   # After a timeout, how long to wait for the agent's answer to the kill. The channel
   # gives it 5 s and destroys a sandbox that does not answer, which ends this wait too.
   @grace 10_000
+  # See above: how long a call to a channel on another host waits before it monitors it.
+  @watch_after 2
 
   @spec async(Container.t(), Call.callable()) :: Call.t()
   def async(%Container{channel: channel, max_result: max}, what) do
     id = :erlang.unique_integer([:positive])
     frame = Frame.call(id, max, :erlang.term_to_binary(what))
-    ref = :erlang.monitor(:process, channel, alias: :demonitor)
+    # Here, the alias of a monitor (`mon` = `ref`); on another host, an alias alone.
+    {ref, mon} =
+      if node(channel) == node() do
+        ref = :erlang.monitor(:process, channel, alias: :demonitor)
+        {ref, ref}
+      else
+        {:erlang.alias(), nil}
+      end
+
     send(channel, {:ampule_call, ref, id, self(), frame})
-    %Call{transport: __MODULE__, ref: ref, owner: self(), target: channel, id: id, max: max}
+
+    %Call{
+      transport: __MODULE__,
+      ref: ref,
+      mon: mon,
+      owner: self(),
+      target: channel,
+      id: id,
+      max: max
+    }
   end
 
   @spec cast(Container.t(), Call.callable(), timeout) :: :ok
@@ -39,18 +67,32 @@ defmodule Ampule.Call.Sandbox do
 
   @doc false
   @spec await(Call.t(), integer | :infinity) :: Call.result()
-  def await(%Call{ref: ref} = call, deadline) do
+  def await(%Call{ref: ref, mon: nil} = call, deadline) do
     receive do
       {^ref, answer} -> answer(call, answer)
-      {:DOWN, ^ref, :process, _, reason} -> {:error, down_reason(call.target, reason)}
+    after
+      min(@watch_after, Call.remaining(deadline)) -> await(watch(call), deadline)
+    end
+  end
+
+  def await(%Call{ref: ref, mon: mon} = call, deadline) do
+    receive do
+      {^ref, answer} -> answer(call, answer)
+      {:DOWN, ^mon, :process, _, reason} -> gone(call, {:error, down_reason(call.target, reason)})
     after
       Call.remaining(deadline) -> kill(call)
     end
   end
 
+  defp watch(%Call{mon: nil, target: channel} = call),
+    do: %{call | mon: Process.monitor(channel)}
+
+  defp watch(call), do: call
+
   # The agent kills the call and answers it (as exited with `killed`, or with the result
   # that beat the kill), so the work is over when this returns.
-  defp kill(%Call{ref: ref, target: channel, id: id} = call) do
+  defp kill(%Call{target: channel, id: id} = call) do
+    %Call{ref: ref, mon: mon} = call = watch(call)
     send(channel, {:ampule_kill, id})
 
     receive do
@@ -60,51 +102,58 @@ defmodule Ampule.Call.Sandbox do
           other -> other
         end
 
-      {:DOWN, ^ref, :process, _, _} ->
-        {:error, :timeout}
+      {:DOWN, ^mon, :process, _, _} ->
+        gone(call, {:error, :timeout})
     after
-      @grace ->
-        Process.demonitor(ref, [:flush])
-        {:error, :timeout}
+      @grace -> done(call, {:error, :timeout})
     end
   end
 
-  defp answer(%Call{ref: ref, max: max} = call, {:result, outcome, term}) do
+  defp answer(%Call{max: max} = call, {:result, outcome, term}) do
     case Decode.decode(term, max) do
       {:ok, value} ->
         case outcome(outcome, value) do
           {:error, :bad_term} -> violation(call, :bad_term)
-          result -> done(ref, result)
+          result -> done(call, result)
         end
 
       {:refused, kind} ->
-        done(ref, {:error, {:result_refused, kind}})
+        done(call, {:error, {:result_refused, kind}})
 
       :too_large ->
-        done(ref, {:error, {:result_too_large, max}})
+        done(call, {:error, {:result_too_large, max}})
 
       {:error, :bad_term} ->
         violation(call, :bad_term)
     end
   end
 
-  defp answer(%Call{ref: ref, max: max}, {:too_large, _size}),
-    do: done(ref, {:error, {:result_too_large, max}})
+  defp answer(%Call{max: max} = call, {:too_large, _size}),
+    do: done(call, {:error, {:result_too_large, max}})
 
-  defp done(ref, result) do
-    Process.demonitor(ref, [:flush])
+  # The call is over: no answer may arrive after this (the alias goes), nor a :DOWN.
+  defp done(%Call{mon: mon} = call, result) do
+    if mon, do: Process.demonitor(mon, [:flush])
+    gone(call, result)
+  end
+
+  # Over, its monitor fired or removed: only the alias is left to go (with a monitor's
+  # alias, it went with the monitor).
+  defp gone(%Call{ref: ref, mon: mon}, result) do
+    if ref != mon, do: :erlang.unalias(ref)
     result
   end
 
   # A result the agent could not have made: the channel destroys the sandbox; this call
   # returns once it has (the channel's monitor fires).
-  defp violation(%Call{ref: ref, target: channel}, detail) do
+  defp violation(%Call{target: channel} = call, detail) do
+    %Call{mon: mon} = call = watch(call)
     send(channel, {:ampule_violation, detail})
 
     receive do
-      {:DOWN, ^ref, :process, _, _} -> {:error, {:protocol, detail}}
+      {:DOWN, ^mon, :process, _, _} -> gone(call, {:error, {:protocol, detail}})
     after
-      @grace -> done(ref, {:error, {:protocol, detail}})
+      @grace -> done(call, {:error, {:protocol, detail}})
     end
   end
 

@@ -33,6 +33,8 @@ defmodule Ampule.Sandbox.Channel do
   @kill_grace 5_000
   # How long a write may wait for a sandbox that does not read.
   @send_timeout 10_000
+  # How long a call of a caller on another node runs before that caller is monitored.
+  @watch_after 2
 
   ## API
 
@@ -142,9 +144,29 @@ defmodule Ampule.Sandbox.Channel do
   @impl GenServer
   def handle_info({:ampule_call, ref, id, caller, frame}, %{socket: socket} = state)
       when socket != nil and not state.closed do
-    monitor = Process.monitor(caller)
-    state = %{state | pending: Map.put(state.pending, id, {ref, monitor})}
-    send_frame(frame, %{state | callers: Map.put(state.callers, monitor, id)})
+    if node(caller) == node() do
+      monitor = Process.monitor(caller)
+      state = %{state | pending: Map.put(state.pending, id, {ref, monitor})}
+      send_frame(frame, %{state | callers: Map.put(state.callers, monitor, id)})
+    else
+      # A caller on another node is monitored only if its call takes a while (a monitor
+      # costs a signal each way over distribution, see Ampule.Call.Sandbox); one that has
+      # exited by then is seen at once.
+      Process.send_after(self(), {:watch_caller, id, caller}, @watch_after)
+      send_frame(frame, %{state | pending: Map.put(state.pending, id, {ref, nil})})
+    end
+  end
+
+  def handle_info({:watch_caller, id, caller}, state) do
+    case state.pending do
+      %{^id => {ref, nil}} when ref != nil ->
+        monitor = Process.monitor(caller)
+        pending = Map.put(state.pending, id, {ref, monitor})
+        {:noreply, %{state | pending: pending, callers: Map.put(state.callers, monitor, id)}}
+
+      _ ->
+        {:noreply, state}
+    end
   end
 
   def handle_info({:ampule_call, _ref, _id, _caller, _frame}, state) do
