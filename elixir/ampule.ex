@@ -231,11 +231,13 @@ defmodule Ampule do
 
   ## Timeouts
 
-  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
-  times out does not leave its work running: the process in the container is killed
-  (`:kill`) before the call returns, and an anonymous container is destroyed. (A
-  sandbox's agent confirms each kill; one that does not within 5 s is destroyed.) A call whose
-  caller exits is killed too. A container's boot has its own `:boot_timeout`.
+  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`, and returns
+  within it and a few milliseconds, even when the container is unreachable (destroyed,
+  its node halted). A call that times out does not leave its work running: the process in
+  the container is killed (`:kill`) as the call returns (confirmed within those
+  milliseconds when the container answers), and an anonymous container is destroyed. A
+  sandbox's agent confirms each kill; one that does not within 5 s is destroyed. A call
+  whose caller exits is killed too. A container's boot has its own `:boot_timeout`.
 
   ## Running without root
 
@@ -515,7 +517,9 @@ defmodule Ampule do
       {:ampule_exit, %Container{name: ^name}, :oom} -> :oom
       {:ampule_exit, %Container{name: ^name}, _status} -> :noconnection
     after
-      2_000 -> :noconnection
+      # The port reports the exit right when the init is gone; longer, and the failed
+      # call would wait for a reason that changes nothing.
+      500 -> :noconnection
     end
   end
 

@@ -14,9 +14,12 @@ defmodule Ampule.Call.Sandbox do
   alias Ampule.{Call, Container}
   alias Ampule.Sandbox.{Decode, Frame}
 
-  # After a timeout, how long to wait for the agent's answer to the kill. The channel
-  # gives it 5 s and destroys a sandbox that does not answer, which ends this wait too.
-  @grace 10_000
+  # After a timeout, how long the agent's answer to the kill is awaited (a round trip to
+  # a live agent). A call returns within its timeout and this; the channel keeps waiting
+  # for the answer and destroys a sandbox whose agent does not give it within 5 s.
+  @confirm 50
+  # How long a protocol violation waits for the channel to have destroyed the sandbox.
+  @violation_wait 10_000
 
   @spec async(Container.t(), Call.callable()) :: Call.t()
   def async(%Container{channel: channel, max_result: max}, what) do
@@ -49,7 +52,7 @@ defmodule Ampule.Call.Sandbox do
   end
 
   # The agent kills the call and answers it (as exited with `killed`, or with the result
-  # that beat the kill), so the work is over when this returns.
+  # that beat the kill): within a moment, the work is over when this returns.
   defp kill(%Call{ref: ref, target: channel, id: id} = call) do
     send(channel, {:ampule_kill, id})
 
@@ -63,7 +66,7 @@ defmodule Ampule.Call.Sandbox do
       {:DOWN, ^ref, :process, _, _} ->
         {:error, :timeout}
     after
-      @grace ->
+      @confirm ->
         Process.demonitor(ref, [:flush])
         {:error, :timeout}
     end
@@ -104,7 +107,7 @@ defmodule Ampule.Call.Sandbox do
     receive do
       {:DOWN, ^ref, :process, _, _} -> {:error, {:protocol, detail}}
     after
-      @grace -> done(ref, {:error, {:protocol, detail}})
+      @violation_wait -> done(ref, {:error, {:protocol, detail}})
     end
   end
 
