@@ -270,6 +270,9 @@ defmodule Ampule.Port do
     {executable, args} = command(state.opts)
 
     cond do
+      executable == :sudo_not_found ->
+        down(state, {:sudo_not_found, "sudo (not on PATH)"})
+
       not File.regular?(executable) ->
         down(state, {:port_not_found, executable})
 
@@ -302,8 +305,10 @@ defmodule Ampule.Port do
     if Keyword.get_lazy(opts, :sudo, fn -> Application.get_env(:ampule, :sudo, false) end) do
       # sudo closes every fd above 2 unless told to keep them (-C, which sudoers must allow
       # with `Defaults closefrom_override`): the protocol is on fds 3 and 4.
-      sudo = System.find_executable("sudo") || "/usr/bin/sudo"
-      {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      case System.find_executable("sudo") do
+        nil -> {:sudo_not_found, "sudo"}
+        sudo -> {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      end
     else
       {port_path, args}
     end
