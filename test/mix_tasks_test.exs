@@ -24,6 +24,34 @@ defmodule Ampule.MixTasksTest do
              Mix.Tasks.Ampule.Check.tools(&(&1 != "rsync"))
   end
 
+  test "mix ampule.check names the apparmor package on a kernel that enforces AppArmor" do
+    alias Mix.Tasks.Ampule.Check
+    # This host, whatever it is: nothing missing (the suite's containers start).
+    assert {:ok, "apparmor", _, nil} = Check.apparmor()
+
+    # A stock Debian 12 kernel without the apparmor package: every start would fail.
+    assert {:missing, "apparmor", detail, "apt-get install apparmor"} =
+             Check.apparmor(%{enabled: true, parser: nil, profiles: []})
+
+    assert detail =~ "Failed to write AppArmor profile lxc-container-default-cgns"
+
+    parser = "/usr/sbin/apparmor_parser"
+
+    assert {:missing, "apparmor", detail, fix} =
+             Check.apparmor(%{enabled: true, parser: parser, profiles: ["unconfined"]})
+
+    assert detail =~ "lxc-container-default-cgns is not loaded"
+    assert fix =~ "apparmor_parser --replace /etc/apparmor.d/lxc-containers"
+
+    profiles = ["lxc-container-default", "lxc-container-default-cgns"]
+
+    assert {:ok, "apparmor", _, nil} =
+             Check.apparmor(%{enabled: true, parser: parser, profiles: profiles})
+
+    assert {:ok, "apparmor", "not enabled" <> _, nil} =
+             Check.apparmor(%{enabled: false, parser: nil, profiles: nil})
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

@@ -18,7 +18,10 @@ defmodule Mix.Tasks.Ampule.Check do
     * liblxc (`liblxc.so.1`)
     * root, or `sudo` configured for the port (`config :ampule, sudo: true`)
     * a range for root in `/etc/subuid` and `/etc/subgid` (the containers' user namespace)
-    * cgroup v2 with the memory, pids and cpu controllers
+    * cgroup v2 with the memory, pids and cpu controllers (or v1's hierarchies)
+    * on a kernel that enforces AppArmor (Debian's default), the `apparmor` package and
+      LXC's profile `lxc-container-default-cgns` loaded: without them every container
+      start fails
     * user namespaces enabled in the kernel
     * Ampule's bridge (made by the port when missing, so only a note)
     * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
@@ -65,6 +68,7 @@ defmodule Mix.Tasks.Ampule.Check do
       subids("/etc/subuid"),
       subids("/etc/subgid"),
       cgroups(),
+      apparmor(),
       userns(),
       bridge(),
       erl(),
@@ -200,6 +204,55 @@ defmodule Mix.Tasks.Ampule.Check do
              "boot with systemd.unified_cgroup_hierarchy=1, or mount cgroup2 on /sys/fs/cgroup"}
         end
     end
+  end
+
+  # liblxc's default profile on a kernel with cgroup namespaces (every kernel Ampule runs on).
+  @aa_profile "lxc-container-default-cgns"
+
+  @doc false
+  # `probe` is a parameter so that a test can show what a host with AppArmor enabled and
+  # without the apparmor package is told: `%{enabled: boolean, parser: path | nil,
+  # profiles: [name] | nil}` (nil when the loaded profiles cannot be read, as non-root).
+  def apparmor(probe \\ apparmor_probe())
+
+  def apparmor(%{enabled: false}),
+    do: {:ok, "apparmor", "not enabled in the kernel: containers run unconfined", nil}
+
+  def apparmor(%{enabled: true, parser: nil}) do
+    {:missing, "apparmor",
+     "the kernel enforces AppArmor, but the apparmor package is missing: every container " <>
+       "start fails (\"Failed to write AppArmor profile #{@aa_profile}\")",
+     "apt-get install apparmor"}
+  end
+
+  def apparmor(%{enabled: true, parser: parser, profiles: profiles}) do
+    cond do
+      profiles == nil ->
+        {:ok, "apparmor", "enabled, #{parser} found (the loaded profiles could not be read)", nil}
+
+      @aa_profile in profiles ->
+        {:ok, "apparmor", "enabled, LXC's profile #{@aa_profile} loaded", nil}
+
+      true ->
+        {:missing, "apparmor",
+         "enabled, but LXC's profile #{@aa_profile} is not loaded: every container start fails",
+         "apparmor_parser --replace /etc/apparmor.d/lxc-containers (or systemctl restart apparmor)"}
+    end
+  end
+
+  defp apparmor_probe do
+    enabled = match?({:ok, "Y" <> _}, File.read("/sys/module/apparmor/parameters/enabled"))
+
+    profiles =
+      case File.read("/sys/kernel/security/apparmor/profiles") do
+        {:ok, text} ->
+          for line <- String.split(text, "\n", trim: true), do: hd(String.split(line))
+
+        {:error, _} ->
+          nil
+      end
+
+    %{enabled: enabled, parser: find_tool("apparmor_parser"), profiles: profiles}
   end
 
   defp userns do
