@@ -55,7 +55,7 @@ defmodule Ampule.LimitsTest do
   test "a fork bomb stops at the process limit; the host and the others go on",
        %{bystander: b} do
     c = Ampule.spawn(pids: 100)
-    pids_dir = "/sys/fs/cgroup/pids/lxc.payload.#{c.name}"
+    pids_dir = Host.cgroup_dir(c.name, "pids")
     assert File.read!(Path.join(pids_dir, "pids.max")) == "100\n"
 
     # The classic bomb, detached so that the call returns while it runs.
@@ -81,15 +81,12 @@ defmodule Ampule.LimitsTest do
 
   test "a CPU quota caps the CPU time a busy container gets" do
     c = Ampule.spawn(cpus: 0.2)
-    cg = "/sys/fs/cgroup/cpu/lxc.payload.#{c.name}"
-    assert File.read!(Path.join(cg, "cpu.cfs_quota_us")) == "20000\n"
-    assert File.read!(Path.join(cg, "cpu.cfs_period_us")) == "100000\n"
+    assert Host.cpu_quota(c.name) == {20_000, 100_000}
 
-    usage = fn -> "/sys/fs/cgroup/cpuacct/lxc.payload.#{c.name}/cpuacct.usage" |> read_int() end
-    before = usage.()
+    before = Host.cpu_usage_us(c.name)
     # One second of wall time spinning on one scheduler.
     spun = Ampule.call({Ampule.RemoteHelpers, :spin, [1_000]}, c, 10_000)
-    used_ms = div(usage.() - before, 1_000_000)
+    used_ms = div(Host.cpu_usage_us(c.name) - before, 1_000)
 
     assert spun >= 1_000
     # 20 % of one CPU over ~1 s is ~200 ms; unthrottled it would be ~1,000 ms.
@@ -103,6 +100,4 @@ defmodule Ampule.LimitsTest do
       _ -> 0
     end
   end
-
-  defp read_int(path), do: path |> File.read!() |> String.trim() |> String.to_integer()
 end

@@ -97,12 +97,70 @@ defmodule Ampule.Test.Host do
     end
   end
 
-  @doc "Host PIDs of the processes in container `name` (from its pids cgroup)."
-  def container_pids(name) do
-    case File.read("/sys/fs/cgroup/pids/lxc.payload.#{name}/cgroup.procs") do
-      {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
-      {:error, _} -> []
+  @doc "Whether the host has cgroup v2 (one unified hierarchy) rather than v1."
+  def cgroup_v2?, do: File.exists?("/sys/fs/cgroup/cgroup.controllers")
+
+  @doc """
+  The directory of container `name`'s cgroup that holds `controller`'s files ("pids",
+  "memory", "cpu", "cpuacct"): on cgroup v2 one directory has them all
+  (`/sys/fs/cgroup/lxc.payload.NAME`); on v1 each controller has its own hierarchy
+  (`/sys/fs/cgroup/pids/lxc.payload.NAME`).
+  """
+  def cgroup_dir(name, controller) do
+    if cgroup_v2?(),
+      do: "/sys/fs/cgroup/lxc.payload.#{name}",
+      else: "/sys/fs/cgroup/#{controller}/lxc.payload.#{name}"
+  end
+
+  @doc "Container `name`'s CPU quota as `{quota_us, period_us}` (`:max` for no quota)."
+  def cpu_quota(name) do
+    dir = cgroup_dir(name, "cpu")
+
+    if cgroup_v2?() do
+      [quota, period] = dir |> Path.join("cpu.max") |> File.read!() |> String.split()
+      {if(quota == "max", do: :max, else: String.to_integer(quota)), String.to_integer(period)}
+    else
+      quota = read_int(Path.join(dir, "cpu.cfs_quota_us"))
+      {if(quota < 0, do: :max, else: quota), read_int(Path.join(dir, "cpu.cfs_period_us"))}
     end
+  end
+
+  @doc "The CPU time container `name` has used, in microseconds."
+  def cpu_usage_us(name) do
+    if cgroup_v2?() do
+      name
+      |> cgroup_dir("cpu")
+      |> Path.join("cpu.stat")
+      |> File.read!()
+      |> then(&Regex.run(~r/^usage_usec (\d+)$/m, &1, capture: :all_but_first))
+      |> then(fn [usec] -> String.to_integer(usec) end)
+    else
+      div(read_int(Path.join(cgroup_dir(name, "cpuacct"), "cpuacct.usage")), 1_000)
+    end
+  end
+
+  defp read_int(path), do: path |> File.read!() |> String.trim() |> String.to_integer()
+
+  @doc """
+  Host PIDs of the processes in container `name`: those of its pids cgroup and of the
+  cgroups below it (a distribution's init makes its own).
+  """
+  def container_pids(name), do: name |> cgroup_dir("pids") |> procs_below()
+
+  defp procs_below(dir) do
+    own =
+      case File.read(Path.join(dir, "cgroup.procs")) do
+        {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
+        {:error, _} -> []
+      end
+
+    children =
+      case File.ls(dir) do
+        {:ok, entries} -> for e <- entries, File.dir?(Path.join(dir, e)), do: Path.join(dir, e)
+        {:error, _} -> []
+      end
+
+    own ++ Enum.flat_map(children, &procs_below/1)
   end
 
   @doc """
