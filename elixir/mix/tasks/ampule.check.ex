@@ -86,7 +86,7 @@ defmodule Mix.Tasks.Ampule.Check do
 
       true ->
         {:missing, "port program", "#{path} does not exist",
-         "mix compile (needs cargo, lxc-dev and libclang-dev), or set AMPULE_PORT_PATH"}
+         "mix compile (needs cargo, gcc, lxc-dev and libclang-dev), or set AMPULE_PORT_PATH"}
     end
   end
 
