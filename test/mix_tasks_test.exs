@@ -52,6 +52,39 @@ defmodule Ampule.MixTasksTest do
              Check.apparmor(%{enabled: false, parser: nil, profiles: nil})
   end
 
+  test "mix ampule.check names a code path the containers' root cannot reach" do
+    alias Mix.Tasks.Ampule.Check
+    # This host: the suite's own build is reachable (its containers start).
+    assert {:ok, "code paths", _, nil} = Check.code_paths()
+
+    # A project cloned into root's home on a stock Debian 12 (/root is 0700).
+    paths = ["/root/app/_build/dev", "/root/app/_build/dev/lib/app/ebin", "/srv/lib/ebin"]
+    reachable? = &(not String.starts_with?(&1, "/root"))
+
+    assert {:missing, "code paths", detail, fix} = Check.code_paths(paths, 1_000_000, reachable?)
+
+    assert detail =~ "uid 1000000) cannot search /root, so liblxc cannot bind-mount"
+    assert detail =~ "/root/app/_build/dev (and 1 more)"
+    assert fix =~ "setfacl -m u:1000000:x /root"
+
+    # The real probe, as the containers' root: a directory of mode 0700 stops it.
+    dir = Path.join(System.tmp_dir!(), "ampule_check_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(Path.join(dir, "ebin"))
+
+    try do
+      File.chmod!(dir, 0o755)
+      assert {:ok, "code paths", _, nil} = Check.code_paths([Path.join(dir, "ebin")], 1_000_000)
+      File.chmod!(dir, 0o700)
+
+      assert {:missing, "code paths", detail, _} =
+               Check.code_paths([Path.join(dir, "ebin")], 1_000_000)
+
+      assert detail =~ "cannot search #{dir},"
+    after
+      File.rm_rf!(dir)
+    end
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

@@ -23,6 +23,10 @@ defmodule Mix.Tasks.Ampule.Check do
       LXC's profile `lxc-container-default-cgns` loaded: without them every container
       start fails
     * user namespaces enabled in the kernel
+    * that the containers' root (the first id of root's range in `/etc/subuid`) can reach
+      the code paths Ampule bind-mounts into them (this project's build and the code path
+      outside Erlang's own): liblxc mounts them as that id, so a project under `/root`
+      (mode 0700 on Debian) fails every start (as root only)
     * Ampule's bridge (made by the port when missing, so only a note)
     * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
     * `epmd`, to start distribution on this node
@@ -70,6 +74,7 @@ defmodule Mix.Tasks.Ampule.Check do
       cgroups(),
       apparmor(),
       userns(),
+      code_paths(),
       bridge(),
       erl(),
       epmd(),
@@ -253,6 +258,84 @@ defmodule Mix.Tasks.Ampule.Check do
       end
 
     %{enabled: enabled, parser: find_tool("apparmor_parser"), profiles: profiles}
+  end
+
+  @doc false
+  # `reachable?` is a parameter so that a test can show what a project under a directory
+  # the containers' root cannot search is told; by default it asks the kernel, as that id.
+  def code_paths(paths \\ code_paths_to_mount(), uid \\ container_root(), reachable? \\ nil)
+
+  def code_paths(_paths, nil, _reachable?),
+    do: {:note, "code paths", "no id range for root yet: not checked", nil}
+
+  def code_paths(paths, uid, reachable?) do
+    cond do
+      reachable? == nil and not root?() ->
+        {:note, "code paths", "not checked (it needs root)", nil}
+
+      true ->
+        reachable? = reachable? || (&searchable_as?(&1, uid))
+
+        case Enum.reject(paths, reachable?) do
+          [] ->
+            {:ok, "code paths", "#{length(paths)} reachable by the containers' root (uid #{uid})",
+             nil}
+
+          [first | _] = unreachable ->
+            blocker = first |> ancestors() |> Enum.find(first, &(not reachable?.(&1)))
+
+            {:missing, "code paths",
+             "the containers' root (uid #{uid}) cannot search #{blocker}, so liblxc cannot " <>
+               "bind-mount #{first}#{more(unreachable)} and every start fails " <>
+               "(\"Permission denied - Failed to mount\")",
+             "move the project out of #{blocker} (e.g. to /srv), or let that id through: " <>
+               "setfacl -m u:#{uid}:x #{blocker} (package acl), or chmod o+x #{blocker}"}
+        end
+    end
+  end
+
+  defp more([_]), do: ""
+  defp more([_ | rest]), do: " (and #{length(rest)} more)"
+
+  # "/a/b/c" -> ["/a", "/a/b", "/a/b/c"]
+  defp ancestors(path) do
+    path
+    |> Path.split()
+    |> tl()
+    |> Enum.scan("/", &Path.join(&2, &1))
+  end
+
+  # What Ampule.Options passes by default (the host's code path outside Erlang's root, see
+  # Ampule.Distribution.host_code_paths/0) and this project's build; the port skips /usr.
+  defp code_paths_to_mount do
+    [Mix.Project.build_path() | Ampule.Distribution.host_code_paths()]
+    |> Enum.filter(&File.dir?/1)
+    |> Enum.reject(&String.starts_with?(&1, "/usr/"))
+    |> Enum.uniq()
+  end
+
+  # The host id of the containers' root: the start of root's first range of 65536 ids, as
+  # the port picks it.
+  defp container_root do
+    with {:ok, text} <- File.read("/etc/subuid") do
+      Enum.find_value(String.split(text, "\n"), fn line ->
+        with [user, start, count] when user in ["root", "0"] <-
+               String.split(String.trim(line), ":"),
+             {start, ""} <- Integer.parse(start),
+             {count, ""} when count >= 65_536 <- Integer.parse(count) do
+          start
+        else
+          _ -> nil
+        end
+      end)
+    else
+      _ -> nil
+    end
+  end
+
+  defp searchable_as?(path, uid) do
+    args = ["--reuid=#{uid}", "--regid=#{uid}", "--clear-groups", "--", "test", "-x", path]
+    match?({_, 0}, System.cmd("setpriv", args, stderr_to_stdout: true))
   end
 
   defp userns do
