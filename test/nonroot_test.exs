@@ -130,11 +130,29 @@ defmodule Ampule.NonRootTest do
 
     assert_receive {^beam, {:exit_status, 0}}, 30_000
 
-    # The BEAM has exited: its port saw the end of its input and removed its instance;
-    # sudo went with it.
+    # The BEAM has exited: its port saw the end of its input and removed its instance
+    # (named `KIND-INSTANCE-N`, INSTANCE the agents directory's name); sudo went with it.
     assert Host.wait_until(fn -> not Host.runs?(port_pid) end, 10_000)
+    instance = Path.basename(agents_dir)
+    assert instance_traces(instance) == []
     refute File.exists?(agents_dir)
+    refute File.exists?(Path.join([Host.state_dir(), "instances", instance <> ".lock"]))
     assert Host.wait_until(fn -> processes_of(uid) == [] end, 10_000)
+  end
+
+  # Whatever containers of port instance `instance` left: directories, cgroups, leases.
+  defp instance_traces(instance) do
+    mark = "-#{instance}-"
+    dirs = for dir <- Host.container_dirs(), Path.basename(dir) =~ mark, do: {:dir, dir}
+    cgroups = for path <- Host.cgroups(), path =~ mark, do: {:cgroup, path}
+
+    leases =
+      for address <- Host.leases(),
+          {:ok, owner} <- [File.read(Path.join([Host.state_dir(), "leases", address]))],
+          owner =~ mark,
+          do: {:lease, address}
+
+    dirs ++ cgroups ++ leases
   end
 
   # Runs `script` in a BEAM of `user` to its end; returns its output and exit status.
