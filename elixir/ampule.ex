@@ -3,7 +3,8 @@ defmodule Ampule do
   Linux containers as closures in a pipeline.
 
   Every container runs a real Erlang node. You pass data in, it runs code, you get the
-  result back, over ordinary Erlang distribution:
+  result back, over ordinary Erlang distribution (or, for code you do not trust, through
+  an agent that the host trusts with nothing: see "Sandboxes"):
 
       {:erlang, :node, []}
       |> Ampule.call()
@@ -36,6 +37,71 @@ defmodule Ampule do
   `GenServer.call({name, container.nodename}, request)` all work. The containers' nodes are
   hidden (`-hidden`, see `start/1`): they do not join the local node's cluster or
   `:global`, so `Node.list(:hidden)` lists them, not `Node.list/0`.
+
+  Calls take a function of no arguments as well as an MFA (see "Closures"):
+
+      Ampule.call(fn -> Enum.sum(1..10) end, container)
+      #=> 55
+
+  ## Sandboxes
+
+  A container's node is a full Erlang distribution peer of yours: code in it can
+  `:erpc.call(your_node, :os, :cmd, [...])` as your BEAM's user (see "Distribution" and
+  `docs/security.md`). That is fine for code you wrote; for code you did not, make a
+  sandbox:
+
+      sandbox = Ampule.spawn(sandbox: true)
+      Ampule.call({String, :upcase, ["untrusted"]}, sandbox)
+      #=> "UNTRUSTED"
+      Ampule.call(fn -> Enum.sum(1..10) end, sandbox)
+      #=> 55
+
+      Ampule.call({:erlang, :node, []}, sandbox: true)   # one call, one fresh sandbox
+      #=> :nonode@nohost
+
+  `config :ampule, sandbox: true` makes sandboxes the default of `spawn/1`, `start/1` and
+  the anonymous `call/1,2`. A sandbox is the same container (limits, seccomp filter, user
+  namespace, the host's files read-only), with these differences:
+
+    * Its node is not distributed (`:erlang.node()` is `:nonode@nohost`) and it has no
+      network: no veth, no address, a loopback interface only. `container.nodename`,
+      `address` and `cookie` are `nil`; the host need not be distributed either.
+    * The host reaches it through a small agent (`ampule_agent`, 9 KB of Erlang, on the
+      sandbox's code path whatever `:host_code_paths` says) over a Unix socket: one frame
+      per call, no process of Ampule's in between. `call/1,2,3`, `cast/3`, `async_call/2`,
+      `yield/2`, `multicall/3`, timeouts, owners and `{:ampule_exit, ...}` work as for any
+      container. What needs a node name does not: `Node.spawn(nil, ...)`, `:erpc.call(nil,
+      ...)` and `GenServer.call({name, nil}, ...)` fail (`:badarg`, or an exit), as with any
+      node that does not exist.
+    * The host trusts nothing it sends. A result is decoded without creating atoms, and
+      refused (`{:result_refused, kind}`) if it holds an atom this node does not have, a
+      fun, a pid, a port or a reference; one that takes more than `:max_result` bytes
+      (64 MiB by default, encoded or decoded) is refused as `{:result_too_large, max}`
+      without this node ever holding it. A sandbox that breaks the protocol (garbage, a
+      frame over the limit or cut short, a result for a call never made, silence after a
+      kill) is destroyed, and its calls fail with `{:protocol, detail}`. See "Error
+      reasons".
+    * An exception raised in the sandbox is raised again here, as for any container, with
+      its stack trace reduced to `{module, function, arity, [file: ..., line: ...]}`
+      frames (its `error_info` would name a function of this node to call).
+
+  What a result may hold: numbers, binaries, lists, tuples, maps, and atoms this node
+  already has. An atom that only the sandbox knows (made there with `String.to_atom/1`, or
+  one that appears only in a module this node has not loaded) is refused: return strings
+  for such names. Funs cannot come back; pids in a closure you send mean nothing there
+  (they name the sandbox's processes, never yours).
+
+  The sandbox's standard output and error (`IO.puts/1`, `:io.format/2`, crash reports)
+  go to its node's output, `~/boot.log` inside the sandbox, which counts against its
+  memory limit and goes with it; a boot that fails carries its last lines. They never
+  reach your console. (A distribution container's calls print to the caller's group
+  leader, as remote processes do.)
+
+  Which to choose: a distribution container when you trust the code and want a real node
+  (`Node.spawn/2`, registered names, links and monitors across nodes); a sandbox when you
+  do not trust the code, or need no more than calls. A sandbox boots no slower (no EPMD,
+  no handshake) and a small call is no slower either (`docs/benchmarks.md`).
+  `docs/security.md` sets the two threat models side by side.
 
   ## What a container is
 
@@ -78,10 +144,28 @@ defmodule Ampule do
   bind-mounted read-only at the same place and added with `-pa`. So Elixir's standard
   library works inside, a module of your project can be called there, and an anonymous
   function sent with `Node.spawn/2` runs there, whether it was compiled in a module or made
-  by `Code.eval_string/1` or iex. A function defined only in memory (in an `.exs` file
-  that is not compiled to disk, say) is not on disk to be loaded: use `Code.eval_string/1`
-  style closures or a compiled module. `host_code_paths: false` turns this off, and
-  `code_paths:` adds directories.
+  by `Code.eval_string/1` or iex. Code compiled only into this VM's memory (an `.exs`
+  script's top level, an ExUnit test module) is not on disk to be loaded: `run/1,2`
+  sends such code itself (quoted, with the variables it uses) and evaluates it there, as
+  iex would. `host_code_paths: false` turns the mounts off, and `code_paths:` adds
+  directories.
+
+  ## Closures
+
+  `call/1,2,3`, `cast/3`, `async_call/2` and `multicall/3` take a function of no
+  arguments wherever they take `{module, function, args}`, in distribution containers and
+  sandboxes alike:
+
+      Ampule.call(fn -> :os.cmd(~c"id -u") end, container)
+      #=> ~c"1000\n"
+
+  The function is sent with what it captured, and runs in the container: a closure made in
+  iex (an `:erl_eval` function, with its bindings) runs as is; one compiled in a module of
+  your project runs because that module is on the container's code path. One whose module
+  exists only in this VM (an `.exs` script, a test file) cannot be loaded there: such a
+  function is refused before anything is sent, with an `ArgumentError` that names its
+  module and what works instead (`run/1,2` above all), also when it hides in what another
+  closure captured.
 
   ## Orphan containers
 
@@ -96,7 +180,9 @@ defmodule Ampule do
 
   where `status` is the node's exit status (an integer: `System.halt(3)` gives `3`), `:oom`
   (the memory limit), `:killed` (a signal ended it), `:unknown`, or `:port_exited` if the
-  port program died. The port takes the status from the kernel (its process events), not
+  port program died. A sandbox may also end with `{:protocol, detail}` (it broke the agent
+  protocol and Ampule destroyed it; see "Error reasons"), or `:killed` if Ampule's process
+  that holds its channel died. The port takes the status from the kernel (its process events), not
   from anything the container wrote, so a container cannot forge it beyond exiting with a
   status of its choice; it is `:unknown` when the kernel's report did not arrive (a host
   whose kernel lacks process events, or a burst of exits that overflowed them).
@@ -145,10 +231,13 @@ defmodule Ampule do
 
   ## Timeouts
 
-  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
-  times out does not leave its work running: the process in the container is killed
-  (`:kill`) before the call returns, and an anonymous container is destroyed. A call whose
-  caller exits is killed too. A container's boot has its own `:boot_timeout`.
+  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`, and returns
+  within it and a few milliseconds, even when the container is unreachable (destroyed,
+  its node halted). A call that times out does not leave its work running: the process in
+  the container is killed (`:kill`) as the call returns (confirmed within those
+  milliseconds when the container answers), and an anonymous container is destroyed. A
+  sandbox's agent confirms each kill; one that does not within 5 s is destroyed. A call
+  whose caller exits is killed too. A container's boot has its own `:boot_timeout`.
 
   ## Running without root
 
@@ -183,6 +272,10 @@ defmodule Ampule do
       `"/var/lib/ampule"`)
     * `:log_level` - the port's log level: `:error`, `:warn`, `:info` (default), `:debug`
 
+  and read at each `spawn/1`, `start/1` and anonymous `call/1,2`:
+
+    * `:sandbox` - `true` makes sandboxes the default (see "Sandboxes"; default `false`)
+
   ## Logs
 
   The port's log lines arrive in `Logger`, with the container's name as the `:container`
@@ -197,7 +290,8 @@ defmodule Ampule do
   Making a container (`start/1`, `spawn/1`, the anonymous `call/1,2`):
 
     * `{:boot_timeout, phase, log_tail}` - the container was not ready within
-      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, and
+      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, or for a
+      sandbox `:agent` (its node ran, but its agent did not connect and say hello), and
       `log_tail` the node's last output lines (a string). The container was destroyed.
     * `{:boot_failed, status, log_tail}` - the node's `erl` exited with `status` (an
       integer, `:killed`, `:oom` or `:unknown`, as in `{:ampule_exit, ...}`) before it was
@@ -213,6 +307,13 @@ defmodule Ampule do
     * `{:connect_failed, nodename, reason}` - the container booted but this node could not
       reach its node. The container was destroyed.
     * `:owner_exited` - the owner exited while the container booted; it was destroyed.
+    * `:sandbox_unsupported` - the port program does not make sandboxes (it is older than
+      this library: rebuild it with `mix compile --force`).
+    * `{:agent_socket, reason}` - a sandbox's agent socket could not be made in the port's
+      `agents_dir` (`reason` is a POSIX error atom).
+    * `{:protocol, detail}` - also while a sandbox boots: its agent's hello was not one
+      (`:bad_hello`), came from another process than the sandbox's node (`:peer`), or the
+      agent closed the connection (`:closed`). The sandbox was destroyed.
 
   The host and the port program:
 
@@ -243,13 +344,55 @@ defmodule Ampule do
     * `{:throw, value}` - the function threw `value` (`call` throws it again).
     * `{:exit, reason}` - the function exited, or its process was killed (`call` exits).
     * `:noconnection` - the container's node is gone (destroyed, halted).
-    * `:oom` - the fresh container of an anonymous call (`call/1`, `call/2` with options)
-      was killed for exceeding its memory limit. (A container of your own reports it to
-      its owner as `{:ampule_exit, container, :oom}`; the call itself gets
-      `:noconnection`.)
+    * `:oom` - the fresh container of an anonymous call (`call/1`, `call/2` with options),
+      or any sandbox, was killed for exceeding its memory limit. (A distribution container
+      of your own reports it to its owner as `{:ampule_exit, container, :oom}`; the call
+      itself gets `:noconnection`.)
     * `{:spawn_failed, reason}` - the node refused to start the call's process.
 
-  Managing containers (`destroy/1`): `:not_found` - no such container (already destroyed).
+  Calls to a sandbox, besides (see "Sandboxes"):
+
+    * `{:result_refused, kind}` - the result holds what the host refuses from a sandbox:
+      `kind` is `:atoms` (an atom this node does not have), `:fun`, `:pid`, `:port` or
+      `:reference`. Nothing of it was created here. The sandbox goes on.
+    * `{:result_too_large, max}` - the result takes more than `max` bytes (`:max_result`),
+      encoded or decoded; it was not read into this node. The sandbox goes on.
+    * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
+      before this was returned: `:bad_frame` (a frame of no known kind), `:unexpected_id`
+      (a result for a call never made, or made twice), `:frame_too_large` (a frame over the
+      limit, refused before it was read), `:bad_term` (a result that is not a well-formed
+      term), `:closed` (the agent closed the channel, maybe in the middle of a frame, while
+      the sandbox ran on), `:unresponsive` (the agent answered no kill for 5 s, or read no
+      frame for 10 s). Its owner gets `{:ampule_exit, container, {:protocol, detail}}`.
+
+  Pools (`Ampule.Pool`, `call/2` with `:pool`): `:checkout_timeout` - no container of the
+  pool came within its `:checkout_timeout`.
+
+  System containers (`create/1`, `console/2`, `stop/1`, `restart/1`):
+
+    * `{:template_unavailable, template, why}` - the template downloads images from the
+      internet (`download`, `ubuntu`, ...), which Ampule refuses at once.
+    * `{:unknown_template, template}` - no LXC template of that name
+      (`/usr/share/lxc/templates/lxc-NAME`).
+    * `{:create_failed, message}` - the template failed (`message` ends with its last
+      lines; the port's log has more).
+    * `:create_timeout` - the template did not finish within `:timeout`.
+    * `{:dhcp, message}` - the port could not start the DHCP server on its bridge.
+    * `:no_console`, `{:console, message}` - the container has no console attached (it is
+      stopped), or writing to it failed.
+    * `:not_system` - `restart/1` of an application container (it cannot boot again).
+    * `:already_running` - `restart/1` of a container that runs.
+    * `:stopped` - `stop/1` of a container that is stopped already.
+
+  Managing containers: `:not_found` - no such container (already destroyed); `:booting` -
+  `destroy/1` while its spawn has not answered yet (the spawn's owner exiting destroys it);
+  `:closing` - the port is shutting down (its BEAM went away) and takes no new work.
+
+  Options the port refused (Ampule checks them first, so these are rare):
+  `{:bad_option, key}`, `{:bad_option_value, key, value}`, `{:bad_config_key, key}`;
+  `{:rootfs, message}`, `{:leases, message}` - the port could not write a container's
+  directory or its address lease; `{:sudo_not_found, path}` - `config :ampule, sudo:
+  true`, but there is no `sudo` (install it, then run `script/sudoers USER`).
   """
 
   import Kernel, except: [spawn: 1]
@@ -260,6 +403,12 @@ defmodule Ampule do
 
   @typedoc "A function to run: `{module, function, arguments}`."
   @type mfa_tuple :: {module, atom, [term]}
+
+  @typedoc """
+  What a container runs: `{module, function, arguments}` or a function of no arguments
+  (see "Closures").
+  """
+  @type callable :: mfa_tuple | (() -> term)
 
   @typedoc """
   How a system container's console output reaches its owner (see "Console flow control").
@@ -275,6 +424,11 @@ defmodule Ampule do
           | :noconnection
           | :oom
           | {:spawn_failed, term}
+          | {:result_refused, :atoms | :fun | :pid | :port | :reference}
+          | {:result_too_large, pos_integer}
+          | {:protocol, atom}
+          | :sandbox_unsupported
+          | {:agent_socket, atom}
           | {:boot_timeout, atom, String.t()}
           | {:boot_failed, term, String.t()}
           | {:lxc, atom}
@@ -293,12 +447,34 @@ defmodule Ampule do
           | :not_running
           | {:short_names, node}
           | {:distribution, term}
-          | term
+          | {:sudo_not_found, String.t()}
+          | {:bad_option, term}
+          | {:bad_option_value, atom, term}
+          | {:bad_config_key, String.t()}
+          | {:rootfs, String.t()}
+          | {:leases, String.t()}
+          | :booting
+          | :closing
+          | :checkout_timeout
+          | {:unknown_request, term}
+          | {:bad_request, term}
+          | {:bad_reply, term}
+          | {:template_unavailable, String.t(), String.t()}
+          | {:unknown_template, String.t()}
+          | {:create_failed, String.t()}
+          | :create_timeout
+          | {:dhcp, String.t()}
+          | {:console, String.t()}
+          | :no_console
+          | :not_system
+          | :already_running
+          | :stopped
 
   ## Running code
 
   @doc """
-  Runs `{module, function, args}` in a fresh container and returns its result.
+  Runs `{module, function, args}` (or a function of no arguments, see "Closures") in a
+  fresh container and returns its result.
 
   The container is made for this call (see `start/1`) and destroyed as soon as the call
   returns, raises, exits or times out. If the function raises, the exception is raised
@@ -311,12 +487,12 @@ defmodule Ampule do
 
   See `call/2` for options.
   """
-  @spec call(mfa_tuple) :: term
+  @spec call(callable) :: term
   def call(mfa), do: call(mfa, [])
 
   @doc """
-  Runs `{module, function, args}` in `container`, or in a fresh container made with
-  `options`, and returns its result.
+  Runs `{module, function, args}` or a function of no arguments in `container`, or in a
+  fresh container made with `options`, and returns its result.
 
   With a container (from `spawn/1` or `start/1`), the container outlives the call; the
   timeout is #{@default_timeout} ms (see `call/3`).
@@ -325,30 +501,64 @@ defmodule Ampule do
   the call, as in `call/1`:
 
       Ampule.call({Enum, :sum, [[1, 2, 3]]}, timeout: 1_000, memory: 64 * 1024 * 1024)
+      Ampule.call(fn -> Enum.sum([1, 2, 3]) end, sandbox: true)
 
   ## Options
 
     * `:timeout` - milliseconds to wait for the result, or `:infinity` (default
       #{@default_timeout}). On timeout the remote process is killed and `Ampule.Error` with
       reason `:timeout` is raised.
-    * every option of `start/1` (`:boot_timeout`, `:memory`, ...).
+    * `:pool` - take the container from this `Ampule.Pool` instead of making one: it is
+      handed out pristine, runs this call alone and is destroyed after it (see
+      `Ampule.Pool`); only `:timeout` may go with it
+    * every option of `start/1` (`:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
-  @spec call(mfa_tuple, Container.t() | keyword) :: term
+  @spec call(callable, Container.t() | keyword) :: term
   def call(mfa, %Container{} = container), do: call(mfa, container, @default_timeout)
 
-  def call(mfa, opts) when is_list(opts) do
-    mfa = mfa!(mfa)
+  def call(what, opts) when is_list(opts) do
+    what = callable!(what)
+
+    case Keyword.pop(opts, :pool) do
+      {nil, opts} -> fresh_call(what, opts)
+      {pool, opts} -> pooled_call(what, pool, opts)
+    end
+  end
+
+  defp fresh_call(what, opts) do
     {timeout, spawn_opts} = Options.call!(opts, @default_timeout)
     container = spawn(spawn_opts)
 
     try do
-      call(mfa, container, timeout)
+      call(what, container, timeout)
     rescue
       error in Ampule.Error ->
         reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
     after
       destroy(container)
     end
+  end
+
+  # A container of the pool's, made with the pool's options: only the timeout is the
+  # call's own.
+  defp pooled_call(what, pool, opts) do
+    {timeout, rest} = Keyword.pop(opts, :timeout, @default_timeout)
+    timeout = Options.timeout!(timeout, :timeout)
+
+    if rest != [] do
+      raise ArgumentError,
+            "with :pool, the only other option of a call is :timeout (the pool makes its " <>
+              "containers with its own options), got: #{inspect(Keyword.keys(rest))}"
+    end
+
+    Ampule.Pool.with_container(pool, fn container ->
+      try do
+        call(what, container, timeout)
+      rescue
+        error in Ampule.Error ->
+          reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
+      end
+    end)
   end
 
   # The fresh container's node went away during the call. Its owner (this process) hears
@@ -358,7 +568,9 @@ defmodule Ampule do
       {:ampule_exit, %Container{name: ^name}, :oom} -> :oom
       {:ampule_exit, %Container{name: ^name}, _status} -> :noconnection
     after
-      2_000 -> :noconnection
+      # The port reports the exit right when the init is gone; longer, and the failed
+      # call would wait for a reason that changes nothing.
+      500 -> :noconnection
     end
   end
 
@@ -377,12 +589,12 @@ defmodule Ampule do
       Ampule.call({String, :upcase, ["ampule"]}, container, 1_000)
       #=> "AMPULE"
   """
-  @spec call(mfa_tuple, Container.t(), timeout) :: term
-  def call(mfa, %Container{} = container, timeout) do
-    mfa = mfa!(mfa)
+  @spec call(callable, Container.t(), timeout) :: term
+  def call(what, %Container{} = container, timeout) do
+    what = callable!(what)
     timeout = Options.timeout!(timeout, :timeout)
 
-    case Call.await(Call.async(container.nodename, mfa), timeout) do
+    case Call.await(Call.async(container, what), timeout) do
       {:ok, value} -> value
       {:error, {:exception, exception, stacktrace}} -> reraise exception, stacktrace
       {:error, {:throw, value}} -> throw(value)
@@ -390,6 +602,119 @@ defmodule Ampule do
       {:error, reason} -> raise Ampule.Error, reason: reason, container: container.name
     end
   end
+
+  @doc """
+  Runs a block of code in a container: the code itself travels, quoted, with the values of
+  the variables it uses, and is evaluated there as iex would. For code that lives only in
+  this node's memory, which a closure cannot carry (see "Code in containers"): a script
+  (`mix run script.exs`), an ExUnit test file.
+
+      require Ampule
+      words = ["a", "b"]
+      Ampule.run(sandbox: true, do: Enum.map(words, &String.upcase/1))
+      #=> ["A", "B"]
+
+      Ampule.run container do
+        defmodule Greeter, do: def(hi(x), do: "hi " <> x)
+        Greeter.hi("there")
+      end
+
+  `run(opts, do: ...)` runs in a fresh container made with `call/2`'s options (a pool's
+  with `pool:`, a sandbox with `sandbox: true`, `:timeout` included); `run(container, do:
+  ...)` in a container you hold (with `timeout:` beside `do:` if needed). Returns
+  the block's value; raises, throws and exits as `call/2` does. The first `run/2` in a
+  container starts the `:elixir` application there (`defmodule` needs it).
+  """
+  defmacro run(opts) when is_list(opts) do
+    {block, opts} = Keyword.pop(opts, :do)
+    run_quoted(opts, block, __CALLER__)
+  end
+
+  @doc "As `run/1`, in `target`: a container, or a keyword list of `call/2` options."
+  defmacro run(target, opts, do_block) when is_list(opts) and is_list(do_block),
+    do: run_with(target, opts ++ do_block, __CALLER__)
+
+  @doc false
+  defmacro run(target, opts) when is_list(opts), do: run_with(target, opts, __CALLER__)
+
+  defp run_with(target, opts, caller) do
+    {block, opts} = Keyword.pop(opts, :do)
+
+    case Keyword.pop(opts, :timeout) do
+      {nil, []} -> run_quoted(target, block, caller)
+      {timeout, []} -> run_quoted({:__with_timeout__, target, timeout}, block, caller)
+      {_, other} -> raise ArgumentError, "Ampule.run/2: unknown options #{inspect(other)}"
+    end
+  end
+
+  defp run_quoted(_target, nil, _caller), do: raise(ArgumentError, "Ampule.run needs a do block")
+
+  defp run_quoted(target, block, caller) do
+    bound = caller |> Macro.Env.vars() |> MapSet.new()
+
+    used =
+      block
+      |> Macro.prewalk(MapSet.new(), fn
+        {name, _meta, context} = var, acc when is_atom(name) and is_atom(context) ->
+          if MapSet.member?(bound, {name, context}),
+            do: {var, MapSet.put(acc, {name, context})},
+            else: {var, acc}
+
+        other, acc ->
+          {other, acc}
+      end)
+      |> elem(1)
+      |> Enum.filter(fn {_name, context} -> context == nil end)
+
+    binding = for {name, nil} <- used, do: {name, Macro.var(name, nil)}
+
+    mfa = quote do: {Ampule.Remote.Eval, :eval, [unquote(Macro.escape(block)), unquote(binding)]}
+
+    case target do
+      {:__with_timeout__, container, timeout} ->
+        quote do: Ampule.call(unquote(mfa), unquote(container), unquote(timeout))
+
+      target ->
+        quote do: Ampule.call(unquote(mfa), unquote(target))
+    end
+  end
+
+  @doc """
+  Runs a function on each element of `enumerable`, each in a container of its own, as a
+  stream in the manner of `Task.async_stream/3`.
+
+      1..100
+      |> Ampule.map({:erlang, :phash2, []}, max_concurrency: 4, pool: MyApp.Boxes)
+      |> Enum.to_list()
+      #=> [{:ok, 2_627_060_397}, {:ok, 3_474_221_563}, ...]
+
+      Ampule.map(["a", "b"], &String.upcase/1, sandbox: true) |> Enum.to_list()
+      #=> [{:ok, "A"}, {:ok, "B"}]
+
+  `fun` is a function of one argument (it travels as a closure) or `{module, function,
+  extra_args}`, called as `apply(module, function, [element | extra_args])`, as `mfa/4`
+  builds it. Each element runs in a fresh container, cold (with `start/1`'s options) or
+  from a pool (`pool: name`).
+
+  Each element gives `{:ok, result}`, or `{:error, reason}` when it failed: `:timeout`
+  (the element's `:timeout` passed: its work and its container were killed),
+  `{:exception, exception, stacktrace}`, `{:throw, value}`, `{:exit, reason}` for the
+  function's own failures, or Ampule's reason (the container did not boot, a pool's
+  `:checkout_timeout`, ...). A failure never stops the stream.
+
+  ## Options
+
+    * `:max_concurrency` - elements in flight at once (default `System.schedulers_online/0`)
+    * `:ordered` - results in the order of `enumerable` (default `true`); `false` gives
+      each as soon as it is done
+    * `:timeout` - milliseconds for each element, boot included (default 30000)
+    * `:pool`, or any option of `start/1` for cold containers
+
+  Halting the stream early, or the caller exiting, kills what is in flight; their
+  containers are destroyed.
+  """
+  @spec map(Enumerable.t(), (term -> term) | {module, atom, [term]}, keyword) :: Enumerable.t()
+  def map(enumerable, fun, opts \\ []), do: Ampule.Map.stream(enumerable, fun, opts)
 
   @doc """
   Builds the `{module, function, args}` that passes `value` as the first argument, so that
@@ -416,9 +741,9 @@ defmodule Ampule do
 
       Ampule.cast({:timer, :sleep, [60_000]}, container, 1_000)
   """
-  @spec cast(mfa_tuple, Container.t(), timeout) :: :ok
-  def cast(mfa, %Container{} = container, timeout \\ :infinity) do
-    Call.cast(container.nodename, mfa!(mfa), Options.timeout!(timeout, :timeout))
+  @spec cast(callable, Container.t(), timeout) :: :ok
+  def cast(what, %Container{} = container, timeout \\ :infinity) do
+    Call.cast(container, callable!(what), Options.timeout!(timeout, :timeout))
   end
 
   @doc """
@@ -433,9 +758,9 @@ defmodule Ampule do
   The call belongs to the calling process: only it can `yield/2`, and if it exits, the
   remote process is killed.
   """
-  @spec async_call(mfa_tuple, Container.t()) :: Call.t()
-  def async_call(mfa, %Container{} = container) do
-    Call.async(container.nodename, mfa!(mfa))
+  @spec async_call(callable, Container.t()) :: Call.t()
+  def async_call(what, %Container{} = container) do
+    Call.async(container, callable!(what))
   end
 
   @doc """
@@ -463,13 +788,13 @@ defmodule Ampule do
       Ampule.multicall({:erlang, :node, []}, [c1, c2], 2_000)
       #=> [{:ok, :"a-k3x9-1@10.213.57.2"}, {:ok, :"a-k3x9-2@10.213.57.3"}]
   """
-  @spec multicall(mfa_tuple, [Container.t()], timeout) :: [{:ok, term} | {:error, reason}]
-  def multicall(mfa, containers, timeout \\ @default_timeout) when is_list(containers) do
-    mfa = mfa!(mfa)
+  @spec multicall(callable, [Container.t()], timeout) :: [{:ok, term} | {:error, reason}]
+  def multicall(what, containers, timeout \\ @default_timeout) when is_list(containers) do
+    what = callable!(what)
     timeout = Options.timeout!(timeout, :timeout)
 
     containers
-    |> Enum.map(fn %Container{nodename: node} -> Call.async(node, mfa) end)
+    |> Enum.map(fn %Container{} = container -> Call.async(container, what) end)
     |> Call.await_many(timeout)
   end
 
@@ -498,14 +823,22 @@ defmodule Ampule do
 
   The container belongs to the calling process: it is destroyed when that process exits
   (see "Orphan containers"). If the local node is not alive, distribution is started first
-  (see "Distribution").
+  (see "Distribution"), except for a sandbox, which needs none (its agent's hello is its
+  readiness).
 
   ## Options
 
+    * `:sandbox` - `true` for a sandbox: a node that is not distributed, without network,
+      reached through an agent and trusted with nothing (see "Sandboxes"); default
+      `false`, or `config :ampule, sandbox: true`
+    * `:max_result` - a sandbox's largest result in bytes, encoded or decoded; a larger
+      one is refused with `{:result_too_large, max}` (default 64 MiB, at most
+      4,294,967,278). Only with `sandbox: true`: a distribution container's results are
+      not limited, and asking for it there raises `ArgumentError`
     * `:name` - the container's name, 1 to 40 of `A-Z a-z 0-9 _ -` (default: generated)
     * `:boot_timeout` - milliseconds for the container to boot and its node to answer a
-      handshake; past it the container is destroyed and the reason is
-      `{:boot_timeout, phase, log_tail}` (default `15_000`)
+      handshake (a sandbox's agent to say hello); past it the container is destroyed and
+      the reason is `{:boot_timeout, phase, log_tail}` (default `15_000`)
     * `:owner` - the process whose exit destroys the container, or `false` for none
       (default: the calling process)
     * `:host_code_paths` - mount and add the caller's code paths (see "Code in
@@ -513,7 +846,8 @@ defmodule Ampule do
     * `:code_paths` - more absolute directories to mount read-only and add with `-pa`
       (default `[]`)
     * `:args` - more arguments for the node's `erl` (default `[]`)
-    * `:hidden` - start the node as a hidden node (default `true`). A visible node joins
+    * `:hidden` - start the node as a hidden node (default `true`; a sandbox's node is not
+      distributed, so it has no meaning there). A visible node joins
       the local node's `:global` cluster, which then tries to connect every container
       with every other one (they have different cookies, so it fails) and, on Erlang/OTP
       25 and later, disconnects the containers "to prevent overlapping partitions"
@@ -543,8 +877,13 @@ defmodule Ampule do
   """
   @spec start(keyword) :: {:ok, Container.t()} | {:error, reason}
   def start(opts \\ []) do
-    {owner, request} = Options.spawn!(opts)
+    case Options.spawn!(opts) do
+      {owner, request, {:sandbox, max_result}} -> Ampule.Sandbox.start(owner, request, max_result)
+      {owner, request, :distribution} -> start_distributed(owner, request)
+    end
+  end
 
+  defp start_distributed(owner, request) do
     with {:ok, hello} <- Port.hello(),
          :ok <- Distribution.ensure_started(hello.host_address),
          {:ok, container} <- Port.spawn(request, owner) do
@@ -598,8 +937,8 @@ defmodule Ampule do
   @spec destroy(Container.t() | String.t()) :: :ok | {:error, reason}
   def destroy(%Container{name: name, nodename: node}) do
     # Its node goes with it; disconnecting first closes the connection cleanly (see
-    # Ampule.Port, which does the same for the containers it knows).
-    _ = :erlang.disconnect_node(node)
+    # Ampule.Port, which does the same for the containers it knows). A sandbox has none.
+    if node, do: :erlang.disconnect_node(node)
     Port.destroy(name)
   end
 
@@ -726,7 +1065,9 @@ defmodule Ampule do
         {:timeout, value}, acc when is_integer(value) and value > 0 ->
           Map.put(acc, :timeout, value)
 
-        {key, value}, acc when key in [:memory, :pids, :cpu_shares] and is_integer(value) ->
+        {key, value}, acc
+        when key in [:memory, :pids, :cpu_shares] and is_integer(value) and value >= 16 and
+               (key != :memory or value >= 16_777_216) and (key != :cpu_shares or value >= 2) ->
           Map.put(acc, key, value)
 
         {:cpus, value}, acc ->
@@ -801,7 +1142,17 @@ defmodule Ampule do
   @spec info(Ampule.Container.t() | Ampule.SystemContainer.t() | String.t()) ::
           {:ok, map} | {:error, reason}
   def info(%{name: name}), do: info(name)
-  def info(name) when is_binary(name), do: Port.request({:info, name})
+
+  def info(name) when is_binary(name) do
+    case Port.request({:info, name}) do
+      # The port says `undefined` (Erlang's way) for what a container has not (yet): nil.
+      {:ok, info} ->
+        {:ok, Map.new(info, fn {k, v} -> {k, if(v == :undefined, do: nil, else: v)} end)}
+
+      other ->
+        other
+    end
+  end
 
   @doc """
   Returns the names of the containers the port has made and not destroyed, oldest first.
@@ -833,6 +1184,37 @@ defmodule Ampule do
   def format_error(:noconnection),
     do: "the container's node cannot be reached (the container was destroyed or its node stopped)"
 
+  def format_error({:result_refused, :atoms}) do
+    "the sandbox's result holds an atom this node does not have; it was refused without " <>
+      "creating it (return a string instead)"
+  end
+
+  def format_error({:result_refused, kind}) when kind in [:fun, :pid, :port, :reference] do
+    "the sandbox's result holds a #{kind}; nothing from a sandbox may name code or a " <>
+      "process of this node, so it was refused"
+  end
+
+  def format_error({:result_too_large, max}) do
+    "the sandbox's result is larger than #{max} bytes (encoded or decoded); it was refused " <>
+      "before this node held it (see the :max_result option)"
+  end
+
+  def format_error({:protocol, detail}) do
+    "the sandbox broke the agent protocol (#{protocol_detail(detail)}) and was destroyed"
+  end
+
+  def format_error({:boot_timeout, :agent, log_tail}) do
+    "the sandbox's node ran, but its agent did not connect and say hello within the boot " <>
+      "timeout; the sandbox was destroyed." <> log_section(log_tail)
+  end
+
+  def format_error(:sandbox_unsupported),
+    do:
+      "the port program does not make sandboxes (it is older than this library): rebuild it with `mix compile --force`"
+
+  def format_error({:agent_socket, reason}),
+    do: "could not make the sandbox's agent socket in the port's agents_dir: #{inspect(reason)}"
+
   def format_error({:spawn_failed, reason}),
     do: "the container's node refused to start the call's process: #{inspect(reason)}"
 
@@ -857,6 +1239,11 @@ defmodule Ampule do
   def format_error(:name_in_use), do: "a container with this name exists"
   def format_error(:not_found), do: "no such container (it was destroyed, or never existed)"
   def format_error({:bad_option, key}), do: "the port refused the option #{inspect(key)}"
+
+  def format_error({:bad_option_value, key, value}) when key in [:memory, :pids, :cpu_shares],
+    do:
+      "the port refused the value #{inspect(value)} of the option #{inspect(key)}: it takes " <>
+        Options.limit_expected(key)
 
   def format_error({:bad_option_value, key, value}),
     do: "the port refused the value #{inspect(value)} of the option #{inspect(key)}"
@@ -907,16 +1294,89 @@ defmodule Ampule do
 
   def format_error({:short_names, _} = reason), do: Distribution.explain(reason)
   def format_error({:distribution, _} = reason), do: Distribution.explain(reason)
-  def format_error(reason), do: inspect(reason)
+
+  def format_error(:checkout_timeout),
+    do: "no container of the pool came within its :checkout_timeout (raise it, or :size)"
+
+  def format_error({:template_unavailable, template, why}),
+    do: "the #{template} template cannot be used here: #{why}"
+
+  def format_error({:unknown_template, template}),
+    do:
+      "there is no LXC template #{inspect(template)} (/usr/share/lxc/templates/lxc-#{template}); " <>
+        "use \"busybox\" or \"debian\""
+
+  def format_error({:create_failed, message}),
+    do: "the template failed: #{message}. The port's log (in Logger) has liblxc's messages"
+
+  def format_error(:create_timeout),
+    do: "the template did not finish within :timeout (a first debian build takes a minute)"
+
+  def format_error({:dhcp, message}),
+    do: "the port could not start the DHCP server for system containers: #{message}"
+
+  def format_error(:no_console), do: "the container has no console attached: it is stopped"
+  def format_error({:console, message}), do: "writing to the console failed: #{message}"
+
+  def format_error(:not_system),
+    do: "an application container cannot boot again: make a new one with Ampule.spawn/1"
+
+  def format_error(:already_running), do: "the container is running already"
+  def format_error(:stopped), do: "the container is stopped already"
+
+  def format_error(:booting),
+    do:
+      "the container is still booting: destroy it once its spawn has answered (its owner's " <>
+        "exit destroys it too)"
+
+  def format_error(:closing),
+    do: "the port is shutting down (its BEAM went away) and takes no new work"
+
+  def format_error({:rootfs, message}),
+    do: "the port could not prepare the container's directory: #{message}"
+
+  def format_error({:leases, message}),
+    do: "the port could not read or write its address leases: #{message}"
+
+  def format_error({:sudo_not_found, path}),
+    do:
+      "config :ampule, sudo: true, but there is no sudo (#{path}): apt-get install sudo, " <>
+        "then allow the port with script/sudoers USER (see \"Running without root\")"
+
+  def format_error({:unknown_request, request}),
+    do: "the port does not know the request #{inspect(request)}: rebuild it (mix compile --force)"
+
+  def format_error({:bad_request, request}),
+    do: "the port refused the request #{inspect(request)} as malformed (a bug: rebuild both)"
+
+  def format_error({:bad_reply, reply}),
+    do: "the port answered #{inspect(reply)}, which this library does not know (rebuild both)"
+
+  def format_error(reason), do: "unexpected reason: " <> inspect(reason)
+
+  defp protocol_detail(:bad_frame), do: "a frame of no known kind"
+  defp protocol_detail(:unexpected_id), do: "a result for a call it was not asked"
+  defp protocol_detail(:frame_too_large), do: "a frame over the result limit"
+  defp protocol_detail(:bad_term), do: "a result that is not a well-formed term"
+
+  defp protocol_detail(:closed),
+    do: "the agent closed the channel, maybe in the middle of a frame"
+
+  defp protocol_detail(:unresponsive), do: "the agent stopped answering"
+  defp protocol_detail(:bad_hello), do: "the agent's first frame was not its hello"
+  defp protocol_detail(:peer), do: "the connection did not come from the sandbox's node"
+  defp protocol_detail(other), do: inspect(other)
 
   defp log_section(log) when is_binary(log) and log != "",
     do: "\nThe node's last output:\n" <> String.trim_trailing(log)
 
   defp log_section(_), do: ""
 
-  defp mfa!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+  defp callable!({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+  defp callable!(fun) when is_function(fun, 0), do: Ampule.Closure.check!(fun)
 
-  defp mfa!(other) do
-    raise ArgumentError, "expected {module, function, args}, got: #{inspect(other)}"
+  defp callable!(other) do
+    raise ArgumentError,
+          "expected {module, function, args} or a function of no arguments, got: #{inspect(other)}"
   end
 end

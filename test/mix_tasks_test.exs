@@ -43,6 +43,22 @@ defmodule Ampule.MixTasksTest do
     end
   end
 
+  # Here because it changes PATH, which async tests would see.
+  test "sudo: true without sudo names sudo, not the port" do
+    path = System.get_env("PATH")
+    name = :"sudo_port_#{System.unique_integer([:positive])}"
+
+    try do
+      System.put_env("PATH", "/nonexistent")
+      {:ok, pid} = Ampule.Port.start_link(name: name, sudo: true)
+      assert {:error, {:sudo_not_found, _} = reason} = Ampule.Port.request(name, :list)
+      assert Ampule.format_error(reason) =~ "apt-get install sudo"
+      GenServer.stop(pid)
+    after
+      System.put_env("PATH", path)
+    end
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

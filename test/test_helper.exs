@@ -26,7 +26,8 @@ if Host.root?() do
       "\nLeftover check: #{length(left.containers)} container(s) in the port, " <>
         "#{length(left.dirs)} container dir(s) under #{Host.state_dir()}/{lxc,apps}, " <>
         "#{length(left.veths)} veth(s) on #{Host.bridge()}, #{length(left.cgroups)} lxc cgroup(s), " <>
-        "#{length(left.leases)} address lease(s)"
+        "#{length(left.leases)} address lease(s), #{length(left.sockets)} agent socket(s), " <>
+        "#{length(left.channels)} sandbox channel(s)"
     )
 
     if count > 0 do

@@ -4,13 +4,20 @@ defmodule Ampule.Application do
   # ownership. If the port program dies, Ampule.Port stops and is started again with a new
   # port program (which removes what the dead one left behind before its hello). Beside it
   # a Task.Supervisor for the work that must not block its caller: pools' boots and
-  # destroys, Ampule.map's calls.
+  # destroys, Ampule.map's calls. Sandboxes' channels (Ampule.Sandbox.Channel) live under a
+  # DynamicSupervisor, started after the port and so stopped before it: their agents see
+  # the channel close first.
 
   use Application
 
   @impl Application
   def start(_type, _args) do
-    children = [Ampule.Port, {Task.Supervisor, name: Ampule.TaskSupervisor}]
+    children = [
+      Ampule.Port,
+      {Task.Supervisor, name: Ampule.TaskSupervisor},
+      {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one}
+    ]
+
     Supervisor.start_link(children, strategy: :one_for_one, name: Ampule.Supervisor)
   end
 end

@@ -6,33 +6,45 @@ defmodule Ampule.Call do
   process). The struct is opaque.
   """
 
-  # The remote process is spawned with :erlang.spawn_request/5 (monitor, and a spawn
-  # reply that carries its pid, so a call that times out can kill it); its result is its
-  # exit reason (see Ampule.Remote).
+  # The public face of a call; the work is the transport's:
+  # - Ampule.Call.Dist: a distribution container. The remote process is spawned over
+  #   distribution and its result is its exit reason (Ampule.Remote).
+  # - Ampule.Call.Sandbox: a sandbox. Frames over the agent channel; the result is decoded
+  #   as hostile data (Ampule.Sandbox.Decode).
+  # Both share one deadline per await, and both kill the remote work on timeout before
+  # they return.
 
-  @enforce_keys [:ref, :node, :owner]
-  defstruct [:ref, :node, :owner]
+  alias Ampule.Container
+  alias Ampule.Call.{Dist, Sandbox}
 
-  @opaque t :: %__MODULE__{ref: reference, node: node, owner: pid}
+  @enforce_keys [:transport, :ref, :owner]
+  defstruct [:transport, :ref, :owner, :target, :id, :max]
+
+  @opaque t :: %__MODULE__{
+            transport: Dist | Sandbox,
+            ref: reference,
+            owner: pid,
+            target: node | pid,
+            id: non_neg_integer | nil,
+            max: pos_integer | nil
+          }
+
+  @typedoc "What a container runs: `{module, function, args}` or a 0-arity function."
+  @type callable :: {module, atom, [term]} | (() -> term)
 
   @type result :: {:ok, term} | {:error, Ampule.reason()}
 
-  # How long to wait for a spawn reply or a kill to be confirmed after a timeout.
-  @grace 5_000
+  @doc false
+  @spec async(Container.t(), callable) :: t
+  def async(%Container{sandbox: true} = container, what), do: Sandbox.async(container, what)
+  def async(%Container{nodename: node}, what), do: Dist.async(node, what)
 
   @doc false
-  @spec async(node, {module, atom, list}) :: t
-  def async(node, {m, f, a}) do
-    ref = :erlang.spawn_request(node, Ampule.Remote, :call, [self(), m, f, a], [:monitor])
-    %__MODULE__{ref: ref, node: node, owner: self()}
-  end
+  @spec cast(Container.t(), callable, timeout) :: :ok
+  def cast(%Container{sandbox: true} = container, what, timeout),
+    do: Sandbox.cast(container, what, timeout)
 
-  @doc false
-  @spec cast(node, {module, atom, list}, timeout) :: :ok
-  def cast(node, {m, f, a}, timeout) do
-    _ = :erlang.spawn_request(node, Ampule.Remote, :cast, [m, f, a, timeout], reply: :no)
-    :ok
-  end
+  def cast(%Container{nodename: node}, what, timeout), do: Dist.cast(node, what, timeout)
 
   @doc false
   @spec await(t, timeout) :: result
@@ -43,7 +55,7 @@ defmodule Ampule.Call do
               "(#{inspect(owner)}), not #{inspect(self())}"
     end
 
-    await_spawn(call, deadline(timeout))
+    call.transport.await(call, deadline(timeout))
   end
 
   @doc false
@@ -51,68 +63,13 @@ defmodule Ampule.Call do
   @spec await_many([t], timeout) :: [result]
   def await_many(calls, timeout) do
     deadline = deadline(timeout)
-    Enum.map(calls, &await_spawn(&1, deadline))
+    Enum.map(calls, & &1.transport.await(&1, deadline))
   end
-
-  defp await_spawn(%{ref: ref} = call, deadline) do
-    receive do
-      {:spawn_reply, ^ref, :ok, pid} -> await_down(call, pid, deadline)
-      {:spawn_reply, ^ref, :error, reason} -> {:error, spawn_error(reason)}
-    after
-      remaining(deadline) ->
-        # The spawn is still in flight: wait for its pid to kill the process.
-        receive do
-          {:spawn_reply, ^ref, :ok, pid} -> kill(call, pid)
-          {:spawn_reply, ^ref, :error, _} -> {:error, :timeout}
-        after
-          @grace ->
-            :erlang.spawn_request_abandon(ref)
-            Process.demonitor(ref, [:flush])
-            {:error, :timeout}
-        end
-    end
-  end
-
-  defp await_down(%{ref: ref} = call, pid, deadline) do
-    receive do
-      {:DOWN, ^ref, :process, _, reason} -> result(reason)
-    after
-      remaining(deadline) -> kill(call, pid)
-    end
-  end
-
-  # Kills the remote process and waits until it is gone, so that a call that timed out
-  # leaves nothing running. A result that arrives meanwhile is still the result.
-  defp kill(%{ref: ref}, pid) do
-    Process.exit(pid, :kill)
-
-    receive do
-      {:DOWN, ^ref, :process, _, {:ampule_result, _, _} = reason} -> result(reason)
-      {:DOWN, ^ref, :process, _, {:ampule_result, _, _, _} = reason} -> result(reason)
-      {:DOWN, ^ref, :process, _, _} -> {:error, :timeout}
-    after
-      @grace ->
-        Process.demonitor(ref, [:flush])
-        {:error, :timeout}
-    end
-  end
-
-  defp result({:ampule_result, :return, value}), do: {:ok, value}
-
-  defp result({:ampule_result, :error, reason, stacktrace}),
-    do: {:error, {:exception, Exception.normalize(:error, reason, stacktrace), stacktrace}}
-
-  defp result({:ampule_result, :throw, value, _stacktrace}), do: {:error, {:throw, value}}
-  defp result({:ampule_result, :exit, reason, _stacktrace}), do: {:error, {:exit, reason}}
-  defp result(:noconnection), do: {:error, :noconnection}
-  defp result(reason), do: {:error, {:exit, reason}}
-
-  defp spawn_error(:noconnection), do: :noconnection
-  defp spawn_error(reason), do: {:spawn_failed, reason}
 
   defp deadline(:infinity), do: :infinity
   defp deadline(timeout), do: System.monotonic_time(:millisecond) + timeout
 
-  defp remaining(:infinity), do: :infinity
-  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+  @doc false
+  def remaining(:infinity), do: :infinity
+  def remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 end

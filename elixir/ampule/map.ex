@@ -31,7 +31,10 @@ defmodule Ampule.Map do
   defp work!({m, f, extra}) when is_atom(m) and is_atom(f) and is_list(extra),
     do: fn element -> {m, f, [element | extra]} end
 
-  defp work!(fun) when is_function(fun, 1), do: fn element -> fn -> fun.(element) end end
+  defp work!(fun) when is_function(fun, 1) do
+    Ampule.Closure.check!(fun)
+    fn element -> fn -> fun.(element) end end
+  end
 
   defp work!(other) do
     raise ArgumentError,

@@ -19,8 +19,15 @@ defmodule Ampule.Options do
     cpu_shares: nil,
     cpus: nil,
     seccomp: nil,
-    owner: :self
+    owner: :self,
+    sandbox: :config,
+    max_result: nil
   ]
+
+  # A sandbox's default result limit, and the largest one: a frame's length is 32 bits
+  # and carries a 17-byte header besides the term.
+  @max_result 64 * 1024 * 1024
+  @max_max_result 0xFFFFFFFF - 17
 
   @name_re ~r/\A[A-Za-z0-9_-]{1,40}\z/
 
@@ -28,22 +35,48 @@ defmodule Ampule.Options do
   def spawn_defaults, do: @spawn_defaults
 
   @doc """
-  Validates spawn options. Returns `{owner, request}`: the owner pid (or nil) and the map
-  sent to the port.
+  Validates spawn options. Returns `{owner, request, kind}`: the owner pid (or nil), the
+  map sent to the port, and `:distribution` or `{:sandbox, max_result}`.
+
+  A sandbox's node starts its agent (`-run ampule_agent start`), and Ampule's own ebin is
+  always on its code path (even with `host_code_paths: false`): the agent lives there.
   """
-  @spec spawn!(keyword) :: {pid | nil, map}
+  @spec spawn!(keyword) :: {pid | nil, map, :distribution | {:sandbox, pos_integer}}
   def spawn!(opts) do
     opts = validate!(opts, @spawn_defaults)
 
+    kind =
+      case {opts[:sandbox], opts[:max_result]} do
+        {true, max} ->
+          {:sandbox, max || @max_result}
+
+        {false, nil} ->
+          :distribution
+
+        {false, max} ->
+          bad!(
+            :max_result,
+            max,
+            "no :max_result without sandbox: true (results over distribution are not limited)"
+          )
+      end
+
     code_paths =
       if(opts[:host_code_paths], do: Distribution.host_code_paths(), else: []) ++
-        opts[:code_paths]
+        opts[:code_paths] ++ if(kind == :distribution, do: [], else: [agent_path()])
+
+    args =
+      case {kind, opts[:hidden]} do
+        {{:sandbox, _}, _hidden} -> ["-run", "ampule_agent", "start" | opts[:args]]
+        {:distribution, true} -> ["-hidden" | opts[:args]]
+        {:distribution, false} -> opts[:args]
+      end
 
     request =
       %{
         boot_timeout: opts[:boot_timeout],
         code_paths: Enum.uniq(code_paths),
-        args: if(opts[:hidden], do: ["-hidden" | opts[:args]], else: opts[:args]),
+        args: args,
         env: opts[:env],
         config: opts[:config],
         name: opts[:name],
@@ -56,7 +89,15 @@ defmodule Ampule.Options do
       |> Enum.reject(fn {_key, value} -> value == nil end)
       |> Map.new()
 
-    {opts[:owner], request}
+    {opts[:owner], request, kind}
+  end
+
+  # The directory of the agent's module: Ampule's own ebin.
+  defp agent_path do
+    case :code.which(:ampule_agent) do
+      path when is_list(path) -> path |> Path.dirname() |> Path.expand()
+      other -> raise "the sandbox agent (ampule_agent) is not on the code path: #{inspect(other)}"
+    end
   end
 
   @doc "The port's `cpu_millis` for a `:cpus` value (validated): thousandths, or `:infinity`."
@@ -137,6 +178,16 @@ defmodule Ampule.Options do
   end
 
   defp value!(:boot_timeout, t) when is_integer(t) and t > 0, do: t
+  defp value!(:sandbox, :config), do: Application.get_env(:ampule, :sandbox, false) |> sandbox!()
+  defp value!(:sandbox, b), do: sandbox!(b)
+  defp value!(:max_result, nil), do: nil
+
+  defp value!(:max_result, n) when is_integer(n) and n > 0 and n <= @max_max_result,
+    do: n
+
+  defp value!(:max_result, v),
+    do: bad!(:max_result, v, "a positive integer (bytes) up to #{@max_max_result}")
+
   defp value!(key, b) when key in [:host_code_paths, :hidden] and is_boolean(b), do: b
 
   defp value!(:code_paths, paths) when is_list(paths) do
@@ -185,7 +236,10 @@ defmodule Ampule.Options do
   defp value!(:seccomp, v),
     do: bad!(:seccomp, v, "true, false, :lxc or the absolute path of a profile file")
 
-  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) and n > 0, do: n
+  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) do
+    min = limit_min(key)
+    if n >= min, do: n, else: bad!(key, n, limit_expected(key))
+  end
 
   defp value!(:owner, :self), do: self()
   defp value!(:owner, pid) when is_pid(pid), do: pid
@@ -196,7 +250,7 @@ defmodule Ampule.Options do
   defp value!(:owner, v), do: bad!(:owner, v, "a pid or false")
 
   defp value!(key, v) when key in [:memory, :pids, :cpu_shares],
-    do: bad!(key, v, "a positive integer")
+    do: bad!(key, v, limit_expected(key))
 
   defp value!(key, v) when key in [:code_paths, :args], do: bad!(key, v, "a list")
 
@@ -204,6 +258,27 @@ defmodule Ampule.Options do
     do: bad!(key, v, "a list of {name, value} pairs")
 
   defp value!(:name, v), do: bad!(:name, v, "a string")
+
+  @doc """
+  The smallest value the port takes for a cgroup limit: a node does not boot in less than
+  16 MiB, nor with fewer than 16 processes (threads count); a CPU weight below 2 is not
+  one the kernel takes.
+  """
+  @spec limit_min(:memory | :pids | :cpu_shares) :: pos_integer
+  def limit_min(:memory), do: 16 * 1024 * 1024
+  def limit_min(:pids), do: 16
+  def limit_min(:cpu_shares), do: 2
+
+  @doc "What a limit option takes, in words."
+  @spec limit_expected(atom) :: String.t()
+  def limit_expected(:memory), do: "an integer of bytes, at least 16 MiB (16777216)"
+  def limit_expected(:pids), do: "an integer of processes, at least 16"
+  def limit_expected(:cpu_shares), do: "an integer weight, at least 2 (1024 is one CPU's share)"
+
+  defp sandbox!(b) when is_boolean(b), do: b
+
+  defp sandbox!(v),
+    do: bad!(:sandbox, v, "a boolean (the default is config :ampule, sandbox: ..., else false)")
 
   defp to_string_or(value, _bad) when is_binary(value), do: value
 

@@ -10,6 +10,11 @@ defmodule Ampule.Port do
   #   owner's containers when it exits (also when it exits while its spawn is in flight).
   # - Forwards `log` events to Logger with the container's name as `:container` metadata,
   #   and `exit` events to the container's owner as `{:ampule_exit, container, status}`.
+  # - A sandbox has a channel process (Ampule.Sandbox.Channel) that carries its calls.
+  #   This process monitors it, and tells it when the sandbox ends (exit event, destroy,
+  #   owner exit, port exit: `{:ampule_sandbox_exit, status, info}`), so that its pending
+  #   calls fail at once. A channel that dies takes its sandbox with it; one that finds the
+  #   sandbox broke the protocol has it destroyed through `sandbox_broken/3`.
   # - Hands a system container's console output to its owner under the owner's `:active`
   #   mode (see "Console flow control" in Ampule's docs), and acknowledges a chunk to the
   #   port only when the owner has been sent it. While the owner is passive, chunks wait
@@ -50,11 +55,25 @@ defmodule Ampule.Port do
   @doc "Waits for the port's hello and returns it."
   def hello(server \\ __MODULE__), do: call(server, :hello, @hello_timeout + 5_000)
 
-  @doc "Spawns a container owned by `owner` (a pid or nil). `request` is the port's option map."
-  def spawn(server \\ __MODULE__, request, owner) when is_map(request) do
+  @doc """
+  Spawns a container owned by `owner` (a pid or nil). `request` is the port's option map;
+  a sandbox comes with `%{channel: pid, max_result: bytes}`; this process monitors the
+  channel from the reply on.
+  """
+  def spawn(server \\ __MODULE__, request, owner) when is_map(request),
+    do: spawn_sandbox(server, request, owner, nil)
+
+  def spawn_sandbox(server \\ __MODULE__, request, owner, sandbox) when is_map(request) do
     timeout = Map.get(request, :boot_timeout, 15_000) + @hello_timeout + @call_margin
-    call(server, {:spawn, request, owner}, timeout)
+    call(server, {:spawn, request, owner, sandbox}, timeout)
   end
+
+  @doc """
+  Destroys sandbox `name`, which broke the agent protocol, and tells its owner
+  `{:ampule_exit, container, reason}`. Returns once its node is dead.
+  """
+  def sandbox_broken(server \\ __MODULE__, name, reason),
+    do: call(server, {:sandbox_broken, name, reason}, 60_000)
 
   @doc """
   Creates a system container whose console output goes to `owner`, under `active`
@@ -188,10 +207,30 @@ defmodule Ampule.Port do
 
     case entry do
       {:container, name} ->
-        {entry, containers} = Map.pop(state.containers, name)
-        state = send_internal({:destroy, name}, %{state | containers: containers})
-        if entry, do: disconnect(entry.container)
-        {:noreply, state}
+        case Map.pop(state.containers, name) do
+          {nil, _} ->
+            {:noreply, send_internal({:destroy, name}, state)}
+
+          {entry, containers} ->
+            disconnect(entry.container)
+            state = unwatch_channel(entry, %{state | containers: containers})
+            {:noreply, send_destroy(name, {:internal_destroy, entry.container}, state)}
+        end
+
+      {:channel, name} ->
+        # A sandbox's channel died without a word (a crash): the sandbox cannot be
+        # reached any more, so it goes too.
+        case Map.pop(state.containers, name) do
+          {nil, _} ->
+            {:noreply, state}
+
+          {%{container: container, ref: ref}, containers} ->
+            Logger.error("the channel of sandbox #{name} exited; destroying it", container: name)
+            if ref, do: Process.demonitor(ref, [:flush])
+            if container.owner, do: send(container.owner, {:ampule_exit, container, :killed})
+            state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+            {:noreply, send_internal({:destroy, name}, state)}
+        end
 
       {:system, name} ->
         state =
@@ -203,8 +242,8 @@ defmodule Ampule.Port do
         # The owner exited while its container boots: destroy the container on arrival.
         pending =
           case state.pending do
-            %{^tag => {:spawn, from, _owner, _ref}} ->
-              Map.put(state.pending, tag, {:spawn, from, :exited, nil})
+            %{^tag => {:spawn, from, _owner, _ref, sandbox}} ->
+              Map.put(state.pending, tag, {:spawn, from, :exited, nil, sandbox})
 
             pending ->
               pending
@@ -231,6 +270,9 @@ defmodule Ampule.Port do
     {executable, args} = command(state.opts)
 
     cond do
+      executable == :sudo_not_found ->
+        down(state, {:sudo_not_found, "sudo (not on PATH)"})
+
       not File.regular?(executable) ->
         down(state, {:port_not_found, executable})
 
@@ -268,8 +310,10 @@ defmodule Ampule.Port do
     if Keyword.get_lazy(opts, :sudo, fn -> Application.get_env(:ampule, :sudo, false) end) do
       # sudo closes every fd above 2 unless told to keep them (-C, which sudoers must allow
       # with `Defaults closefrom_override`): the protocol is on fds 3 and 4.
-      sudo = System.find_executable("sudo") || "/usr/bin/sudo"
-      {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      case System.find_executable("sudo") do
+        nil -> {:sudo_not_found, "sudo"}
+        sudo -> {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      end
     else
       {port_path, args}
     end
@@ -330,11 +374,13 @@ defmodule Ampule.Port do
       {nil, _} ->
         state
 
-      {%{container: container, ref: ref}, containers} ->
+      {%{container: container, ref: ref} = entry, containers} ->
         if ref, do: Process.demonitor(ref, [:flush])
         disconnect(container)
         if container.owner, do: send(container.owner, {:ampule_exit, container, status})
-        %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+        state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+        tell_channel(container, status, info)
+        unwatch_channel(entry, state)
     end
   end
 
@@ -395,9 +441,21 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply({:destroy, from, _container}, result, state) do
+  defp handle_reply({:destroy, from, container}, result, state) do
+    tell_channel(container, :destroyed, %{})
     GenServer.reply(from, normalize(result))
     state
+  end
+
+  defp handle_reply({:broken, from, container}, _result, state) do
+    tell_channel(container, :destroyed, %{})
+    GenServer.reply(from, :ok)
+    state
+  end
+
+  defp handle_reply({:internal_destroy, container}, result, state) do
+    tell_channel(container, :destroyed, %{})
+    handle_reply({:internal, {:destroy, container.name}}, result, state)
   end
 
   defp handle_reply({:internal, request}, result, state) do
@@ -436,20 +494,33 @@ defmodule Ampule.Port do
     %{state | monitors: Map.delete(state.monitors, ref)}
   end
 
-  defp handle_reply({:spawn, from, :exited, _ref}, {:ok, %{name: name}}, state) do
+  defp handle_reply({:spawn, from, :exited, _ref, _sandbox}, {:ok, %{name: name}}, state) do
     GenServer.reply(from, {:error, :owner_exited})
     send_internal({:destroy, name}, state)
   end
 
-  defp handle_reply({:spawn, from, owner, ref}, {:ok, %{name: name} = info}, state) do
-    container = Container.from_reply(info, owner)
+  defp handle_reply({:spawn, from, owner, ref, sandbox}, {:ok, %{name: name} = info}, state) do
+    container = Container.from_reply(info, owner, sandbox)
+    channel = container.channel
     GenServer.reply(from, {:ok, container})
     monitors = if ref, do: Map.put(state.monitors, ref, {:container, name}), else: state.monitors
-    containers = Map.put(state.containers, name, %{container: container, ref: ref})
+
+    # A sandbox is reached through its channel alone: if the channel dies (even before
+    # this reply, then :DOWN comes at once), the sandbox is destroyed.
+    {channel_ref, monitors} =
+      if is_pid(channel) do
+        channel_ref = Process.monitor(channel)
+        {channel_ref, Map.put(monitors, channel_ref, {:channel, name})}
+      else
+        {nil, monitors}
+      end
+
+    entry = %{container: container, ref: ref, channel_ref: channel_ref}
+    containers = Map.put(state.containers, name, entry)
     %{state | containers: containers, monitors: monitors}
   end
 
-  defp handle_reply({:spawn, from, _owner, ref}, result, state) do
+  defp handle_reply({:spawn, from, _owner, ref, _sandbox}, result, state) do
     if ref, do: Process.demonitor(ref, [:flush])
     GenServer.reply(from, normalize(result))
     %{state | monitors: Map.delete(state.monitors, ref)}
@@ -504,16 +575,28 @@ defmodule Ampule.Port do
     send_request({:destroy, name}, {:destroy, from, container}, state)
   end
 
-  defp dispatch({:spawn, request, owner}, from, state) do
+  defp dispatch({:sandbox_broken, name, reason}, from, state) do
+    case forget(name, state) do
+      {nil, state} ->
+        GenServer.reply(from, :ok)
+        state
+
+      {container, state} ->
+        if container.owner, do: send(container.owner, {:ampule_exit, container, reason})
+        send_request({:destroy, name}, {:broken, from, container}, state)
+    end
+  end
+
+  defp dispatch({:spawn, request, owner, sandbox}, from, state) do
     case owner do
       pid when is_pid(pid) ->
         ref = Process.monitor(pid)
         tag = state.next_tag
         state = %{state | monitors: Map.put(state.monitors, ref, {:pending, tag})}
-        send_request({:spawn, request}, {:spawn, from, pid, ref}, state)
+        send_request({:spawn, request}, {:spawn, from, pid, ref, sandbox}, state)
 
       nil ->
-        send_request({:spawn, request}, {:spawn, from, nil, nil}, state)
+        send_request({:spawn, request}, {:spawn, from, nil, nil, sandbox}, state)
     end
   end
 
@@ -594,21 +677,46 @@ defmodule Ampule.Port do
     %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, entry)}
   end
 
+  # Forgets a container about to be destroyed. A sandbox's channel is told only once the
+  # port has answered the destroy (tell_channel/3 from handle_reply/3): a channel that
+  # closed first would make the agent halt the node, racing the destroy, which could then
+  # answer `not_found` for a container that was there.
   defp forget(name, state) do
     case Map.pop(state.containers, name) do
       {nil, _} ->
         {nil, state}
 
-      {%{ref: ref, container: container}, containers} ->
+      {%{ref: ref, container: container} = entry, containers} ->
         if ref, do: Process.demonitor(ref, [:flush])
-        {container, %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}}
+        state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+        {container, unwatch_channel(entry, state)}
     end
   end
+
+  defp send_destroy(name, entry, state), do: send_request({:destroy, name}, entry, state)
+
+  # Stops watching a sandbox's channel (its sandbox is being destroyed or is gone).
+  defp unwatch_channel(%{channel_ref: ref}, state) when is_reference(ref) do
+    Process.demonitor(ref, [:flush])
+    %{state | monitors: Map.delete(state.monitors, ref)}
+  end
+
+  defp unwatch_channel(_entry, state), do: state
+
+  # Tells a sandbox's channel that its sandbox has ended, so that it fails pending calls.
+  defp tell_channel(%Container{channel: channel}, status, info) when is_pid(channel) do
+    send(channel, {:ampule_sandbox_exit, status, info})
+    :ok
+  end
+
+  defp tell_channel(_container, _status, _info), do: :ok
 
   # A destroyed container's node vanishes without closing its connection (its network
   # goes with it): disconnect first, so that the connection closes cleanly (a half-open
   # one lingers in the host's conntrack), monitors and links fire, and the next call fails
-  # at once instead of after the tick time.
+  # at once instead of after the tick time. A sandbox has no node.
+  defp disconnect(%Container{nodename: nil}), do: :ok
+
   defp disconnect(%Container{nodename: node}) do
     _ = :erlang.disconnect_node(node)
     :ok
@@ -634,6 +742,17 @@ defmodule Ampule.Port do
       send(owner, {:ampule_exit, container, :port_exited})
     end
 
+    for {_name, %{container: container}} <- state.containers,
+        do: tell_channel(container, :port_exited, %{})
+
+    # Destroys in flight: their sandboxes are gone with the port.
+    for {_tag, {kind, _, container}} <- state.pending,
+        kind in [:destroy, :broken],
+        do: tell_channel(container, :port_exited, %{})
+
+    for {_tag, {:internal_destroy, container}} <- state.pending,
+        do: tell_channel(container, :port_exited, %{})
+
     {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
   end
 
@@ -645,7 +764,9 @@ defmodule Ampule.Port do
 
   defp reply_to({:request, from}), do: from
   defp reply_to({:destroy, from, _}), do: from
-  defp reply_to({:spawn, from, _, _}), do: from
+  defp reply_to({:spawn, from, _, _, _}), do: from
+  defp reply_to({:broken, from, _}), do: from
+  defp reply_to({:internal_destroy, _}), do: nil
   defp reply_to({:create, from, _, _, _, _}), do: from
   defp reply_to({:internal, _}), do: nil
 

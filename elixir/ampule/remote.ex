@@ -15,7 +15,12 @@ defmodule Ampule.Remote do
   so that no call outlives the process that waits for it. The caller kills it (`:kill`,
   which cannot be trapped) when its timeout passes.
   """
-  def call(caller, m, f, a) do
+  def call(caller, m, f, a), do: run(caller, m, f, a)
+
+  @doc "As `call/4`, for a 0-arity function: `apply(fun, [])`."
+  def call(caller, fun), do: run(caller, :erlang, :apply, [fun, []])
+
+  defp run(caller, m, f, a) do
     worker = self()
     spawn(fn -> watch(caller, worker) end)
 
@@ -30,9 +35,14 @@ defmodule Ampule.Remote do
   end
 
   @doc "Runs `apply(m, f, a)`, killed after `timeout` ms unless it is `:infinity`."
-  def cast(m, f, a, :infinity), do: apply(m, f, a)
+  def cast(m, f, a, timeout), do: cast_run(m, f, a, timeout)
 
-  def cast(m, f, a, timeout) do
+  @doc "As `cast/4`, for a 0-arity function."
+  def cast(fun, timeout), do: cast_run(:erlang, :apply, [fun, []], timeout)
+
+  defp cast_run(m, f, a, :infinity), do: apply(m, f, a)
+
+  defp cast_run(m, f, a, timeout) do
     worker = self()
     spawn(fn -> deadline(worker, timeout) end)
     apply(m, f, a)

@@ -1,7 +1,9 @@
 defmodule Ampule.IsolationTest do
   # What a container cannot do, each with a positive control showing the thing tested is
   # really there: the network it cannot reach, the files it cannot write, the ids and
-  # privileges it does not have. See docs/security.md.
+  # privileges it does not have. See docs/security.md. Every test that is not about
+  # distribution itself runs twice: from a distribution container (`a`) and from a sandbox
+  # (`s`); hostile_sandbox_test.exs has what only sandboxes promise.
   use ExUnit.Case, async: true
 
   alias Ampule.Test.Host
@@ -10,17 +12,20 @@ defmodule Ampule.IsolationTest do
   @moduletag :lxc
 
   setup_all do
-    %{a: Ampule.spawn(), b: Ampule.spawn()}
+    %{a: Ampule.spawn(), b: Ampule.spawn(), s: Ampule.spawn(sandbox: true)}
   end
+
+  @kinds [distribution: :a, sandbox: :s]
 
   defp address(%Ampule.Container{address: a}) do
     {:ok, ip} = :inet.parse_address(to_charlist(a))
     ip
   end
 
-  # A TCP connection attempt from inside `container`.
+  # A TCP connection attempt from inside `container`: `:connected` or `{:error, reason}`
+  # (a socket would not come back from a sandbox).
   defp connect_from(container, ip, port) do
-    Ampule.call({:gen_tcp, :connect, [ip, port, [], 1_000]}, container, 5_000)
+    Ampule.call({Ampule.RemoteHelpers, :try_connect, [ip, port, 1_000]}, container, 5_000)
   end
 
   describe "network" do
@@ -45,49 +50,54 @@ defmodule Ampule.IsolationTest do
       %{netns: "/var/run/netns/#{ns}", outside: {a, b, c, 2}}
     end
 
-    test "the outside host is reachable from the host, not from a container",
-         %{a: a, netns: netns, outside: outside} do
-      {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: outside, netns: netns])
+    for {kind, key} <- @kinds do
+      test "the outside host is reachable from the host, not from a container (#{kind})",
+           %{netns: netns, outside: outside} = context do
+        a = context[unquote(key)]
+        {:ok, listener} = :gen_tcp.listen(0, [:binary, active: false, ip: outside, netns: netns])
 
-      {:ok, port} = :inet.port(listener)
+        {:ok, port} = :inet.port(listener)
 
-      assert {:ok, from_host} = :gen_tcp.connect(outside, port, [], 2_000)
-      assert {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
-      :gen_tcp.close(from_host)
-      :gen_tcp.close(accepted)
+        assert {:ok, from_host} = :gen_tcp.connect(outside, port, [], 2_000)
+        assert {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
+        :gen_tcp.close(from_host)
+        :gen_tcp.close(accepted)
 
-      assert {:error, _} = connect_from(a, outside, port)
-      assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
-    end
+        assert {:error, _} = connect_from(a, outside, port)
+        assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
+      end
 
-    test "a container opens no connection to the host: not EPMD, not a listener in 9100-9155",
-         %{a: a} do
-      host = Host.host_address()
-      # A host listener in the range the host node's distribution used to be allowed.
-      {:ok, listener} = :gen_tcp.listen(9150, [:binary, active: false, ip: host])
+      test "a container opens no connection to the host: not EPMD, not a listener in 9100-9155 (#{kind})",
+           context do
+        a = context[unquote(key)]
+        host = Host.host_address()
+        # A host listener in the range the host node's distribution used to be allowed.
+        {:ok, listener} = :gen_tcp.listen(9150, [:binary, active: false, ip: host])
 
-      assert {:ok, from_host} = :gen_tcp.connect(host, 9150, [], 2_000)
-      {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
-      :gen_tcp.close(from_host)
-      :gen_tcp.close(accepted)
-      # The host's EPMD runs (this node is distributed) and answers the host...
-      assert {:ok, epmd} = :gen_tcp.connect(host, 4369, [], 2_000)
-      :gen_tcp.close(epmd)
+        assert {:ok, from_host} = :gen_tcp.connect(host, 9150, [], 2_000)
+        {:ok, accepted} = :gen_tcp.accept(listener, 1_000)
+        :gen_tcp.close(from_host)
+        :gen_tcp.close(accepted)
+        # The host's EPMD runs (this node is distributed) and answers the host...
+        assert {:ok, epmd} = :gen_tcp.connect(host, 4369, [], 2_000)
+        :gen_tcp.close(epmd)
 
-      # ...and neither it nor the listener answers a container.
-      assert {:error, _} = connect_from(a, host, 4369)
-      assert {:error, _} = connect_from(a, host, 9150)
-      assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
-      :gen_tcp.close(listener)
-    end
+        # ...and neither it nor the listener answers a container.
+        assert {:error, _} = connect_from(a, host, 4369)
+        assert {:error, _} = connect_from(a, host, 9150)
+        assert {:error, :timeout} = :gen_tcp.accept(listener, 0)
+        :gen_tcp.close(listener)
+      end
 
-    test "a container cannot open a connection to a sibling", %{a: a, b: b} do
-      # b's node listens on its distribution port: the host reaches it...
-      assert {:ok, s} = :gen_tcp.connect(address(b), 9100, [], 2_000)
-      :gen_tcp.close(s)
-      # ...a does not, neither there nor at b's EPMD.
-      assert {:error, _} = connect_from(a, address(b), 9100)
-      assert {:error, _} = connect_from(a, address(b), 4369)
+      test "a container cannot open a connection to a sibling (#{kind})", %{b: b} = context do
+        a = context[unquote(key)]
+        # b's node listens on its distribution port: the host reaches it...
+        assert {:ok, s} = :gen_tcp.connect(address(b), 9100, [], 2_000)
+        :gen_tcp.close(s)
+        # ...a does not, neither there nor at b's EPMD.
+        assert {:error, _} = connect_from(a, address(b), 9100)
+        assert {:error, _} = connect_from(a, address(b), 4369)
+      end
     end
   end
 
@@ -106,58 +116,64 @@ defmodule Ampule.IsolationTest do
     assert Ampule.call({:erpc, :call, [node(), :erlang, :node, []]}, a) == node()
   end
 
-  test "the host's files are read-only inside; what a container writes stays there", %{a: a} do
-    mark = "ampule-probe-#{System.unique_integer([:positive])}"
+  for {kind, key} <- @kinds do
+    test "the host's files are read-only inside; what a container writes stays there (#{kind})",
+         context do
+      a = context[unquote(key)]
+      mark = "ampule-probe-#{System.unique_integer([:positive])}"
 
-    assert Ampule.call({File, :write, ["/usr/#{mark}", "x"]}, a) == {:error, :erofs}
-    # The project's code, mounted from the host, is read-only too.
-    ebin = :code.lib_dir(:ampule) |> Path.join("ebin") |> Path.join(mark)
-    assert Ampule.call({File, :write, [ebin, "x"]}, a) == {:error, :erofs}
+      assert Ampule.call({File, :write, ["/usr/#{mark}", "x"]}, a) == {:error, :erofs}
+      # The project's code, mounted from the host, is read-only too.
+      ebin = :code.lib_dir(:ampule) |> Path.join("ebin") |> Path.join(mark)
+      assert Ampule.call({File, :write, [ebin, "x"]}, a) == {:error, :erofs}
 
-    assert Ampule.call({File, :write, ["/tmp/#{mark}", "x"]}, a) == :ok
-    assert Ampule.call({File, :read, ["/tmp/#{mark}"]}, a) == {:ok, "x"}
-    # The rootfs's top belongs to the container's root, not to the node's uid.
-    assert Ampule.call({File, :write, ["/#{mark}", "x"]}, a) == {:error, :eacces}
+      assert Ampule.call({File, :write, ["/tmp/#{mark}", "x"]}, a) == :ok
+      assert Ampule.call({File, :read, ["/tmp/#{mark}"]}, a) == {:ok, "x"}
+      # The rootfs's top belongs to the container's root, not to the node's uid.
+      assert Ampule.call({File, :write, ["/#{mark}", "x"]}, a) == {:error, :eacces}
 
-    refute File.exists?("/tmp/#{mark}")
-    refute File.exists?("/usr/#{mark}")
-    refute File.exists?("/#{mark}")
-    refute File.exists?(ebin)
-  end
+      refute File.exists?("/tmp/#{mark}")
+      refute File.exists?("/usr/#{mark}")
+      refute File.exists?("/#{mark}")
+      refute File.exists?(ebin)
+    end
 
-  test "the node runs as uid 1000 inside, an unprivileged uid of the subuid range outside",
-       %{a: a} do
-    assert Ampule.call({:os, :cmd, [~c"id -u"]}, a) == ~c"1000\n"
+    test "the node runs as uid 1000 inside, an unprivileged uid of the subuid range outside (#{kind})",
+         context do
+      a = context[unquote(key)]
+      assert Ampule.call({:os, :cmd, [~c"id -u"]}, a) == ~c"1000\n"
 
-    [start | _] = subuid_start()
-    # Every process of the container (a short-lived one may be gone by the time it is read).
-    uids =
-      for pid <- Host.container_pids(a.name),
-          {:ok, status} <- [File.read("/proc/#{pid}/status")],
-          [_, real, effective] = Regex.run(~r/^Uid:\s+(\d+)\s+(\d+)/m, status),
-          id <- [real, effective],
-          do: String.to_integer(id)
+      [start | _] = subuid_start()
+      # Every process of the container (a short-lived one may be gone by the time it is read).
+      uids =
+        for pid <- Host.container_pids(a.name),
+            {:ok, status} <- [File.read("/proc/#{pid}/status")],
+            [_, real, effective] = Regex.run(~r/^Uid:\s+(\d+)\s+(\d+)/m, status),
+            id <- [real, effective],
+            do: String.to_integer(id)
 
-    assert length(uids) >= 4, "at least init and erl's runtime"
-    assert Enum.uniq(uids) == [start + 1000]
-  end
+      assert length(uids) >= 4, "at least init and erl's runtime"
+      assert Enum.uniq(uids) == [start + 1000]
+    end
 
-  test "no capabilities, no new privileges, no host devices", %{a: a} do
-    {:ok, status} = Ampule.call({File, :read, ["/proc/self/status"]}, a)
-    assert status =~ ~r/^CapEff:\s+0+$/m
-    assert status =~ ~r/^CapPrm:\s+0+$/m
-    assert status =~ ~r/^NoNewPrivs:\s+1$/m
+    test "no capabilities, no new privileges, no host devices (#{kind})", context do
+      a = context[unquote(key)]
+      {:ok, status} = Ampule.call({File, :read, ["/proc/self/status"]}, a)
+      assert status =~ ~r/^CapEff:\s+0+$/m
+      assert status =~ ~r/^CapPrm:\s+0+$/m
+      assert status =~ ~r/^NoNewPrivs:\s+1$/m
 
-    # Binding a port below 1024 needs CAP_NET_BIND_SERVICE.
-    assert Ampule.call({:gen_tcp, :listen, [80, []]}, a) == {:error, :eacces}
+      # Binding a port below 1024 needs CAP_NET_BIND_SERVICE.
+      assert Ampule.call({:gen_tcp, :listen, [80, []]}, a) == {:error, :eacces}
 
-    devices = Ampule.call({File, :ls!, ["/dev"]}, a)
+      devices = Ampule.call({File, :ls!, ["/dev"]}, a)
 
-    allowed =
-      ~w(null zero full random urandom tty console pts ptmx shm mqueue fd stdin stdout stderr
+      allowed =
+        ~w(null zero full random urandom tty console pts ptmx shm mqueue fd stdin stdout stderr
          net fuse kmsg hugepages lxc initctl log core .lxc-boot-id)
 
-    assert devices -- allowed == []
+      assert devices -- allowed == []
+    end
   end
 
   defp run!(argv) do

@@ -46,7 +46,7 @@ defmodule Ampule.OptionsTest do
   end
 
   test "options become the port's spawn map" do
-    {owner, request} =
+    {owner, request, :distribution} =
       Options.spawn!(
         name: "box_1",
         boot_timeout: 5_000,
@@ -69,32 +69,32 @@ defmodule Ampule.OptionsTest do
              memory: 64 * 1024 * 1024
            }
 
-    assert {nil, %{args: []}} = Options.spawn!(owner: false, hidden: false)
+    assert {nil, %{args: []}, :distribution} = Options.spawn!(owner: false, hidden: false)
   end
 
   test "cpus: a number of CPUs in thousandths, or :infinity for no quota" do
-    assert {_, %{cpu_millis: 1_500}} = Options.spawn!(cpus: 1.5)
-    assert {_, %{cpu_millis: :infinity}} = Options.spawn!(cpus: :infinity)
+    assert {_, %{cpu_millis: 1_500}, _} = Options.spawn!(cpus: 1.5)
+    assert {_, %{cpu_millis: :infinity}, _} = Options.spawn!(cpus: :infinity)
     # Absent: the port's default (one CPU).
-    assert {_, request} = Options.spawn!([])
+    assert {_, request, _} = Options.spawn!([])
     refute Map.has_key?(request, :cpu_millis)
   end
 
   test "seccomp: the policy, or a profile file's absolute path" do
     for policy <- [true, false, :lxc] do
-      assert {_, %{seccomp: ^policy}} = Options.spawn!(seccomp: policy)
+      assert {_, %{seccomp: ^policy}, _} = Options.spawn!(seccomp: policy)
     end
 
     profile = Path.join(System.tmp_dir!(), "ampule-options-#{System.unique_integer()}.seccomp")
     File.write!(profile, "2\ndenylist\n")
 
     try do
-      assert {_, %{seccomp: ^profile}} = Options.spawn!(seccomp: profile)
+      assert {_, %{seccomp: ^profile}, _} = Options.spawn!(seccomp: profile)
     after
       File.rm!(profile)
     end
 
-    assert {_, request} = Options.spawn!([])
+    assert {_, request, _} = Options.spawn!([])
     refute Map.has_key?(request, :seccomp)
   end
 
@@ -121,5 +121,99 @@ defmodule Ampule.OptionsTest do
 
     refute inspect(container) =~ "SECRETCOOKIE"
     assert inspect(container) =~ "c@10.213.57.2"
+  end
+
+  test "a sandbox's spawn map: its agent started, Ampule's ebin on its path, no -hidden" do
+    agent_dir = :code.which(:ampule_agent) |> Path.dirname() |> Path.expand()
+
+    assert {_, request, {:sandbox, 67_108_864}} =
+             Options.spawn!(sandbox: true, host_code_paths: false, args: ["+S", "1"])
+
+    assert request.args == ["-run", "ampule_agent", "start", "+S", "1"]
+    assert request.code_paths == [agent_dir]
+
+    assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)
+    assert {_, _, :distribution} = Options.spawn!(sandbox: false)
+  end
+
+  test "sandbox options are validated, and :max_result needs a sandbox" do
+    for {opts, message} <- [
+          {[sandbox: :yes], ":sandbox"},
+          {[sandbox: true, max_result: 0], ":max_result"},
+          {[sandbox: true, max_result: 0xFFFFFFFF], ":max_result"},
+          {[sandbox: true, max_result: "64M"], ":max_result"},
+          {[max_result: 1024], "sandbox: true"}
+        ] do
+      error = assert_raise ArgumentError, fn -> Ampule.start(opts) end
+      assert error.message =~ message, "#{inspect(opts)}: #{error.message}"
+    end
+
+    assert_raise ArgumentError, ~r/:max_result/, fn ->
+      Ampule.call({:erlang, :node, []}, sandbox: true, max_result: -1)
+    end
+  end
+
+  test "call/2 takes a function of no arguments; one with arguments is refused" do
+    assert_raise ArgumentError, ~r/function of no arguments/, fn ->
+      Ampule.call(fn x -> x end, timeout: 1)
+    end
+  end
+
+  test "every new error reason has its own explanation" do
+    for reason <- [
+          {:result_refused, :atoms},
+          {:result_refused, :fun},
+          {:result_refused, :pid},
+          {:result_refused, :port},
+          {:result_refused, :reference},
+          {:result_too_large, 1024},
+          {:protocol, :bad_frame},
+          {:protocol, :unexpected_id},
+          {:protocol, :frame_too_large},
+          {:protocol, :bad_term},
+          {:protocol, :closed},
+          {:protocol, :unresponsive},
+          {:protocol, :bad_hello},
+          {:protocol, :peer},
+          {:boot_timeout, :agent, "last words"},
+          :sandbox_unsupported,
+          {:agent_socket, :eacces}
+        ] do
+      message = Ampule.format_error(reason)
+      refute message == inspect(reason), "no explanation for #{inspect(reason)}"
+      refute message =~ "{:", "an unexplained detail in #{inspect(message)}"
+    end
+  end
+
+  test "every reason of the docs' list has its sentence, system containers' too" do
+    for reason <- [
+          {:template_unavailable, "ubuntu", "it downloads images"},
+          {:unknown_template, "nosuch"},
+          {:create_failed, "lxc-create: exited 1"},
+          :create_timeout,
+          {:dhcp, "dnsmasq: address in use"},
+          :no_console,
+          {:console, "EIO"},
+          :not_system,
+          :already_running,
+          :stopped,
+          :booting,
+          :closing,
+          :checkout_timeout,
+          {:rootfs, "ENOSPC"},
+          {:leases, "EACCES"},
+          {:sudo_not_found, "sudo"},
+          {:bad_option_value, :memory, 1}
+        ] do
+      message = Ampule.format_error(reason)
+      refute message =~ "unexpected reason", "no explanation for #{inspect(reason)}"
+    end
+
+    # Limits say what they take.
+    assert Ampule.format_error({:bad_option_value, :memory, 1}) =~ "at least 16 MiB"
+    error = assert_raise ArgumentError, fn -> Ampule.Options.spawn!(memory: 1) end
+    assert error.message =~ "at least 16 MiB"
+    assert_raise ArgumentError, ~r/at least 16/, fn -> Ampule.Options.spawn!(pids: 3) end
+    assert Ampule.format_error(:some_future_reason) =~ "unexpected reason: :some_future_reason"
   end
 end

@@ -202,6 +202,22 @@ defmodule Ampule.Test.Host do
     if n in unlimited, do: :max, else: n
   end
 
+  @doc "Sandboxes' agent sockets in the port's `agents_dir`s (the port removes each with its sandbox)."
+  def agent_sockets do
+    Path.wildcard(Path.join([state_dir(), "agents", "*", "*"]))
+  end
+
+  @doc "Sandboxes' channel processes still running in this VM."
+  def channels do
+    case Process.whereis(Ampule.SandboxSupervisor) do
+      nil ->
+        []
+
+      _ ->
+        for {_, pid, _, _} <- DynamicSupervisor.which_children(Ampule.SandboxSupervisor), do: pid
+    end
+  end
+
   @doc """
   Waits (up to `timeout` ms) until the port has no container left, then counts what is on
   the machine: `%{containers: [...], dirs: [...], veths: [...]}`.
@@ -221,14 +237,16 @@ defmodule Ampule.Test.Host do
       dirs: container_dirs(),
       veths: veths(),
       cgroups: cgroups(),
-      leases: leases()
+      leases: leases(),
+      sockets: agent_sockets(),
+      channels: channels()
     }
   end
 
   defp wait_empty(deadline) do
     empty? =
       match?({:ok, []}, Ampule.list()) and container_dirs() == [] and veths() == [] and
-        cgroups() == [] and leases() == []
+        cgroups() == [] and leases() == [] and agent_sockets() == [] and channels() == []
 
     cond do
       empty? ->

@@ -69,6 +69,34 @@ defmodule Ampule.RemoteHelpers do
     end
   end
 
+  @doc "A TCP connection attempt: `:connected` (the socket closed again) or `{:error, reason}`."
+  def try_connect(ip, port, timeout) do
+    case :gen_tcp.connect(ip, port, [], timeout) do
+      {:ok, socket} ->
+        :gen_tcp.close(socket)
+        :connected
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
+  @doc "Sleeps `ms`, then returns `ms` (a function of one argument, compiled to disk)."
+  def sleep_then(ms) do
+    Process.sleep(ms)
+    ms
+  end
+
+  @doc "The name of the host (container) it runs on, whatever its argument."
+  def hostname(_ignored), do: :net_adm.localhost()
+
+  @doc "Fails the way its argument says: for Ampule.map's error cases."
+  def behave({:sleep, ms}), do: Process.sleep(ms)
+  def behave({:raise, message}), do: raise(ArgumentError, message)
+  def behave({:throw, value}), do: throw(value)
+  def behave({:exit, reason}), do: exit(reason)
+  def behave({:ok, value}), do: value
+
   @doc "Elixir's standard library, used inside the container."
   def elixir_inside(words), do: words |> Enum.map(&String.upcase/1) |> Enum.join(" ")
 end

@@ -1,0 +1,191 @@
+defmodule Ampule.Call.Sandbox do
+  @moduledoc false
+  # Calls to a sandbox, from the caller's side. The path of a call:
+  #
+  #   caller --{:ampule_call, ...}--> channel --frame--> agent (in the sandbox)
+  #   caller <--{ref, answer}-------- channel <--frame-- agent
+  #
+  # and no other process: the caller encodes its request, monitors the channel with an
+  # alias (`ref`: late answers to an abandoned call are dropped by the runtime), and
+  # decodes the answer in a throwaway process with a capped heap
+  # (Ampule.Sandbox.Decode). When the channel stops, the monitor says why: the sandbox
+  # exited (`:noconnection`, `:oom`) or broke the protocol (`{:protocol, detail}`).
+
+  alias Ampule.{Call, Container}
+  alias Ampule.Sandbox.{Decode, Frame}
+
+  # After a timeout, how long the agent's answer to the kill is awaited (a round trip to
+  # a live agent). A call returns within its timeout and this; the channel keeps waiting
+  # for the answer and destroys a sandbox whose agent does not give it within 5 s.
+  @confirm 50
+  # How long a protocol violation waits for the channel to have destroyed the sandbox.
+  @violation_wait 10_000
+
+  @spec async(Container.t(), Call.callable()) :: Call.t()
+  def async(%Container{channel: channel, max_result: max}, what) do
+    id = :erlang.unique_integer([:positive])
+    frame = Frame.call(id, max, :erlang.term_to_binary(what))
+    ref = :erlang.monitor(:process, channel, alias: :demonitor)
+    send(channel, {:ampule_call, ref, id, self(), frame})
+    %Call{transport: __MODULE__, ref: ref, owner: self(), target: channel, id: id, max: max}
+  end
+
+  @spec cast(Container.t(), Call.callable(), timeout) :: :ok
+  def cast(%Container{channel: channel}, what, timeout) do
+    send(channel, {:ampule_cast, Frame.cast(cast_timeout(timeout), :erlang.term_to_binary(what))})
+    :ok
+  end
+
+  # 0 on the wire means never; the largest is 2^32 - 1 ms (49 days).
+  defp cast_timeout(:infinity), do: 0
+  defp cast_timeout(ms), do: ms |> max(1) |> min(0xFFFFFFFF)
+
+  @doc false
+  @spec await(Call.t(), integer | :infinity) :: Call.result()
+  def await(%Call{ref: ref} = call, deadline) do
+    receive do
+      {^ref, answer} -> answer(call, answer)
+      {:DOWN, ^ref, :process, _, reason} -> {:error, down_reason(reason)}
+    after
+      Call.remaining(deadline) -> kill(call)
+    end
+  end
+
+  # The agent kills the call and answers it (as exited with `killed`, or with the result
+  # that beat the kill): within a moment, the work is over when this returns.
+  defp kill(%Call{ref: ref, target: channel, id: id} = call) do
+    send(channel, {:ampule_kill, id})
+
+    receive do
+      {^ref, answer} ->
+        case answer(call, answer) do
+          {:error, {:exit, :killed}} -> {:error, :timeout}
+          other -> other
+        end
+
+      {:DOWN, ^ref, :process, _, _} ->
+        {:error, :timeout}
+    after
+      @confirm ->
+        Process.demonitor(ref, [:flush])
+        {:error, :timeout}
+    end
+  end
+
+  defp answer(%Call{ref: ref, max: max} = call, {:result, outcome, term}) do
+    case Decode.decode(term, max) do
+      {:ok, value} ->
+        case outcome(outcome, value) do
+          {:error, :bad_term} -> violation(call, :bad_term)
+          result -> done(ref, result)
+        end
+
+      {:refused, kind} ->
+        done(ref, {:error, {:result_refused, kind}})
+
+      :too_large ->
+        done(ref, {:error, {:result_too_large, max}})
+
+      {:error, :bad_term} ->
+        violation(call, :bad_term)
+    end
+  end
+
+  defp answer(%Call{ref: ref, max: max}, {:too_large, _size}),
+    do: done(ref, {:error, {:result_too_large, max}})
+
+  defp done(ref, result) do
+    Process.demonitor(ref, [:flush])
+    result
+  end
+
+  # A result the agent could not have made: the channel destroys the sandbox; this call
+  # returns once it has (the channel's monitor fires).
+  defp violation(%Call{ref: ref, target: channel}, detail) do
+    send(channel, {:ampule_violation, detail})
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> {:error, {:protocol, detail}}
+    after
+      @violation_wait -> done(ref, {:error, {:protocol, detail}})
+    end
+  end
+
+  defp down_reason({:shutdown, reason}), do: reason
+  defp down_reason(_reason), do: :noconnection
+
+  # What the agent says about a call that did not return: {Reason, Stacktrace}, with
+  # shapes checked here, since they come from the sandbox.
+  defp outcome(0, value), do: {:ok, value}
+
+  defp outcome(1, {reason, stacktrace}) do
+    stacktrace = stacktrace(stacktrace, [])
+    {:error, {:exception, exception(reason, stacktrace), stacktrace}}
+  end
+
+  defp outcome(2, {value, _stacktrace}), do: {:error, {:throw, value}}
+  defp outcome(3, {reason, _stacktrace}), do: {:error, {:exit, reason}}
+  defp outcome(_outcome, _term), do: {:error, :bad_term}
+
+  # An exception struct is kept only if its module is loaded here and is an exception;
+  # anything else (an Erlang error term, a map dressed as a struct) goes through
+  # Exception.normalize/3, and if that fails, becomes an ErlangError.
+  defp exception(%{__struct__: module, __exception__: true} = exception, _stacktrace)
+       when is_atom(module) do
+    if loaded_or_elixirs(module) and :erlang.function_exported(module, :exception, 1) and
+         :erlang.function_exported(module, :message, 1),
+       do: exception,
+       else: %ErlangError{original: exception}
+  end
+
+  defp exception(reason, stacktrace) do
+    Exception.normalize(:error, reason, stacktrace)
+  rescue
+    _ -> %ErlangError{original: reason}
+  end
+
+  # A module the sandbox names is loaded here only if it is Elixir's own (ArgumentError,
+  # KeyError...: loaded on first use, and free of load-time code); loading any other module
+  # the sandbox named would run its on_load.
+  defp loaded_or_elixirs(module) do
+    case :code.is_loaded(module) do
+      {:file, _} ->
+        true
+
+      false ->
+        elixir = :code.lib_dir(:elixir)
+
+        case :code.which(module) do
+          path when is_list(path) and is_list(elixir) ->
+            List.starts_with?(path, elixir) and Code.ensure_loaded?(module)
+
+          _ ->
+            false
+        end
+    end
+  end
+
+  # A stack trace keeps only frames of the shape `{module, function, arity, location}` and
+  # locations `file` and `line`. Above all it drops `error_info`, which names a module and
+  # function that Exception.normalize/3 and formatting would call here, with arguments
+  # the sandbox chose.
+  defp stacktrace([{m, f, arity, location} | rest], acc)
+       when is_atom(m) and is_atom(f) and is_integer(arity) and arity >= 0 and
+              is_list(location),
+       do: stacktrace(rest, [{m, f, arity, location(location, [])} | acc])
+
+  defp stacktrace([_other | rest], acc), do: stacktrace(rest, acc)
+  defp stacktrace(_end, acc), do: Enum.reverse(acc)
+
+  defp location([{:file, file} | rest], acc) when is_list(file) do
+    if :io_lib.printable_unicode_list(file),
+      do: location(rest, [{:file, file} | acc]),
+      else: location(rest, acc)
+  end
+
+  defp location([{:line, line} = entry | rest], acc) when is_integer(line) and line >= 0,
+    do: location(rest, [entry | acc])
+
+  defp location([_other | rest], acc), do: location(rest, acc)
+  defp location(_end, acc), do: Enum.reverse(acc)
+end

@@ -1,0 +1,351 @@
+defmodule Ampule.Sandbox.Channel do
+  @moduledoc false
+  # One per sandbox: owns the Unix socket its agent connects to (docs/protocol.md, "The
+  # agent channel (sandboxes)"), first listening, then the one accepted connection.
+  #
+  # - Boot: an acceptor process accepts one connection within the boot deadline, checks
+  #   the peer's uid (SO_PEERCRED: the sandbox's node uid) and reads the hello; then the
+  #   listening socket is closed, so nothing else ever connects.
+  # - Calls: a caller (Ampule.Call.Sandbox) sends `{:ampule_call, ref, id, pid, frame}`;
+  #   this process writes the frame and routes the answer for `id` to `ref` (the alias of
+  #   the caller's monitor on this process). It reads one frame at a time (`active: :once`)
+  #   with `packet_size` = the result limit + header, so a frame over the limit is refused
+  #   before it is buffered. It parses frame headers with binary patterns only: the terms
+  #   are decoded by the caller, in a throwaway process (Ampule.Sandbox.Decode).
+  # - Killing: on a caller's timeout or exit it writes a kill frame; the agent answers
+  #   every call exactly once, so a kill not answered within 5 s is a broken sandbox.
+  # - Ending: it stops when the sandbox ends (Ampule.Port tells it: `:ampule_sandbox_exit`);
+  #   callers see why through their monitor (`{:shutdown, :oom}`, `{:shutdown,
+  #   :noconnection}`). When the sandbox breaks the protocol, it has Ampule.Port destroy
+  #   the sandbox first (`Port.sandbox_broken/3`), then stops with `{:shutdown, {:protocol,
+  #   detail}}`. Ampule.Port monitors it: a channel that dies otherwise takes its sandbox
+  #   with it.
+
+  use GenServer, restart: :temporary
+  require Logger
+
+  alias Ampule.Sandbox.Frame
+
+  # After the connection closes, how long to wait for the port's exit event before the
+  # close counts as the agent's doing (a sandbox that halts or is killed closes it first).
+  @closed_wait 3_000
+  # How long the agent has to answer a kill.
+  @kill_grace 5_000
+  # How long a write may wait for a sandbox that does not read.
+  @send_timeout 10_000
+
+  ## API
+
+  @doc """
+  Starts a channel listening at `opts[:path]`. Options: `:path`, `:max` (result limit,
+  bytes), `:boot_timeout` (ms), `:uid` (the peer's expected uid, or nil), `:starter` (the
+  process booting the sandbox: the channel stops if it dies before the agent's hello),
+  `:port` (the Ampule.Port server).
+  """
+  def start(opts) do
+    DynamicSupervisor.start_child(Ampule.SandboxSupervisor, {__MODULE__, opts})
+  end
+
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts)
+
+  @doc """
+  Waits for the agent's hello. `:ok`, or `{:error, reason}`: `:timeout`, `{:protocol,
+  detail}`, `{:exited, status, info}` (the sandbox ended first).
+  """
+  def await_ready(channel, name, timeout) do
+    GenServer.call(channel, {:await_ready, name}, timeout)
+  catch
+    :exit, {:timeout, _} -> {:error, :timeout}
+    :exit, _ -> {:error, {:protocol, :closed}}
+  end
+
+  @doc "Stops a channel (after a failed boot); the sandbox is the caller's to destroy."
+  def stop(channel) do
+    GenServer.stop(channel, :normal, 5_000)
+  catch
+    :exit, _ -> :ok
+  end
+
+  ## Server
+
+  @impl GenServer
+  def init(opts) do
+    path = Keyword.fetch!(opts, :path)
+    max = Keyword.fetch!(opts, :max)
+
+    listen_opts = [
+      :local,
+      :binary,
+      ifaddr: {:local, path},
+      packet: 4,
+      packet_size: max + Frame.header_size(),
+      active: false,
+      exit_on_close: false,
+      send_timeout: @send_timeout,
+      send_timeout_close: true
+    ]
+
+    case :gen_tcp.listen(0, listen_opts) do
+      {:ok, listen} ->
+        port = Keyword.get(opts, :port, Ampule.Port)
+        channel = self()
+        deadline = System.monotonic_time(:millisecond) + Keyword.fetch!(opts, :boot_timeout)
+        uid = Keyword.get(opts, :uid)
+        acceptor = spawn_link(fn -> accept(channel, listen, deadline, uid) end)
+
+        starter =
+          case Keyword.get(opts, :starter) do
+            pid when is_pid(pid) -> Process.monitor(pid)
+            nil -> nil
+          end
+
+        port_ref =
+          case GenServer.whereis(port) do
+            pid when is_pid(pid) -> Process.monitor(pid)
+            nil -> nil
+          end
+
+        {:ok,
+         %{
+           path: path,
+           port: port,
+           port_ref: port_ref,
+           name: nil,
+           listen: listen,
+           acceptor: acceptor,
+           starter: starter,
+           boot: :waiting,
+           waiting: nil,
+           socket: nil,
+           closed: false,
+           exit: nil,
+           pending: %{},
+           callers: %{}
+         }}
+
+      {:error, reason} ->
+        {:stop, {:listen, reason}}
+    end
+  end
+
+  @impl GenServer
+  def handle_call({:await_ready, name}, from, state) do
+    state = %{state | name: name}
+
+    case state.boot do
+      :waiting -> {:noreply, %{state | waiting: from}}
+      :ready -> {:reply, :ok, state}
+      {:failed, reason} -> {:reply, {:error, reason}, state}
+    end
+  end
+
+  @impl GenServer
+  def handle_info({:ampule_call, ref, id, caller, frame}, %{socket: socket} = state)
+      when socket != nil and not state.closed do
+    monitor = Process.monitor(caller)
+    state = %{state | pending: Map.put(state.pending, id, {ref, monitor})}
+    send_frame(frame, %{state | callers: Map.put(state.callers, monitor, id)})
+  end
+
+  def handle_info({:ampule_call, _ref, _id, _caller, _frame}, state) do
+    # Not connected (yet, or any more): the caller's monitor on this process tells it why
+    # once this process stops.
+    {:noreply, state}
+  end
+
+  def handle_info({:ampule_cast, frame}, %{socket: socket} = state)
+      when socket != nil and not state.closed,
+      do: send_frame(frame, state)
+
+  def handle_info({:ampule_kill, id}, state), do: kill(id, state)
+
+  def handle_info({:ampule_violation, detail}, state), do: violation(detail, state)
+
+  def handle_info({:tcp, socket, data}, %{socket: socket} = state) do
+    case Frame.parse(data) do
+      {:result, id, outcome, term} -> route(id, {:result, outcome, term}, state)
+      {:too_large, id, size} -> route(id, {:too_large, size}, state)
+      {:error, detail} -> violation(detail, state)
+    end
+  end
+
+  def handle_info({:tcp_error, socket, :emsgsize}, %{socket: socket} = state),
+    do: violation(:frame_too_large, state)
+
+  def handle_info({:tcp_error, socket, _reason}, %{socket: socket} = state), do: closed(state)
+  def handle_info({:tcp_closed, socket}, %{socket: socket} = state), do: closed(state)
+
+  def handle_info(:closed_wait, state), do: violation(:closed, state)
+
+  def handle_info({:kill_deadline, id}, state) do
+    if Map.has_key?(state.pending, id),
+      do: violation(:unresponsive, state),
+      else: {:noreply, state}
+  end
+
+  def handle_info({:accepted, _acceptor, {:ok, socket}}, state) do
+    :gen_tcp.close(state.listen)
+    :ok = :inet.setopts(socket, active: :once)
+    if state.starter, do: Process.demonitor(state.starter, [:flush])
+    if state.waiting, do: GenServer.reply(state.waiting, :ok)
+    {:noreply, %{state | socket: socket, boot: :ready, waiting: nil, starter: nil, listen: nil}}
+  end
+
+  def handle_info({:accepted, _acceptor, {:error, :closed}}, state) do
+    # The agent went away before its hello: the sandbox may be ending (the port's exit
+    # event says with what), or its code closed the connection.
+    :gen_tcp.close(state.listen)
+    Process.send_after(self(), :closed_wait, @closed_wait)
+    {:noreply, %{state | listen: nil, closed: true}}
+  end
+
+  def handle_info({:accepted, _acceptor, {:error, reason}}, state) do
+    :gen_tcp.close(state.listen)
+    boot_failed(reason, %{state | listen: nil})
+  end
+
+  def handle_info({:ampule_sandbox_exit, status, info}, %{boot: :waiting} = state),
+    do: boot_failed({:exited, status, info}, state)
+
+  def handle_info({:ampule_sandbox_exit, status, _info}, state),
+    do: {:stop, {:shutdown, exit_reason(status)}, state}
+
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, %{port_ref: ref} = state),
+    do: {:stop, {:shutdown, :noconnection}, state}
+
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, %{starter: ref} = state),
+    do: {:stop, :normal, state}
+
+  def handle_info({:DOWN, monitor, :process, _pid, _reason}, state) do
+    # A caller exited with its call in flight: kill the call; its answer goes nowhere.
+    case Map.pop(state.callers, monitor) do
+      {nil, _} ->
+        {:noreply, state}
+
+      {id, callers} ->
+        pending = Map.put(state.pending, id, {nil, nil})
+        kill(id, %{state | callers: callers, pending: pending})
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl GenServer
+  def terminate(_reason, state) do
+    # The port removes the socket with the sandbox; a channel that never got that far
+    # (or a port that never took the path) must not leave it.
+    _ = File.rm(state.path)
+    :ok
+  end
+
+  ## Calls
+
+  defp route(id, answer, state) do
+    case Map.pop(state.pending, id) do
+      {nil, _} ->
+        violation(:unexpected_id, state)
+
+      {{ref, monitor}, pending} ->
+        if monitor, do: Process.demonitor(monitor, [:flush])
+        if ref, do: send(ref, {ref, answer})
+        :ok = :inet.setopts(state.socket, active: :once)
+        {:noreply, %{state | pending: pending, callers: Map.delete(state.callers, monitor)}}
+    end
+  end
+
+  defp kill(id, state) do
+    if Map.has_key?(state.pending, id) and state.socket != nil and not state.closed do
+      Process.send_after(self(), {:kill_deadline, id}, @kill_grace)
+      send_frame(Frame.kill(id), state)
+    else
+      {:noreply, state}
+    end
+  end
+
+  defp send_frame(frame, state) do
+    case :gen_tcp.send(state.socket, frame) do
+      :ok -> {:noreply, state}
+      {:error, :timeout} -> violation(:unresponsive, state)
+      {:error, _closed} -> closed(state)
+    end
+  end
+
+  ## Endings
+
+  defp closed(%{closed: true} = state), do: {:noreply, state}
+
+  defp closed(state) do
+    Process.send_after(self(), :closed_wait, @closed_wait)
+    {:noreply, %{state | closed: true}}
+  end
+
+  defp boot_failed(reason, state) do
+    # Kept until the one booting the sandbox takes it (and then stops this process, after
+    # it has read the sandbox's log and destroyed it).
+    if state.waiting, do: GenServer.reply(state.waiting, {:error, reason})
+    {:noreply, %{state | boot: {:failed, reason}, waiting: nil}}
+  end
+
+  defp violation(detail, %{boot: :waiting} = state) do
+    boot_failed({:protocol, detail}, state)
+  end
+
+  # The boot failed already, for a reason of its own: that one stands.
+  defp violation(_detail, %{boot: {:failed, _}} = state), do: {:noreply, state}
+
+  defp violation(detail, state) do
+    Logger.warning(
+      "sandbox #{state.name} broke the agent channel (#{inspect(detail)}); destroying it",
+      container: state.name
+    )
+
+    # The sandbox first: closing the socket first would let the agent halt the node.
+    if state.name, do: Ampule.Port.sandbox_broken(state.port, state.name, {:protocol, detail})
+    if state.socket, do: :gen_tcp.close(state.socket)
+    {:stop, {:shutdown, {:protocol, detail}}, %{state | socket: nil}}
+  end
+
+  defp exit_reason(:oom), do: :oom
+  defp exit_reason(_status), do: :noconnection
+
+  ## The acceptor
+
+  # Accepts the one connection, checks who made it, reads the hello, and hands the socket
+  # over; all within the boot deadline.
+  defp accept(channel, listen, deadline, uid) do
+    result =
+      with {:ok, socket} <- :gen_tcp.accept(listen, remaining(deadline)),
+           :ok <- check_peer(socket, uid),
+           {:ok, hello} <- recv_hello(socket, deadline) do
+        if hello == Frame.hello() do
+          :ok = :gen_tcp.controlling_process(socket, channel)
+          {:ok, socket}
+        else
+          {:error, {:protocol, :bad_hello}}
+        end
+      end
+
+    send(channel, {:accepted, self(), result})
+  end
+
+  defp recv_hello(socket, deadline) do
+    case :gen_tcp.recv(socket, 0, remaining(deadline)) do
+      {:ok, hello} -> {:ok, hello}
+      {:error, :emsgsize} -> {:error, {:protocol, :frame_too_large}}
+      {:error, :timeout} -> {:error, :timeout}
+      {:error, _} -> {:error, :closed}
+    end
+  end
+
+  # SO_PEERCRED (SOL_SOCKET 1, option 17): struct ucred {pid, uid, gid}, each 32 bits.
+  defp check_peer(_socket, nil), do: :ok
+
+  defp check_peer(socket, uid) do
+    case :inet.getopts(socket, [{:raw, 1, 17, 12}]) do
+      {:ok, [{:raw, 1, 17, <<_pid::32-native, ^uid::32-native, _gid::32-native>>}]} -> :ok
+      _ -> {:error, {:protocol, :peer}}
+    end
+  end
+
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+end

@@ -1,0 +1,45 @@
+defmodule Ampule.Sandbox.Frame do
+  @moduledoc false
+  # The frames of the agent channel (docs/protocol.md, "The agent channel (sandboxes)"),
+  # framing apart from meaning: what the host writes, and a pure parse of what it reads.
+  # Parsing looks at fixed fields with binary patterns only; a result's term is left as
+  # bytes, for Ampule.Sandbox.Decode in the caller's own throwaway process.
+
+  @version 1
+
+  # The largest header the host writes or reads before a term: <<1, Id:64, Max:64>>.
+  @header 17
+
+  @doc "Bytes a frame may take beyond its term (the socket's `packet_size` is max + this)."
+  def header_size, do: @header
+
+  @doc "The hello the agent must send first."
+  def hello, do: <<0, @version::16>>
+
+  @spec call(non_neg_integer, pos_integer, binary) :: iodata
+  def call(id, max, term), do: [<<1, id::64, max::64>> | term]
+
+  @doc "A cast; `timeout` in ms, 0 for never."
+  @spec cast(non_neg_integer, binary) :: iodata
+  def cast(timeout, term), do: [<<2, timeout::32>> | term]
+
+  @spec kill(non_neg_integer) :: binary
+  def kill(id), do: <<3, id::64>>
+
+  @type parsed ::
+          {:result, non_neg_integer, 0..3, binary}
+          | {:too_large, non_neg_integer, non_neg_integer}
+          | {:error, :bad_frame}
+
+  @doc """
+  Parses a frame from the agent after its hello: a result or a too-large notice. Anything
+  else (an unknown type, a short body, an unknown outcome, a second hello) is
+  `{:error, :bad_frame}`.
+  """
+  @spec parse(binary) :: parsed
+  def parse(<<4, id::64, outcome, term::binary>>) when outcome in 0..3,
+    do: {:result, id, outcome, term}
+
+  def parse(<<5, id::64, size::64>>), do: {:too_large, id, size}
+  def parse(_frame), do: {:error, :bad_frame}
+end
