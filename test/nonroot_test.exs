@@ -1,7 +1,8 @@
 defmodule Ampule.NonRootTest do
   # A BEAM that is not root runs Ampule with `sudo: true`, set up by `script/sudoers` as
   # `mix ampule.check` tells that user: a system user made for the test runs a second BEAM
-  # that spawns a container, calls into it and destroys it, while its port runs as root.
+  # that spawns a container and a sandbox, calls into each and destroys it, and makes an
+  # anonymous sandbox for one call, while its port runs as root.
   # The user reads only a copy of what that BEAM needs (the checkout may be below a
   # directory others cannot traverse, such as /root), and sudoers names the copied port.
   # Not async: it adds a user and a sudoers rule, and its second port shares the suite's
@@ -64,7 +65,7 @@ defmodule Ampule.NonRootTest do
     %{user: user, uid: uid, stage: stage, home: home, port: port, lib: lib}
   end
 
-  test "a BEAM of a non-root user spawns, calls and destroys a container through sudo",
+  test "a non-root user's BEAM spawns, calls, destroys a container and a sandbox via sudo",
        %{user: user, uid: uid, port: port} = ctx do
     # The suite's bridge, subnet and state dir (config/config.exs), and sudo.
     settings =
@@ -103,6 +104,12 @@ defmodule Ampule.NonRootTest do
     IO.puts("NODE " <> inspect(Ampule.call({:erlang, :node, []}, c)))
     IO.gets("")
     IO.puts("DESTROY " <> inspect(Ampule.destroy(c)))
+    s = Ampule.spawn(sandbox: true)
+    IO.puts("SANDBOX \#{s.name}")
+    IO.puts("SANDBOX_NODE " <> inspect(Ampule.call({:erlang, :node, []}, s)))
+    IO.gets("")
+    IO.puts("SANDBOX_DESTROY " <> inspect(Ampule.destroy(s)))
+    IO.puts("ANONYMOUS " <> inspect(Ampule.call({:erlang, :node, []}, sandbox: true)))
     """
 
     {beam, os_pid} = start_as(user, ctx, setup <> check <> core)
@@ -128,6 +135,24 @@ defmodule Ampule.NonRootTest do
     assert Host.wait_until(fn -> Host.traces_of(name) == [] end, 10_000),
            inspect(Host.traces_of(name))
 
+    # A sandbox: no distribution; the host reaches it through a socket the user's BEAM
+    # made in the user's agents directory.
+    sandbox = await_line(beam, "SANDBOX ")
+    assert await_line(beam, "SANDBOX_NODE ") == ":nonode@nohost"
+    assert [socket] = Path.wildcard(Path.join(agents_dir, "*"))
+    assert File.lstat!(socket).type == :other
+    assert Host.traces_of(sandbox) != []
+
+    Port.command(beam, "\n")
+    assert await_line(beam, "SANDBOX_DESTROY ") == ":ok"
+
+    gone? = fn -> Host.traces_of(sandbox) == [] and not File.exists?(socket) end
+
+    assert Host.wait_until(gone?, 10_000),
+           "#{inspect(Host.traces_of(sandbox))}, socket: #{File.exists?(socket)}"
+
+    # One call, one sandbox made and destroyed for it.
+    assert await_line(beam, "ANONYMOUS ") == ":nonode@nohost"
     assert_receive {^beam, {:exit_status, 0}}, 30_000
 
     # The BEAM has exited: its port saw the end of its input and removed its instance
