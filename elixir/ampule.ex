@@ -278,9 +278,20 @@ defmodule Ampule do
 
   ## Logs
 
-  The port's log lines arrive in `Logger`, with the container's name as the `:container`
-  metadata when they are about one (add `:container` to your formatter's metadata to see
-  it).
+  The port's log lines arrive in `Logger`, once each, as `ampule_port: NAME: message` with
+  the container's name also as the `:container` metadata when they are about one; Logger's
+  level applies to them (`config :logger, level: :warning` silences the port's `info`
+  lines). The port writes to stderr only before it is ready (and with `--log-stderr`).
+
+  The port program starts on first use, not with the application: a project that has
+  Ampule as a dependency and makes no container runs no root program.
+
+  When Ampule starts distribution itself it starts EPMD first if none runs. A VM that
+  halts (`System.halt/1`, the end of `mix run`) while the port still cleans up may print
+  `erl_child_setup: failed with error 32 on line ...`: the VM's helper for ports could
+  not report the port's exit to a VM that was gone (EPIPE). It is harmless (the port
+  finishes its cleanup); `System.stop/0` or `Application.stop(:ampule)` before halting
+  avoids it.
 
   ## Error reasons
 

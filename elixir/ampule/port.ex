@@ -133,7 +133,13 @@ defmodule Ampule.Port do
       monitors: %{}
     }
 
-    {:ok, state, {:continue, :open}}
+    # The port program starts on first use: a BEAM that has Ampule as a dependency but
+    # makes no container never runs a root program. After a crash of the port (this
+    # process is restarted), it starts at once: the new port's sweep removes what the dead
+    # one left running.
+    if :persistent_term.get({__MODULE__, :opened}, false),
+      do: {:ok, state, {:continue, :open}},
+      else: {:ok, state}
   end
 
   @impl GenServer
@@ -288,6 +294,7 @@ defmodule Ampule.Port do
             ])
 
           {:os_pid, os_pid} = Port.info(port, :os_pid)
+          :persistent_term.put({__MODULE__, :opened}, true)
           timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
 
           %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
@@ -363,8 +370,16 @@ defmodule Ampule.Port do
   defp handle_frame({:event, :log, info}, state) when is_map(info) do
     level = log_level(Map.get(info, :level))
     container = Map.get(info, :container)
-    metadata = if is_binary(container), do: [container: container], else: []
-    Logger.log(level, fn -> to_string(Map.get(info, :message, "")) end, metadata)
+    message = to_string(Map.get(info, :message, ""))
+
+    # The container's name in the text too: a formatter without `:container` metadata
+    # (the default one) would drop it, and the line would not say whose it is.
+    {metadata, text} =
+      if is_binary(container),
+        do: {[container: container], "ampule_port: #{container}: #{message}"},
+        else: {[], "ampule_port: #{message}"}
+
+    Logger.log(level, text, metadata)
     state
   end
 
