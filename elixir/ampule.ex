@@ -248,13 +248,16 @@ defmodule Ampule do
       config :ampule, sudo: true
 
   and sudoers must let that user run it without a password and keep its protocol file
-  descriptors (3 and 4) open (sudo closes them unless allowed):
+  descriptors (3 and 4) open (sudo closes them unless allowed). Ampule's `script/sudoers`
+  (as root) writes that rule, `/etc/sudoers.d/ampule-alice`:
 
-      # visudo -f /etc/sudoers.d/ampule
       Defaults:alice closefrom_override
-      alice ALL=(root) NOPASSWD: /home/alice/app/_build/dev/lib/ampule/priv/ampule_port
+      alice ALL=(root) NOPASSWD: /home/alice/app/deps/ampule/priv/ampule_port ""
 
-  Ampule runs `sudo -n -C 5 -- PATH/ampule_port ...`.
+  Ampule runs `sudo -n -C 5 -- PATH/ampule_port ...`, with `--bridge`, `--subnet`,
+  `--state-dir` and `--log-level` when they are configured; the rule pins those arguments
+  (`""` is none). `mix ampule.check` prints the command for this user and configuration.
+  Whoever may run the port is root-equivalent (see the README).
 
   ## Configuration
 

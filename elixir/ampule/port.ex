@@ -305,7 +305,13 @@ defmodule Ampule.Port do
     end
   end
 
-  defp command(opts) do
+  @doc """
+  The program and arguments that start the port: `{port, args}`, or through sudo
+  `{sudo, ["-n", "-C", "5", "--", port | args]}` (`{:sudo_not_found, "sudo"}` without
+  sudo). `mix ampule.check` asks sudo about it.
+  """
+  @spec command(keyword) :: {String.t(), [String.t()]} | {:sudo_not_found, String.t()}
+  def command(opts \\ []) do
     port_path = Keyword.get_lazy(opts, :executable, &executable/0)
     args = Keyword.get_lazy(opts, :args, &default_args/0)
 

@@ -16,7 +16,9 @@ defmodule Mix.Tasks.Ampule.Check do
 
     * the port program (built by `mix compile`, or `AMPULE_PORT_PATH`)
     * liblxc (`liblxc.so.1`)
-    * root, or `sudo` configured for the port (`config :ampule, sudo: true`)
+    * root, or `sudo` configured for the port (`config :ampule, sudo: true`); when it is
+      not, it names the command that sets it up for this user (`script/sudoers`, see
+      "Running as a non-root user" in the README)
     * a range for root in `/etc/subuid` and `/etc/subgid` (the containers' user namespace)
     * cgroup v2 with the memory, pids and cpu controllers (or v1's hierarchies)
     * on a kernel that enforces AppArmor (Debian's default), the `apparmor` package and
@@ -128,8 +130,13 @@ defmodule Mix.Tasks.Ampule.Check do
     end
   end
 
+  # Ampule's command that lets a user run the port through sudo (see the README).
+  @sudoers Path.expand("../../../script/sudoers", __DIR__)
+
   defp privileges do
     sudo? = Application.get_env(:ampule, :sudo, false)
+    # What Ampule runs through sudo, arguments included: a rule may pin them.
+    {port, args} = Ampule.Port.command(sudo: false)
 
     cond do
       root?() ->
@@ -139,29 +146,48 @@ defmodule Mix.Tasks.Ampule.Check do
         case System.find_executable("sudo") do
           nil ->
             {:missing, "privileges", "config :ampule, sudo: true, but sudo is not installed",
-             "apt-get install sudo, then allow the port in sudoers (see Ampule's docs)"}
+             sudoers_fix(port, args)}
 
           sudo ->
             # Asks sudo whether it would run the port exactly as Ampule does (-C 5 keeps the
             # protocol's fds 3 and 4 open, which needs closefrom_override).
-            args = ["-n", "-C", "5", "-l", Ampule.Port.executable()]
+            asked = ["-n", "-C", "5", "-l", "--", port | args]
 
-            case System.cmd(sudo, args, stderr_to_stdout: true) do
+            case System.cmd(sudo, asked, stderr_to_stdout: true) do
               {_, 0} ->
                 {:ok, "privileges", "sudo may run the port without a password, keeping fds 3/4",
                  nil}
 
               {out, _} ->
                 {:missing, "privileges", "sudo refuses the port: #{String.trim(out)}",
-                 "sudoers: `USER ALL=(root) NOPASSWD: #{Ampule.Port.executable()}` and " <>
-                   "`Defaults:USER closefrom_override`"}
+                 sudoers_fix(port, args)}
             end
         end
 
       true ->
         {:missing, "privileges", "not root, and sudo is not configured",
-         "run as root, or `config :ampule, sudo: true` with a sudoers entry for the port"}
+         "run as root, or `config :ampule, sudo: true` and " <> sudoers_fix(port, args)}
     end
+  end
+
+  # The command (for root) that writes this user's sudoers rule for `port` with `args`.
+  defp sudoers_fix(port, args) do
+    user =
+      case System.cmd("id", ["-un"], stderr_to_stdout: true) do
+        {name, 0} -> String.trim(name)
+        _ -> "USER"
+      end
+
+    pinned = if args == [], do: [], else: ["--args", Enum.join(args, " ")]
+
+    "as root: " <>
+      Enum.map_join([@sudoers, user, port | pinned], " ", &shell_quote/1)
+  end
+
+  defp shell_quote(word) do
+    if word =~ ~r{^[A-Za-z0-9_./:=,@%+-]+$},
+      do: word,
+      else: "'" <> String.replace(word, "'", ~S('\'')) <> "'"
   end
 
   defp subids(file) do
