@@ -5,14 +5,15 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use erl_dist::epmd::{EpmdClient, DEFAULT_EPMD_PORT};
 use erl_dist::handshake::ClientSideHandshake;
 use erl_dist::node::{Creation, LocalNode, NodeName};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use crate::timeline::Timeline;
 
 /// How often EPMD and the handshake are retried while a node boots. Small: a node
 /// registers within a few hundred milliseconds and every poll is one local TCP connect.
@@ -62,49 +63,6 @@ impl PhaseCell {
             2 => Phase::Epmd,
             _ => Phase::Handshake,
         }
-    }
-}
-
-/// When each phase of a boot (or a removal) ended, for a debug log line that says where
-/// the time went: `ready in 160 ms: prepare 0.3, config 0.2, start 22.1, ...`, each figure
-/// the milliseconds since the mark before it.
-#[derive(Debug)]
-pub struct Timeline {
-    began: Instant,
-    marks: Mutex<Vec<(&'static str, Instant)>>,
-}
-
-impl Timeline {
-    pub fn new(began: Instant) -> Timeline {
-        Timeline {
-            began,
-            marks: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Records that the phase `what` ended now.
-    pub fn mark(&self, what: &'static str) {
-        let now = Instant::now();
-        self.marks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((what, now));
-    }
-
-    /// `TOTAL ms: phase ms, ...`.
-    pub fn summary(&self) -> String {
-        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let mut last = self.began;
-        let phases: Vec<String> = marks
-            .iter()
-            .map(|&(what, t)| {
-                let d = t.saturating_duration_since(last);
-                last = t;
-                format!("{what} {:.1}", ms(d))
-            })
-            .collect();
-        format!("{:.1} ms: {}", ms(self.began.elapsed()), phases.join(", "))
     }
 }
 
@@ -175,11 +133,7 @@ pub async fn wait_ready(
 
 /// A random cookie: 20 upper-case letters, as `erl` makes its own.
 pub fn random_cookie() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..20)
-        .map(|_| rng.gen_range(b'A'..=b'Z') as char)
-        .collect()
+    crate::names::random(crate::names::COOKIE_ALPHABET, 20)
 }
 
 #[cfg(test)]

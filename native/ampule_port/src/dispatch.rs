@@ -14,19 +14,22 @@ use erl_dist::node::NodeName;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{watch, Notify, RwLock};
 
-use crate::boot::{self, Phase, PhaseCell, Timeline};
+use crate::boot::{self, Phase, PhaseCell};
 use crate::container::{self, AppSpec, Reach, StartError};
 use crate::etf::{self, EnvelopeError, Out};
 use crate::exits::{Ended, Exits};
 use crate::frame::{self, Incoming};
 use crate::host::Host;
+use crate::leases::{self, Lease, Leases};
 use crate::lxc;
-use crate::network::{self, Lease, Leases};
+use crate::names::{self, Kind};
 use crate::oom;
 use crate::outbox::Outbox;
 use crate::pipe::Receiver;
 use crate::protocol::{self, atom, bin, error, int, map, ok, ok_value, tuple, Request, SpawnOpts};
 use crate::system;
+use crate::teardown;
+use crate::timeline::Timeline;
 
 /// How long `destroy` waits for a killed init to exit before it falls back to liblxc's
 /// full, synchronous stop.
@@ -38,41 +41,6 @@ const EXIT_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// milliseconds); past it, their monitors are killed and the files left to the next
 /// port's start-up sweep.
 const RELEASE_LIMIT: Duration = Duration::from_secs(30);
-
-/// What kind of container an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// An application container whose node is reached over distribution.
-    App,
-    /// An application container whose node is reached through its agent (no network).
-    Sandbox,
-    System,
-}
-
-impl Kind {
-    /// The first letter of generated names (`a-INSTANCE-N`), which the start-up sweep
-    /// reads to attribute leftover cgroups.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::App => "a",
-            Kind::Sandbox => "x",
-            Kind::System => "s",
-        }
-    }
-
-    /// Transient, one node, removed by the port once destroyed (both application modes).
-    pub fn is_application(self) -> bool {
-        matches!(self, Kind::App | Kind::Sandbox)
-    }
-
-    fn atom(self) -> &'static str {
-        match self {
-            Kind::App => "app",
-            Kind::Sandbox => "sandbox",
-            Kind::System => "system",
-        }
-    }
-}
 
 /// What waiting for a distributed node's readiness needs from the spawn before it.
 struct Ready {
@@ -383,7 +351,7 @@ impl Server {
         let name = opts
             .name
             .clone()
-            .unwrap_or_else(|| format!("{}-{}-{}", kind.prefix(), self.host.instance, seq));
+            .unwrap_or_else(|| names::generated(kind, &self.host.instance, seq));
         // The boot timeout covers the whole spawn, a wait for a same-named release too.
         let began = Instant::now();
         let deadline = tokio::time::Instant::from_std(began + opts.boot_timeout);
@@ -634,17 +602,17 @@ impl Server {
         let bridge = self.host.bridge.clone();
         let r = tokio::task::spawn_blocking(move || {
             let timeline = Timeline::new(Instant::now());
-            container::stop(&lxcpath, &host_name);
+            teardown::stop(&lxcpath, &host_name);
             timeline.mark("lxc_stop");
-            container::remove_tree(&dir)?;
+            teardown::remove_tree(&dir)?;
             timeline.mark("remove_tree");
             if let Some(v) = veth {
-                container::wait_link_gone(&v, std::time::Duration::from_secs(5));
+                teardown::wait_link_gone(&v, std::time::Duration::from_secs(5));
             }
-            container::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
+            teardown::remove_cgroups(&host_name, std::time::Duration::from_secs(2));
             timeline.mark("veth_cgroups");
             if let Some(ip) = address {
-                network::forget_address(ip, &bridge);
+                leases::forget_address(ip, &bridge);
             }
             timeline.mark("forget_address");
             log::debug!(container = host_name.as_str(); "removed in {}", timeline.summary());
@@ -789,7 +757,7 @@ impl Server {
         let lxcpath = self.host.apps.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for name in stuck {
-                container::kill_monitor(&lxcpath, &name);
+                teardown::kill_monitor(&lxcpath, &name);
             }
         })
         .await;
@@ -844,12 +812,7 @@ impl Server {
         self.system.dhcp.stop(&self.host.state_dir);
         crate::host::release_agents_dir(&self.host);
         self.host.code.release();
-        let lock = self
-            .host
-            .state_dir
-            .join("instances")
-            .join(format!("{}.lock", self.host.instance));
-        let _ = std::fs::remove_file(lock);
+        crate::host::release_lock(&self.host);
         log::info!("input closed; every transient container is gone");
     }
 }

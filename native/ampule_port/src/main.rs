@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use ampule_port::dispatch::Server;
 use ampule_port::frame;
-use ampule_port::host::{self, Settings};
+use ampule_port::host;
 use ampule_port::outbox::{self, Outbox, Outgoing};
 use ampule_port::pipe::{self, Receiver, Sender};
 use ampule_port::protocol::{self, atom, bin, int, map};
+use ampule_port::settings::Settings;
+use ampule_port::sweep;
 
 /// `EX_CONFIG`: the host is not ready for containers.
 const EXIT_UNREADY: u8 = 78;
@@ -89,7 +91,7 @@ async fn serve(
         log::warn!("cannot become a child subreaper ({e}); exited lxc monitors may linger");
     }
     ampule_port::cgroup::remember_home();
-    let prepared = tokio::task::spawn_blocking(move || host::prepare(&settings)).await;
+    let prepared = tokio::task::spawn_blocking(move || host::prepare(&settings, sweep::run)).await;
     let (host, sweep) = match prepared {
         Ok(Ok(h)) => h,
         Ok(Err(u)) => {

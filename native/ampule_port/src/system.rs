@@ -24,11 +24,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::container;
-use crate::dispatch::{Entry, Kind, Server, State};
+use crate::dispatch::{Entry, Server, State};
 use crate::etf::Out;
-use crate::host::{Host, OWNER_FILE, PERSISTENT};
+use crate::host::Host;
+use crate::instance::{live_instance, OWNER_FILE, PERSISTENT};
 use crate::lxc::{self, Container};
+use crate::names::{self, Kind};
 use crate::protocol::{atom, bin, error, int, map, ok, ok_value, tuple, CreateOpts};
+use crate::teardown;
 
 /// Console bytes the port reads ahead of the client's acknowledgements.
 pub const WINDOW: usize = 256 * 1024;
@@ -88,16 +91,12 @@ fn progress(srv: &Server, name: &str, phase: &str) {
     );
 }
 
-fn random_hex(n: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-        .collect()
-}
-
 fn system_config(host: &Host, name: &str, opts: &CreateOpts) -> Vec<(String, String)> {
-    let veth = format!("{}{}", crate::network::SYSTEM_VETH_PREFIX, random_hex(6));
+    let veth = format!(
+        "{}{}",
+        crate::network::SYSTEM_VETH_PREFIX,
+        names::random(names::HEX_ALPHABET, 6)
+    );
     let dir = host.lxcpath.join(name);
     let mut c = container::base_config(host, name, &dir, Some(&veth), &opts.limits);
     if opts.privileged {
@@ -150,7 +149,7 @@ pub async fn create(srv: Arc<Server>, opts: CreateOpts) -> Out {
     let name = opts
         .name
         .clone()
-        .unwrap_or_else(|| format!("s-{}-{}", srv.host.instance, seq));
+        .unwrap_or_else(|| names::generated(Kind::System, &srv.host.instance, seq));
     if let Err(e) = srv.reserve(&name, Kind::System, RELEASE_WAIT).await {
         return e;
     }
@@ -501,12 +500,12 @@ pub async fn stop(srv: Arc<Server>, name: &str) -> Out {
     if tokio::time::timeout(HALT_LIMIT, halting).await.is_err() {
         log::warn!(container = name; "no halt within {HALT_LIMIT:?}; killing its monitor");
         let (lxcpath, n) = (srv.host.lxcpath.clone(), name.to_string());
-        let _ = tokio::task::spawn_blocking(move || container::kill_monitor(&lxcpath, &n)).await;
+        let _ = tokio::task::spawn_blocking(move || teardown::kill_monitor(&lxcpath, &n)).await;
     }
     {
         let n = name.to_string();
         let _ = tokio::task::spawn_blocking(move || {
-            container::remove_cgroups(&n, Duration::from_secs(2))
+            teardown::remove_cgroups(&n, Duration::from_secs(2))
         })
         .await;
     }
@@ -543,10 +542,10 @@ async fn remove_files(srv: &Server, name: &str) {
     let r = tokio::task::spawn_blocking(move || {
         // Not through liblxc: a monitor stalled on a console nobody reads (the credit window
         // is full) does not answer commands, and destroying must never hang.
-        container::kill_monitor(&lxcpath, &n);
+        teardown::kill_monitor(&lxcpath, &n);
         let dir = lxcpath.join(&n);
-        container::remove_tree(&dir)?;
-        container::remove_cgroups(&n, Duration::from_secs(2));
+        teardown::remove_tree(&dir)?;
+        teardown::remove_cgroups(&n, Duration::from_secs(2));
         Ok::<_, io::Error>(())
     })
     .await;
@@ -567,14 +566,12 @@ pub fn adopt(host: &Host) -> Vec<(String, Entry)> {
         if f.next() != Some(PERSISTENT) {
             continue;
         }
-        if f.next()
-            .is_some_and(|i| crate::host::live_instance(&host.state_dir, i))
-        {
+        if f.next().is_some_and(|i| live_instance(&host.state_dir, i)) {
             continue;
         }
         let name = e.file_name().to_string_lossy().into_owned();
-        container::stop(&host.lxcpath, &name);
-        container::remove_cgroups(&name, Duration::from_secs(2));
+        teardown::stop(&host.lxcpath, &name);
+        teardown::remove_cgroups(&name, Duration::from_secs(2));
         let claimed = format!("{PERSISTENT} {}", host.instance);
         if fs::write(e.path().join(OWNER_FILE), claimed).is_err() {
             continue;
