@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::lxc::Container;
+use crate::untrusted::read_bounded;
 
 /// Kills a container's init (and so its whole pid namespace) and waits until it stopped.
 pub fn stop(lxcpath: &Path, name: &str) {
@@ -37,37 +38,9 @@ pub fn kill_monitor(lxcpath: &Path, name: &str) {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let title = format!("[lxc monitor] {} {name}", lxcpath.display());
-    let Ok(procs) = fs::read_dir("/proc") else {
+    let Some((monitors, parents)) = monitors_titled(&title) else {
         return;
     };
-    let mut parents = HashMap::new();
-    let mut monitors = Vec::new();
-    for e in procs.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        // A container's process can name itself anything, and make its command line as long
-        // as its memory allows: only the host's root runs monitors, and a title is short.
-        let host_root = e.metadata().is_ok_and(|m| m.uid() == 0);
-        if host_root {
-            let cmd =
-                crate::untrusted::read_bounded(&e.path().join("cmdline"), 4096).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).trim_end_matches('\0') == title {
-                monitors.push(pid);
-            }
-        }
-        let stat = crate::untrusted::read_bounded(&e.path().join("stat"), 4096)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        // The parent pid is the second field after the parenthesised command name.
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok())
-        {
-            parents.insert(pid, ppid);
-        }
-    }
     for m in monitors {
         for (&child, _) in parents.iter().filter(|(_, &pp)| pp == m) {
             let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
@@ -83,6 +56,39 @@ pub fn kill_monitor(lxcpath: &Path, name: &str) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The processes titled `title` (liblxc's monitors), and every process's parent.
+fn monitors_titled(title: &str) -> Option<(Vec<i32>, HashMap<i32, i32>)> {
+    let procs = fs::read_dir("/proc").ok()?;
+    let mut parents = HashMap::new();
+    let mut monitors = Vec::new();
+    for e in procs.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // A container's process can name itself anything, and make its command line as long
+        // as its memory allows: only the host's root runs monitors, and a title is short.
+        let host_root = e.metadata().is_ok_and(|m| m.uid() == 0);
+        if host_root {
+            let cmd = read_bounded(&e.path().join("cmdline"), 4096).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).trim_end_matches('\0') == title {
+                monitors.push(pid);
+            }
+        }
+        let stat = read_bounded(&e.path().join("stat"), 4096)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        // The parent pid is the second field after the parenthesised command name.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+    }
+    Some((monitors, parents))
 }
 
 /// liblxc's monitor leaves its own `lxc.monitor.NAME` cgroups behind on this kind of host

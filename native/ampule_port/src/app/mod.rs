@@ -20,10 +20,12 @@ use std::time::Instant;
 
 use eetf::Term;
 use erl_dist::node::NodeName;
+use tokio::sync::watch;
 
 use crate::ctx::Ctx;
 use crate::error::Failure;
 use crate::host::Host;
+use crate::init;
 use crate::leases::Lease;
 use crate::names::Kind;
 use crate::node::phase::Phase;
@@ -122,36 +124,36 @@ impl Apps {
         };
         let name = &spec.name;
         let failure = match outcome {
-            Outcome::Ready => {
-                // Its init's exit and this answer are ordered by the registry's lock: an
-                // exit seen here fails the boot, a later one ends the running container.
-                let ready = self.ctx.registry.transition(
-                    name,
-                    State::Running,
-                    |e| e.state.can_run() && !*exited.borrow(),
-                    |_| (),
-                );
-                match ready {
-                    Err(Refusal::In(_, State::Booting)) => None,
-                    // Ready, or already destroyed by the end of input.
-                    _ => {
-                        let ms = began.elapsed().as_millis() as i64;
-                        log::debug!(container = name.as_str(); "ready in {}", timeline.summary());
-                        return Ok(ready_answer(spec, lease, cookie, pid, ms));
-                    }
-                }
+            Outcome::Ready if self.mark_running(name, &exited) => {
+                let ms = began.elapsed().as_millis() as i64;
+                log::debug!(container = name.as_str(); "ready in {}", timeline.summary());
+                return Ok(ready_answer(spec, lease, cookie, pid, ms));
             }
-            Outcome::Exited => None,
+            Outcome::Ready | Outcome::Exited => None,
             Outcome::Timeout => Some(start::boot_timeout(&self.ctx, name, phase.get())),
         };
         let failure = match failure {
             Some(f) => f,
             None => Failure::BootFailed {
-                status: crate::init::exit_reason(&self.ctx, pid, oom.as_deref()).await,
+                status: init::exit_reason(&self.ctx, pid, oom.as_deref()).await,
                 log: node::log_tail(&self.ctx.host, name),
             },
         };
         Err(release::fail_boot(&self.ctx, spec, failure).await)
+    }
+
+    /// Marks a node that answered as running, unless its init exited first (then the boot
+    /// failed). Its init's exit and this are ordered by the registry's lock: an exit seen
+    /// here fails the boot, a later one ends the running container. One destroyed by the
+    /// end of input meanwhile is answered as ready: its removal is under way.
+    fn mark_running(&self, name: &str, exited: &watch::Receiver<bool>) -> bool {
+        let ready = self.ctx.registry.transition(
+            name,
+            State::Running,
+            |e| e.state.can_run() && !*exited.borrow(),
+            |_| (),
+        );
+        !matches!(ready, Err(Refusal::In(_, State::Booting)))
     }
 
     /// Ends a container `destroy` claimed.

@@ -55,13 +55,10 @@ fn reach_items(host: &Host, spec: &NodeSpec) -> Items {
                 host.subnet.host().to_string(),
             ),
         ],
-        Reach::Agent { socket } => vec![(
-            "lxc.mount.entry".into(),
-            format!(
-                "{} {} none bind,nodev,nosuid,noexec 0 0",
-                fstab_escape(&socket.to_string_lossy()),
-                &AGENT_SOCKET[1..]
-            ),
+        Reach::Agent { socket } => vec![bind_mount(
+            &socket.to_string_lossy(),
+            AGENT_SOCKET,
+            "bind,nodev,nosuid,noexec",
         )],
     }
 }
@@ -108,17 +105,27 @@ fn code_mounts(host: &Host, spec: &NodeSpec) -> Items {
             log::warn!(container = spec.name.as_str(); "cannot stage {p}: {e}");
             PathBuf::from(&p)
         });
-        let target = fstab_escape(&p);
-        c.push((
-            "lxc.mount.entry".into(),
-            format!(
-                "{} {} none ro,bind,nodev,nosuid,create=dir 0 0",
-                fstab_escape(&source.to_string_lossy()),
-                &target[1..]
-            ),
+        c.push(bind_mount(
+            &source.to_string_lossy(),
+            &p,
+            "ro,bind,nodev,nosuid,create=dir",
         ));
     }
     c
+}
+
+/// An `lxc.mount.entry` that binds the host's `source` at `target` (an absolute path in
+/// the container; LXC takes it relative to the rootfs).
+fn bind_mount(source: &str, target: &str, options: &str) -> (String, String) {
+    let target = fstab_escape(target);
+    (
+        "lxc.mount.entry".into(),
+        format!(
+            "{} {} none {options} 0 0",
+            fstab_escape(source),
+            &target[1..]
+        ),
+    )
 }
 
 /// `fstab` fields are separated by white space; LXC reads octal escapes in paths.
