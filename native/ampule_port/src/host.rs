@@ -333,8 +333,8 @@ fn prepare_agents_dir(dir: &Path) -> io::Result<()> {
     std::os::unix::fs::chown(dir, Some(uid), None)
 }
 
-/// Removes this instance's lock file, the last thing it does: from then on it counts as
-/// gone (its lock, still held until the process exits, goes with it).
+/// Removes this instance's lock file, the last step of its shutdown (the lock itself is
+/// held until the process exits).
 pub fn release_lock(host: &Host) {
     let _ = fs::remove_file(instance::lock_file(&host.state_dir, &host.instance));
 }

@@ -2,15 +2,19 @@
 //! [`State`] changes only through [`Registry::transition`], after the state's `can_*`
 //! predicate said yes.
 //!
-//! ```text
-//!            reserve          ready / boot
-//!   (none) ──────────► Booting ───────────► Running ──┬─ init exits (system) ─► Stopped
-//!                         ▲                           │                           │
-//!                         └──────── start (system) ───┼───────────────────────────┘
-//!                                                     │ destroy, stop, init exits
-//!                                                     ▼
-//!                                                Destroying ──► forgotten
-//! ```
+//! | from | to | when | allowed by |
+//! |---|---|---|---|
+//! | — | `Booting` | a name is reserved | [`Registry::reserve`] |
+//! | `Booting` | `Running` | a node answered, a sandbox's init runs, a system booted | `can_run` |
+//! | `Running`, `Stopped` | `Destroying` | `destroy` | `can_destroy` |
+//! | `Running` | `Destroying` | a node's init exits | `can_end` |
+//! | `Running` | `Stopped` | a system container's init exits | `can_end` |
+//! | `Running` | `Destroying` → `Stopped` | a system container's `stop`, while it halts | `can_stop` |
+//! | `Stopped` | `Booting` (→ `Stopped` if it fails) | a system container's `start` | `can_start` |
+//! | any | `Destroying` | a failed boot; end of input (nodes) | — |
+//!
+//! A `Destroying` entry is forgotten once its container is removed (a system container that
+//! `stop` halted becomes `Stopped` instead).
 //!
 //! A name is claimed by a [`Reservation`], which forgets it again if the container is
 //! never made. A destroyed application container's name is free as soon as `destroy`
