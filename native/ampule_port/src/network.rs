@@ -1,5 +1,5 @@
 //! Ampule's bridge: made at start, idempotently, with no forwarding and no NAT, a fixed MAC,
-//! and a firewall of its own (see [`isolate_bridge`]). The addresses on it are
+//! and a firewall of its own (see `isolate_bridge`). The addresses on it are
 //! `leases.rs`'s; how its subnet is divided, `subnet.rs`'s.
 
 use std::fs;

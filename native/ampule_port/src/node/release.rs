@@ -119,7 +119,7 @@ pub async fn shut_down(ctx: &Ctx, kind: Kind) {
     futures::future::join_all(jobs).await;
 }
 
-/// Waits for the releases still running, up to [`RELEASE_LIMIT`]. Those that did not
+/// Waits for the releases still running, up to `RELEASE_LIMIT`. Those that did not
 /// finish (a monitor that no longer answers liblxc) have their monitors killed, so that
 /// nothing of them runs, and what is left on disk belongs to this instance, whose lock
 /// goes at exit: the next port's start-up sweep removes it.

@@ -8,7 +8,7 @@
 //! - Who ends it: `destroy`, and end of input: a persistent one is stopped (its disk
 //!   stays), the others are removed like application containers.
 //! - What the sweep does: a dead instance's persistent containers are adopted, stopped,
-//!   by the next port ([`adopt`]); its others are removed by the start-up sweep.
+//!   by the next port ([`adopt()`]); its others are removed by the start-up sweep.
 //!
 //! Its own: the consoles (`console.rs`), the dnsmasq that serves them DHCP (`dhcp.rs`), and
 //! one template at a time.
