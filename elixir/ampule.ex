@@ -231,11 +231,13 @@ defmodule Ampule do
 
   ## Timeouts
 
-  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`. A call that
-  times out does not leave its work running: the process in the container is killed
-  (`:kill`) before the call returns, and an anonymous container is destroyed. (A
-  sandbox's agent confirms each kill; one that does not within 5 s is destroyed.) A call whose
-  caller exits is killed too. A container's boot has its own `:boot_timeout`.
+  Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`, and returns
+  within it and a few milliseconds, even when the container is unreachable (destroyed,
+  its node halted). A call that times out does not leave its work running: the process in
+  the container is killed (`:kill`) as the call returns (confirmed within those
+  milliseconds when the container answers), and an anonymous container is destroyed. A
+  sandbox's agent confirms each kill; one that does not within 5 s is destroyed. A call
+  whose caller exits is killed too. A container's boot has its own `:boot_timeout`.
 
   ## Running without root
 
@@ -246,13 +248,16 @@ defmodule Ampule do
       config :ampule, sudo: true
 
   and sudoers must let that user run it without a password and keep its protocol file
-  descriptors (3 and 4) open (sudo closes them unless allowed):
+  descriptors (3 and 4) open (sudo closes them unless allowed). Ampule's `script/sudoers`
+  (as root) writes that rule, `/etc/sudoers.d/ampule-alice`:
 
-      # visudo -f /etc/sudoers.d/ampule
       Defaults:alice closefrom_override
-      alice ALL=(root) NOPASSWD: /home/alice/app/_build/dev/lib/ampule/priv/ampule_port
+      alice ALL=(root) NOPASSWD: /home/alice/app/deps/ampule/priv/ampule_port ""
 
-  Ampule runs `sudo -n -C 5 -- PATH/ampule_port ...`.
+  Ampule runs `sudo -n -C 5 -- PATH/ampule_port ...`, with `--bridge`, `--subnet`,
+  `--state-dir` and `--log-level` when they are configured; the rule pins those arguments
+  (`""` is none). `mix ampule.check` prints the command for this user and configuration.
+  Whoever may run the port is root-equivalent (see the README).
 
   ## Configuration
 
@@ -273,9 +278,20 @@ defmodule Ampule do
 
   ## Logs
 
-  The port's log lines arrive in `Logger`, with the container's name as the `:container`
-  metadata when they are about one (add `:container` to your formatter's metadata to see
-  it).
+  The port's log lines arrive in `Logger`, once each, as `ampule_port: NAME: message` with
+  the container's name also as the `:container` metadata when they are about one; Logger's
+  level applies to them (`config :logger, level: :warning` silences the port's `info`
+  lines). The port writes to stderr only before it is ready (and with `--log-stderr`).
+
+  The port program starts on first use, not with the application: a project that has
+  Ampule as a dependency and makes no container runs no root program.
+
+  When Ampule starts distribution itself it starts EPMD first if none runs. A VM that
+  halts (`System.halt/1`, the end of `mix run`) while the port still cleans up may print
+  `erl_child_setup: failed with error 32 on line ...`: the VM's helper for ports could
+  not report the port's exit to a VM that was gone (EPIPE). It is harmless (the port
+  finishes its cleanup); `System.stop/0` or `Application.stop(:ampule)` before halting
+  avoids it.
 
   ## Error reasons
 
@@ -360,7 +376,34 @@ defmodule Ampule do
       the sandbox ran on), `:unresponsive` (the agent answered no kill for 5 s, or read no
       frame for 10 s). Its owner gets `{:ampule_exit, container, {:protocol, detail}}`.
 
-  Managing containers (`destroy/1`): `:not_found` - no such container (already destroyed).
+  Pools (`Ampule.Pool`, `call/2` with `:pool`): `:checkout_timeout` - no container of the
+  pool came within its `:checkout_timeout`.
+
+  System containers (`create/1`, `console/2`, `stop/1`, `restart/1`):
+
+    * `{:template_unavailable, template, why}` - the template downloads images from the
+      internet (`download`, `ubuntu`, ...), which Ampule refuses at once.
+    * `{:unknown_template, template}` - no LXC template of that name
+      (`/usr/share/lxc/templates/lxc-NAME`).
+    * `{:create_failed, message}` - the template failed (`message` ends with its last
+      lines; the port's log has more).
+    * `:create_timeout` - the template did not finish within `:timeout`.
+    * `{:dhcp, message}` - the port could not start the DHCP server on its bridge.
+    * `:no_console`, `{:console, message}` - the container has no console attached (it is
+      stopped), or writing to it failed.
+    * `:not_system` - `restart/1` of an application container (it cannot boot again).
+    * `:already_running` - `restart/1` of a container that runs.
+    * `:stopped` - `stop/1` of a container that is stopped already.
+
+  Managing containers: `:not_found` - no such container (already destroyed); `:booting` -
+  `destroy/1` while its spawn has not answered yet (the spawn's owner exiting destroys it);
+  `:closing` - the port is shutting down (its BEAM went away) and takes no new work.
+
+  Options the port refused (Ampule checks them first, so these are rare):
+  `{:bad_option, key}`, `{:bad_option_value, key, value}`, `{:bad_config_key, key}`;
+  `{:rootfs, message}`, `{:leases, message}` - the port could not write a container's
+  directory or its address lease; `{:sudo_not_found, path}` - `config :ampule, sudo:
+  true`, but there is no `sudo` (install it, then run `script/sudoers USER`).
   """
 
   import Kernel, except: [spawn: 1]
@@ -415,7 +458,28 @@ defmodule Ampule do
           | :not_running
           | {:short_names, node}
           | {:distribution, term}
-          | term
+          | {:sudo_not_found, String.t()}
+          | {:bad_option, term}
+          | {:bad_option_value, atom, term}
+          | {:bad_config_key, String.t()}
+          | {:rootfs, String.t()}
+          | {:leases, String.t()}
+          | :booting
+          | :closing
+          | :checkout_timeout
+          | {:unknown_request, term}
+          | {:bad_request, term}
+          | {:bad_reply, term}
+          | {:template_unavailable, String.t(), String.t()}
+          | {:unknown_template, String.t()}
+          | {:create_failed, String.t()}
+          | :create_timeout
+          | {:dhcp, String.t()}
+          | {:console, String.t()}
+          | :no_console
+          | :not_system
+          | :already_running
+          | :stopped
 
   ## Running code
 
@@ -515,7 +579,9 @@ defmodule Ampule do
       {:ampule_exit, %Container{name: ^name}, :oom} -> :oom
       {:ampule_exit, %Container{name: ^name}, _status} -> :noconnection
     after
-      2_000 -> :noconnection
+      # The port reports the exit right when the init is gone; longer, and the failed
+      # call would wait for a reason that changes nothing.
+      500 -> :noconnection
     end
   end
 
@@ -1040,7 +1106,9 @@ defmodule Ampule do
         {:timeout, value}, acc when is_integer(value) and value > 0 ->
           Map.put(acc, :timeout, value)
 
-        {key, value}, acc when key in [:memory, :pids, :cpu_shares] and is_integer(value) ->
+        {key, value}, acc
+        when key in [:memory, :pids, :cpu_shares] and is_integer(value) and value >= 16 and
+               (key != :memory or value >= 16_777_216) and (key != :cpu_shares or value >= 2) ->
           Map.put(acc, key, value)
 
         {:cpus, value}, acc ->
@@ -1121,7 +1189,17 @@ defmodule Ampule do
   end
 
   def info(%{name: name}), do: info(name)
-  def info(name) when is_binary(name), do: Port.request({:info, name})
+
+  def info(name) when is_binary(name) do
+    case Port.request({:info, name}) do
+      # The port says `undefined` (Erlang's way) for what a container has not (yet): nil.
+      {:ok, info} ->
+        {:ok, Map.new(info, fn {k, v} -> {k, if(v == :undefined, do: nil, else: v)} end)}
+
+      other ->
+        other
+    end
+  end
 
   @doc """
   Returns the names of the containers the port has made and not destroyed, oldest first.
@@ -1209,6 +1287,11 @@ defmodule Ampule do
   def format_error(:not_found), do: "no such container (it was destroyed, or never existed)"
   def format_error({:bad_option, key}), do: "the port refused the option #{inspect(key)}"
 
+  def format_error({:bad_option_value, key, value}) when key in [:memory, :pids, :cpu_shares],
+    do:
+      "the port refused the value #{inspect(value)} of the option #{inspect(key)}: it takes " <>
+        Options.limit_expected(key)
+
   def format_error({:bad_option_value, key, value}),
     do: "the port refused the value #{inspect(value)} of the option #{inspect(key)}"
 
@@ -1258,7 +1341,65 @@ defmodule Ampule do
 
   def format_error({:short_names, _} = reason), do: Distribution.explain(reason)
   def format_error({:distribution, _} = reason), do: Distribution.explain(reason)
-  def format_error(reason), do: inspect(reason)
+
+  def format_error(:checkout_timeout),
+    do: "no container of the pool came within its :checkout_timeout (raise it, or :size)"
+
+  def format_error({:template_unavailable, template, why}),
+    do: "the #{template} template cannot be used here: #{why}"
+
+  def format_error({:unknown_template, template}),
+    do:
+      "there is no LXC template #{inspect(template)} (/usr/share/lxc/templates/lxc-#{template}); " <>
+        "use \"busybox\" or \"debian\""
+
+  def format_error({:create_failed, message}),
+    do: "the template failed: #{message}. The port's log (in Logger) has liblxc's messages"
+
+  def format_error(:create_timeout),
+    do: "the template did not finish within :timeout (a first debian build takes a minute)"
+
+  def format_error({:dhcp, message}),
+    do: "the port could not start the DHCP server for system containers: #{message}"
+
+  def format_error(:no_console), do: "the container has no console attached: it is stopped"
+  def format_error({:console, message}), do: "writing to the console failed: #{message}"
+
+  def format_error(:not_system),
+    do: "an application container cannot boot again: make a new one with Ampule.spawn/1"
+
+  def format_error(:already_running), do: "the container is running already"
+  def format_error(:stopped), do: "the container is stopped already"
+
+  def format_error(:booting),
+    do:
+      "the container is still booting: destroy it once its spawn has answered (its owner's " <>
+        "exit destroys it too)"
+
+  def format_error(:closing),
+    do: "the port is shutting down (its BEAM went away) and takes no new work"
+
+  def format_error({:rootfs, message}),
+    do: "the port could not prepare the container's directory: #{message}"
+
+  def format_error({:leases, message}),
+    do: "the port could not read or write its address leases: #{message}"
+
+  def format_error({:sudo_not_found, path}),
+    do:
+      "config :ampule, sudo: true, but there is no sudo (#{path}): apt-get install sudo, " <>
+        "then allow the port with script/sudoers USER (see \"Running without root\")"
+
+  def format_error({:unknown_request, request}),
+    do: "the port does not know the request #{inspect(request)}: rebuild it (mix compile --force)"
+
+  def format_error({:bad_request, request}),
+    do: "the port refused the request #{inspect(request)} as malformed (a bug: rebuild both)"
+
+  def format_error({:bad_reply, reply}),
+    do: "the port answered #{inspect(reply)}, which this library does not know (rebuild both)"
+
+  def format_error(reason), do: "unexpected reason: " <> inspect(reason)
 
   defp protocol_detail(:bad_frame), do: "a frame of no known kind"
   defp protocol_detail(:unexpected_id), do: "a result for a call it was not asked"

@@ -64,6 +64,15 @@ defmodule Ampule.MixDependencyTest do
     assert File.stat!(port).mtime > {{2000, 1, 1}, {0, 0, 0}}
     assert File.regular?(Path.join(dir, "_build/dev/lib/ampule/priv/ampule_port")), output
 
+    # A project that makes no container runs no root program: the port starts on first use.
+    lazy =
+      "IO.inspect(Ampule.Port.os_pid(), label: :port); IO.inspect(Ampule.Port.os_pid(), label: :still)"
+
+    {output, 0} =
+      System.cmd("mix", ["run", "-e", lazy], cd: dir, env: env, stderr_to_stdout: true)
+
+    assert output =~ "port: nil\nstill: nil", output
+
     script = """
     IO.inspect(Ampule.call({:erlang, :node, []}))
     IO.puts(Ampule.call({Throwaway, :hello, ["world"]}))

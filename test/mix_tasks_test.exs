@@ -43,6 +43,78 @@ defmodule Ampule.MixTasksTest do
     end
   end
 
+  # Here because it changes PATH, which async tests would see.
+  test "sudo: true without sudo names sudo, not the port" do
+    path = System.get_env("PATH")
+    name = :"sudo_port_#{System.unique_integer([:positive])}"
+
+    try do
+      System.put_env("PATH", "/nonexistent")
+      {:ok, pid} = Ampule.Port.start_link(name: name, sudo: true)
+      assert {:error, {:sudo_not_found, _} = reason} = Ampule.Port.request(name, :list)
+      assert Ampule.format_error(reason) =~ "apt-get install sudo"
+      GenServer.stop(pid)
+    after
+      System.put_env("PATH", path)
+    end
+  end
+
+  test "mix ampule.check names the apparmor package on a kernel that enforces AppArmor" do
+    alias Mix.Tasks.Ampule.Check
+    # This host, whatever it is: nothing missing (the suite's containers start).
+    assert {:ok, "apparmor", _, nil} = Check.apparmor()
+
+    # A stock Debian 12 kernel without the apparmor package: every start would fail.
+    assert {:missing, "apparmor", detail, "apt-get install apparmor"} =
+             Check.apparmor(%{enabled: true, parser: nil, profiles: []})
+
+    assert detail =~ "Failed to write AppArmor profile lxc-container-default-cgns"
+
+    parser = "/usr/sbin/apparmor_parser"
+
+    assert {:missing, "apparmor", detail, fix} =
+             Check.apparmor(%{enabled: true, parser: parser, profiles: ["unconfined"]})
+
+    assert detail =~ "lxc-container-default-cgns is not loaded"
+    assert fix =~ "apparmor_parser --replace /etc/apparmor.d/lxc-containers"
+
+    profiles = ["lxc-container-default", "lxc-container-default-cgns"]
+
+    assert {:ok, "apparmor", _, nil} =
+             Check.apparmor(%{enabled: true, parser: parser, profiles: profiles})
+
+    assert {:ok, "apparmor", "not enabled" <> _, nil} =
+             Check.apparmor(%{enabled: false, parser: nil, profiles: nil})
+  end
+
+  test "mix ampule.check: a code path others cannot search is staged; one they cannot read fails" do
+    alias Mix.Tasks.Ampule.Check
+    # This host: the suite's own build is readable (its containers start).
+    assert {status, "code paths", _, nil} = Check.code_paths()
+    assert status in [:ok, :note]
+
+    dir = Path.join(System.tmp_dir!(), "ampule_check_#{System.unique_integer([:positive])}")
+    ebin = Path.join(dir, "ebin")
+    File.mkdir_p!(ebin)
+    File.write!(Path.join(ebin, "m.beam"), "")
+
+    try do
+      File.chmod!(dir, 0o755)
+      assert {:ok, "code paths", _, nil} = Check.code_paths([ebin])
+      # A project in /root (0700): the port stages it, so it works, and the check says so.
+      File.chmod!(dir, 0o700)
+      assert {:note, "code paths", detail, nil} = Check.code_paths([ebin])
+      assert detail =~ "below #{dir}, which others may not search: the port stages it"
+      # Code the containers' unprivileged id cannot read cannot work anywhere.
+      File.chmod!(Path.join(ebin, "m.beam"), 0o600)
+      assert {:missing, "code paths", detail, fix} = Check.code_paths([ebin])
+      assert detail =~ "cannot read #{ebin}"
+      assert fix == "chmod -R o+rX #{ebin}"
+    after
+      File.rm_rf!(dir)
+    end
+  end
+
   test "the port compiler does nothing when the port is up to date" do
     # The suite was compiled just now, so priv/ampule_port is newer than native/.
     assert {:noop, []} = Mix.Tasks.Compile.AmpulePort.run([])

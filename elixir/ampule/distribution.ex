@@ -50,6 +50,10 @@ defmodule Ampule.Distribution do
   end
 
   defp start_node(name) do
+    # EPMD first: `Node.start/2` without one logs "Protocol 'inet_tcp': register/listen
+    # error: econnrefused" as a notice before it fails, the first thing a user saw.
+    _ = ensure_epmd()
+
     case Node.start(name, :longnames) do
       {:ok, _} ->
         :started
@@ -68,6 +72,25 @@ defmodule Ampule.Distribution do
             {:error, reason} -> {:error, reason}
           end
         end
+    end
+  end
+
+  defp ensure_epmd do
+    case :erl_epmd.names() do
+      {:ok, _} ->
+        :ok
+
+      {:error, _} ->
+        with :ok <- start_epmd(), do: await_epmd(System.monotonic_time(:millisecond) + 5_000)
+    end
+  end
+
+  # `epmd -daemon` returns before the daemon listens.
+  defp await_epmd(deadline) do
+    cond do
+      match?({:ok, _}, :erl_epmd.names()) -> :ok
+      System.monotonic_time(:millisecond) > deadline -> {:error, :epmd_not_listening}
+      true -> receive(after: (10 -> await_epmd(deadline)))
     end
   end
 

@@ -251,7 +251,10 @@ defmodule Ampule.Options do
   defp value!(:seccomp, v),
     do: bad!(:seccomp, v, "true, false, :lxc or the absolute path of a profile file")
 
-  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) and n > 0, do: n
+  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) do
+    min = limit_min(key)
+    if n >= min, do: n, else: bad!(key, n, limit_expected(key))
+  end
 
   defp value!(:owner, :self), do: self()
   defp value!(:owner, pid) when is_pid(pid), do: pid
@@ -262,7 +265,7 @@ defmodule Ampule.Options do
   defp value!(:owner, v), do: bad!(:owner, v, "a pid or false")
 
   defp value!(key, v) when key in [:memory, :pids, :cpu_shares],
-    do: bad!(key, v, "a positive integer")
+    do: bad!(key, v, limit_expected(key))
 
   defp value!(key, v) when key in [:code_paths, :args], do: bad!(key, v, "a list")
 
@@ -270,6 +273,22 @@ defmodule Ampule.Options do
     do: bad!(key, v, "a list of {name, value} pairs")
 
   defp value!(:name, v), do: bad!(:name, v, "a string")
+
+  @doc """
+  The smallest value the port takes for a cgroup limit: a node does not boot in less than
+  16 MiB, nor with fewer than 16 processes (threads count); a CPU weight below 2 is not
+  one the kernel takes.
+  """
+  @spec limit_min(:memory | :pids | :cpu_shares) :: pos_integer
+  def limit_min(:memory), do: 16 * 1024 * 1024
+  def limit_min(:pids), do: 16
+  def limit_min(:cpu_shares), do: 2
+
+  @doc "What a limit option takes, in words."
+  @spec limit_expected(atom) :: String.t()
+  def limit_expected(:memory), do: "an integer of bytes, at least 16 MiB (16777216)"
+  def limit_expected(:pids), do: "an integer of processes, at least 16"
+  def limit_expected(:cpu_shares), do: "an integer weight, at least 2 (1024 is one CPU's share)"
 
   defp sandbox!(b) when is_boolean(b), do: b
 

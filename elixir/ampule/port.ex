@@ -137,7 +137,13 @@ defmodule Ampule.Port do
       reported: 0
     }
 
-    {:ok, state, {:continue, :open}}
+    # The port program starts on first use: a BEAM that has Ampule as a dependency but
+    # makes no container never runs a root program. After a crash of the port (this
+    # process is restarted), it starts at once: the new port's sweep removes what the dead
+    # one left running.
+    if :persistent_term.get({__MODULE__, :opened}, false),
+      do: {:ok, state, {:continue, :open}},
+      else: {:ok, state}
   end
 
   @impl GenServer
@@ -317,6 +323,9 @@ defmodule Ampule.Port do
     {executable, args} = command(state.opts)
 
     cond do
+      executable == :sudo_not_found ->
+        down(state, {:sudo_not_found, "sudo (not on PATH)"})
+
       not File.regular?(executable) ->
         down(state, {:port_not_found, executable})
 
@@ -332,6 +341,7 @@ defmodule Ampule.Port do
             ])
 
           {:os_pid, os_pid} = Port.info(port, :os_pid)
+          :persistent_term.put({__MODULE__, :opened}, true)
           timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
 
           %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
@@ -342,15 +352,23 @@ defmodule Ampule.Port do
     end
   end
 
-  defp command(opts) do
+  @doc """
+  The program and arguments that start the port: `{port, args}`, or through sudo
+  `{sudo, ["-n", "-C", "5", "--", port | args]}` (`{:sudo_not_found, "sudo"}` without
+  sudo). `mix ampule.check` asks sudo about it.
+  """
+  @spec command(keyword) :: {String.t(), [String.t()]} | {:sudo_not_found, String.t()}
+  def command(opts \\ []) do
     port_path = Keyword.get_lazy(opts, :executable, &executable/0)
     args = Keyword.get_lazy(opts, :args, &default_args/0)
 
     if Keyword.get_lazy(opts, :sudo, fn -> Application.get_env(:ampule, :sudo, false) end) do
       # sudo closes every fd above 2 unless told to keep them (-C, which sudoers must allow
       # with `Defaults closefrom_override`): the protocol is on fds 3 and 4.
-      sudo = System.find_executable("sudo") || "/usr/bin/sudo"
-      {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      case System.find_executable("sudo") do
+        nil -> {:sudo_not_found, "sudo"}
+        sudo -> {sudo, ["-n", "-C", "5", "--", port_path | args]}
+      end
     else
       {port_path, args}
     end
@@ -399,8 +417,16 @@ defmodule Ampule.Port do
   defp handle_frame({:event, :log, info}, state) when is_map(info) do
     level = log_level(Map.get(info, :level))
     container = Map.get(info, :container)
-    metadata = if is_binary(container), do: [container: container], else: []
-    Logger.log(level, fn -> to_string(Map.get(info, :message, "")) end, metadata)
+    message = to_string(Map.get(info, :message, ""))
+
+    # The container's name in the text too: a formatter without `:container` metadata
+    # (the default one) would drop it, and the line would not say whose it is.
+    {metadata, text} =
+      if is_binary(container),
+        do: {[container: container], "ampule_port: #{container}: #{message}"},
+        else: {[], "ampule_port: #{message}"}
+
+    Logger.log(level, text, metadata)
     state
   end
 

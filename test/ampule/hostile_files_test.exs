@@ -24,6 +24,7 @@ defmodule Ampule.HostileFilesTest do
   defp failing_boot(eval), do: ["-dist_listen", "false", "-eval", eval]
 
   defp port_rss_kib do
+    {:ok, _} = Ampule.Port.hello()
     pid = Ampule.Port.os_pid()
     [_, rss] = Regex.run(~r/^VmRSS:\s+(\d+) kB/m, File.read!("/proc/#{pid}/status"))
     String.to_integer(rss)

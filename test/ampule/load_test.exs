@@ -74,6 +74,7 @@ defmodule Ampule.LoadTest do
   end
 
   defp snapshot do
+    {:ok, _} = Ampule.Port.hello()
     pid = Ampule.Port.os_pid()
     {:ok, names} = Ampule.list()
     {:ok, fds} = File.ls("/proc/#{pid}/fd")

@@ -184,4 +184,36 @@ defmodule Ampule.OptionsTest do
       refute message =~ "{:", "an unexplained detail in #{inspect(message)}"
     end
   end
+
+  test "every reason of the docs' list has its sentence, system containers' too" do
+    for reason <- [
+          {:template_unavailable, "ubuntu", "it downloads images"},
+          {:unknown_template, "nosuch"},
+          {:create_failed, "lxc-create: exited 1"},
+          :create_timeout,
+          {:dhcp, "dnsmasq: address in use"},
+          :no_console,
+          {:console, "EIO"},
+          :not_system,
+          :already_running,
+          :stopped,
+          :booting,
+          :closing,
+          :checkout_timeout,
+          {:rootfs, "ENOSPC"},
+          {:leases, "EACCES"},
+          {:sudo_not_found, "sudo"},
+          {:bad_option_value, :memory, 1}
+        ] do
+      message = Ampule.format_error(reason)
+      refute message =~ "unexpected reason", "no explanation for #{inspect(reason)}"
+    end
+
+    # Limits say what they take.
+    assert Ampule.format_error({:bad_option_value, :memory, 1}) =~ "at least 16 MiB"
+    error = assert_raise ArgumentError, fn -> Ampule.Options.spawn!(memory: 1) end
+    assert error.message =~ "at least 16 MiB"
+    assert_raise ArgumentError, ~r/at least 16/, fn -> Ampule.Options.spawn!(pids: 3) end
+    assert Ampule.format_error(:some_future_reason) =~ "unexpected reason: :some_future_reason"
+  end
 end

@@ -92,15 +92,16 @@ defmodule Ampule.PortTest do
     assert Port.os_pid(port) != os_pid
   end
 
-  test "log events reach Logger with the container's name as metadata", context do
+  test "log events reach Logger with the container's name as metadata and in the text",
+       context do
     port = start_port(context)
     Ampule.TestLogHandler.attach(context.test, self())
 
     assert :ok = Port.request(port, {:log, :warn, "veth up", "box-1"})
-    assert_receive {:log, :warning, "veth up", %{container: "box-1"}}
+    assert_receive {:log, :warning, "ampule_port: box-1: veth up", %{container: "box-1"}}
 
     assert :ok = Port.request(port, {:log, :info, "swept", :undefined})
-    assert_receive {:log, :info, "swept", meta}
+    assert_receive {:log, :info, "ampule_port: swept", meta}
     refute Map.has_key?(meta, :container)
   end
 

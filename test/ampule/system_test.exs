@@ -154,6 +154,15 @@ defmodule Ampule.SystemTest do
     assert :ok = Ampule.destroy(container)
   end
 
+  test "info/1 right after create/1: what the container has not yet is nil" do
+    container = Ampule.create()
+    assert {:ok, info} = Ampule.info(container)
+    refute :undefined in Map.values(info)
+    assert info.kind == :system and is_integer(info.init_pid)
+    assert info.address == nil or is_binary(info.address)
+    assert :ok = Ampule.destroy(container)
+  end
+
   test "a template that needs the internet fails at once, naming why" do
     assert {:error, {:template_unavailable, "download", why}} =
              Ampule.create_container(template: "download")

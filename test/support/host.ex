@@ -113,13 +113,33 @@ defmodule Ampule.Test.Host do
     end
   end
 
-  @doc "Host PIDs of the processes in container `name` (from its pids cgroup)."
-  def container_pids(name) do
-    case File.read(Path.join(cgroup_dir(name, "pids"), "cgroup.procs")) do
-      {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
-      {:error, _} -> []
-    end
+  @doc """
+  Host PIDs of the processes in container `name`: those of its pids cgroup and of the
+  cgroups below it (a distribution's init makes its own).
+  """
+  def container_pids(name), do: name |> cgroup_dir("pids") |> procs_below()
+
+  defp procs_below(dir) do
+    own =
+      case File.read(Path.join(dir, "cgroup.procs")) do
+        {:ok, text} -> text |> String.split() |> Enum.map(&String.to_integer/1)
+        {:error, _} -> []
+      end
+
+    children =
+      case File.ls(dir) do
+        {:ok, entries} -> for e <- entries, File.dir?(Path.join(dir, e)), do: Path.join(dir, e)
+        {:error, _} -> []
+      end
+
+    own ++ Enum.flat_map(children, &procs_below/1)
   end
+
+  @doc "Whether the host has cgroup v2 (one unified hierarchy) rather than v1."
+  def cgroup_v2?, do: cgroup_version() == :v2
+
+  @doc "Container `name`'s CPU quota as `{quota_us, period_us}` (`:max` for no quota)."
+  def cpu_quota(name), do: cgroup_limits(name).cpu
 
   @doc """
   The host's cgroup layout, as the port decides it: `:v2` (a stock Debian 12 host, one

@@ -10,8 +10,10 @@ defmodule Ampule.Call.Dist do
 
   alias Ampule.Call
 
-  # How long to wait for a spawn reply or a kill to be confirmed after a timeout.
-  @grace 5_000
+  # After a timeout, how long the kill's confirmation is awaited (the process's `:DOWN`,
+  # about a round trip when the node is reachable). A call returns within its timeout and
+  # this, never more: an unreachable node (destroyed, cut off) took 5 s of grace before.
+  @confirm 50
 
   @spec async(node, Call.callable()) :: Call.t()
   def async(node, what) do
@@ -51,15 +53,17 @@ defmodule Ampule.Call.Dist do
       {:spawn_reply, ^ref, :error, reason} -> {:error, spawn_error(call, reason)}
     after
       Call.remaining(deadline) ->
-        # The spawn is still in flight: wait for its pid to kill the process.
-        receive do
-          {:spawn_reply, ^ref, :ok, pid} -> kill(call, pid)
-          {:spawn_reply, ^ref, :error, _} -> {:error, :timeout}
-        after
-          @grace ->
-            :erlang.spawn_request_abandon(ref)
-            Process.demonitor(ref, [:flush])
-            {:error, :timeout}
+        # The spawn is still in flight: abandoned, the runtime kills the process the moment
+        # it is made (reason `abandoned`), so nothing waits for it here.
+        if :erlang.spawn_request_abandon(ref) do
+          Process.demonitor(ref, [:flush])
+          {:error, :timeout}
+        else
+          # Its reply came meanwhile.
+          receive do
+            {:spawn_reply, ^ref, :ok, pid} -> kill(call, pid)
+            {:spawn_reply, ^ref, :error, _} -> {:error, :timeout}
+          end
         end
     end
   end
@@ -72,8 +76,10 @@ defmodule Ampule.Call.Dist do
     end
   end
 
-  # Kills the remote process and waits until it is gone, so that a call that timed out
-  # leaves nothing running. A result that arrives meanwhile is still the result.
+  # Kills the remote process (an untrappable exit signal: delivered in order after the
+  # call itself, once the node is reachable) and waits a moment for it to be gone. A
+  # result that arrives meanwhile is still the result. Through a relay, the relay kills
+  # it, and ends with its end.
   defp kill(%{ref: ref} = call, pid) do
     if call.via, do: send(pid, :ampule_kill), else: Process.exit(pid, :kill)
 
@@ -85,7 +91,7 @@ defmodule Ampule.Call.Dist do
           _ -> {:error, :timeout}
         end
     after
-      @grace ->
+      @confirm ->
         Process.demonitor(ref, [:flush])
         {:error, :timeout}
     end

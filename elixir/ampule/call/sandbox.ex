@@ -23,9 +23,12 @@ defmodule Ampule.Call.Sandbox do
   alias Ampule.{Call, Container}
   alias Ampule.Sandbox.{Decode, Frame}
 
-  # After a timeout, how long to wait for the agent's answer to the kill. The channel
-  # gives it 5 s and destroys a sandbox that does not answer, which ends this wait too.
-  @grace 10_000
+  # After a timeout, how long the agent's answer to the kill is awaited (a round trip to
+  # a live agent). A call returns within its timeout and this; the channel keeps waiting
+  # for the answer and destroys a sandbox whose agent does not give it within 5 s.
+  @confirm 50
+  # How long a protocol violation waits for the channel to have destroyed the sandbox.
+  @violation_wait 10_000
   # See above: how long a call to a channel on another host waits before it monitors it.
   @watch_after 2
 
@@ -90,7 +93,7 @@ defmodule Ampule.Call.Sandbox do
   defp watch(call), do: call
 
   # The agent kills the call and answers it (as exited with `killed`, or with the result
-  # that beat the kill), so the work is over when this returns.
+  # that beat the kill): within a moment, the work is over when this returns.
   defp kill(%Call{target: channel, id: id} = call) do
     %Call{ref: ref, mon: mon} = call = watch(call)
     send(channel, {:ampule_kill, id})
@@ -105,7 +108,7 @@ defmodule Ampule.Call.Sandbox do
       {:DOWN, ^mon, :process, _, _} ->
         gone(call, {:error, :timeout})
     after
-      @grace -> done(call, {:error, :timeout})
+      @confirm -> done(call, {:error, :timeout})
     end
   end
 
@@ -153,7 +156,7 @@ defmodule Ampule.Call.Sandbox do
     receive do
       {:DOWN, ^mon, :process, _, _} -> gone(call, {:error, {:protocol, detail}})
     after
-      @grace -> done(call, {:error, {:protocol, detail}})
+      @violation_wait -> done(call, {:error, {:protocol, detail}})
     end
   end
 

@@ -16,10 +16,19 @@ defmodule Mix.Tasks.Ampule.Check do
 
     * the port program (built by `mix compile`, or `AMPULE_PORT_PATH`)
     * liblxc (`liblxc.so.1`)
-    * root, or `sudo` configured for the port (`config :ampule, sudo: true`)
+    * root, or `sudo` configured for the port (`config :ampule, sudo: true`); when it is
+      not, it names the command that sets it up for this user (`script/sudoers`, see
+      "Running as a non-root user" in the README)
     * a range for root in `/etc/subuid` and `/etc/subgid` (the containers' user namespace)
-    * cgroup v2 with the memory, pids and cpu controllers
+    * cgroup v2 with the memory, pids and cpu controllers (or v1's hierarchies)
+    * on a kernel that enforces AppArmor (Debian's default), the `apparmor` package and
+      LXC's profile `lxc-container-default-cgns` loaded: without them every container
+      start fails
     * user namespaces enabled in the kernel
+    * that the containers' root (the first id of root's range in `/etc/subuid`) can reach
+      the code paths Ampule bind-mounts into them (this project's build and the code path
+      outside Erlang's own): liblxc mounts them as that id, so a project under `/root`
+      (mode 0700 on Debian) fails every start (as root only)
     * Ampule's bridge (made by the port when missing, so only a note)
     * `/usr/bin/erl` (containers run the host's Erlang/OTP from `/usr`)
     * `epmd`, to start distribution on this node
@@ -65,7 +74,9 @@ defmodule Mix.Tasks.Ampule.Check do
       subids("/etc/subuid"),
       subids("/etc/subgid"),
       cgroups(),
+      apparmor(),
       userns(),
+      code_paths(),
       bridge(),
       erl(),
       epmd(),
@@ -82,7 +93,7 @@ defmodule Mix.Tasks.Ampule.Check do
 
       true ->
         {:missing, "port program", "#{path} does not exist",
-         "mix compile (needs cargo, lxc-dev and libclang-dev), or set AMPULE_PORT_PATH"}
+         "mix compile (needs cargo, gcc, lxc-dev and libclang-dev), or set AMPULE_PORT_PATH"}
     end
   end
 
@@ -119,8 +130,13 @@ defmodule Mix.Tasks.Ampule.Check do
     end
   end
 
+  # Ampule's command that lets a user run the port through sudo (see the README).
+  @sudoers Path.expand("../../../script/sudoers", __DIR__)
+
   defp privileges do
     sudo? = Application.get_env(:ampule, :sudo, false)
+    # What Ampule runs through sudo, arguments included: a rule may pin them.
+    {port, args} = Ampule.Port.command(sudo: false)
 
     cond do
       root?() ->
@@ -130,29 +146,48 @@ defmodule Mix.Tasks.Ampule.Check do
         case System.find_executable("sudo") do
           nil ->
             {:missing, "privileges", "config :ampule, sudo: true, but sudo is not installed",
-             "apt-get install sudo, then allow the port in sudoers (see Ampule's docs)"}
+             sudoers_fix(port, args)}
 
           sudo ->
             # Asks sudo whether it would run the port exactly as Ampule does (-C 5 keeps the
             # protocol's fds 3 and 4 open, which needs closefrom_override).
-            args = ["-n", "-C", "5", "-l", Ampule.Port.executable()]
+            asked = ["-n", "-C", "5", "-l", "--", port | args]
 
-            case System.cmd(sudo, args, stderr_to_stdout: true) do
+            case System.cmd(sudo, asked, stderr_to_stdout: true) do
               {_, 0} ->
                 {:ok, "privileges", "sudo may run the port without a password, keeping fds 3/4",
                  nil}
 
               {out, _} ->
                 {:missing, "privileges", "sudo refuses the port: #{String.trim(out)}",
-                 "sudoers: `USER ALL=(root) NOPASSWD: #{Ampule.Port.executable()}` and " <>
-                   "`Defaults:USER closefrom_override`"}
+                 sudoers_fix(port, args)}
             end
         end
 
       true ->
         {:missing, "privileges", "not root, and sudo is not configured",
-         "run as root, or `config :ampule, sudo: true` with a sudoers entry for the port"}
+         "run as root, or `config :ampule, sudo: true` and " <> sudoers_fix(port, args)}
     end
+  end
+
+  # The command (for root) that writes this user's sudoers rule for `port` with `args`.
+  defp sudoers_fix(port, args) do
+    user =
+      case System.cmd("id", ["-un"], stderr_to_stdout: true) do
+        {name, 0} -> String.trim(name)
+        _ -> "USER"
+      end
+
+    pinned = if args == [], do: [], else: ["--args", Enum.join(args, " ")]
+
+    "as root: " <>
+      Enum.map_join([@sudoers, user, port | pinned], " ", &shell_quote/1)
+  end
+
+  defp shell_quote(word) do
+    if word =~ ~r{^[A-Za-z0-9_./:=,@%+-]+$},
+      do: word,
+      else: "'" <> String.replace(word, "'", ~S('\'')) <> "'"
   end
 
   defp subids(file) do
@@ -200,6 +235,130 @@ defmodule Mix.Tasks.Ampule.Check do
              "boot with systemd.unified_cgroup_hierarchy=1, or mount cgroup2 on /sys/fs/cgroup"}
         end
     end
+  end
+
+  # liblxc's default profile on a kernel with cgroup namespaces (every kernel Ampule runs on).
+  @aa_profile "lxc-container-default-cgns"
+
+  @doc false
+  # `probe` is a parameter so that a test can show what a host with AppArmor enabled and
+  # without the apparmor package is told: `%{enabled: boolean, parser: path | nil,
+  # profiles: [name] | nil}` (nil when the loaded profiles cannot be read, as non-root).
+  def apparmor(probe \\ apparmor_probe())
+
+  def apparmor(%{enabled: false}),
+    do: {:ok, "apparmor", "not enabled in the kernel: containers run unconfined", nil}
+
+  def apparmor(%{enabled: true, parser: nil}) do
+    {:missing, "apparmor",
+     "the kernel enforces AppArmor, but the apparmor package is missing: every container " <>
+       "start fails (\"Failed to write AppArmor profile #{@aa_profile}\")",
+     "apt-get install apparmor"}
+  end
+
+  def apparmor(%{enabled: true, parser: parser, profiles: profiles}) do
+    cond do
+      profiles == nil ->
+        {:ok, "apparmor", "enabled, #{parser} found (the loaded profiles could not be read)", nil}
+
+      @aa_profile in profiles ->
+        {:ok, "apparmor", "enabled, LXC's profile #{@aa_profile} loaded", nil}
+
+      true ->
+        {:missing, "apparmor",
+         "enabled, but LXC's profile #{@aa_profile} is not loaded: every container start fails",
+         "apparmor_parser --replace /etc/apparmor.d/lxc-containers (or systemctl restart apparmor)"}
+    end
+  end
+
+  defp apparmor_probe do
+    enabled = match?({:ok, "Y" <> _}, File.read("/sys/module/apparmor/parameters/enabled"))
+
+    profiles =
+      case File.read("/sys/kernel/security/apparmor/profiles") do
+        {:ok, text} ->
+          for line <- String.split(text, "\n", trim: true), do: hd(String.split(line))
+
+        {:error, _} ->
+          nil
+      end
+
+    %{enabled: enabled, parser: find_tool("apparmor_parser"), profiles: profiles}
+  end
+
+  @doc false
+  # A container mounts each code path and its node reads the code as an unprivileged id,
+  # "other" to the files: a path below a directory others may not search (a project in
+  # /root, mode 0700) is staged by the port (it bind-mounts it where the containers' root
+  # can reach), but the directory itself and its files must be readable by others.
+  # `readable?` is a parameter so that a test can show what each case is told.
+  def code_paths(paths \\ code_paths_to_mount(), readable? \\ &readable_by_others?/1) do
+    {unreadable, readable} = Enum.split_with(paths, &(not readable?.(&1)))
+    staged = Enum.reject(readable, &searchable_by_others?/1)
+
+    cond do
+      unreadable != [] ->
+        [first | _] = unreadable
+
+        {:missing, "code paths",
+         "containers run code as an unprivileged id, which cannot read #{first}" <>
+           "#{more(unreadable)} (the directory or its files are not readable by others)",
+         "chmod -R o+rX #{first}"}
+
+      staged != [] ->
+        [first | _] = staged
+        blocker = first |> ancestors() |> Enum.drop(-1) |> Enum.find(first, &(not others_x?(&1)))
+
+        {:note, "code paths",
+         "#{first}#{more(staged)} is below #{blocker}, which others may not search: the port " <>
+           "stages it (a bind mount under its state directory) for the containers", nil}
+
+      true ->
+        {:ok, "code paths", "#{length(paths)} readable by the containers", nil}
+    end
+  end
+
+  defp readable_by_others?(dir) do
+    with {:ok, %{mode: mode}} <- File.stat(dir),
+         true <- Bitwise.band(mode, 0o005) == 0o005,
+         {:ok, files} <- File.ls(dir) do
+      files
+      |> Enum.take(200)
+      |> Enum.all?(fn f ->
+        case File.stat(Path.join(dir, f)) do
+          {:ok, %{mode: m}} -> Bitwise.band(m, 0o004) != 0
+          _ -> true
+        end
+      end)
+    else
+      _ -> false
+    end
+  end
+
+  defp searchable_by_others?(path),
+    do: path |> ancestors() |> Enum.drop(-1) |> Enum.all?(&others_x?/1)
+
+  defp others_x?(dir),
+    do: match?({:ok, %{mode: m}} when Bitwise.band(m, 0o001) != 0, File.stat(dir))
+
+  defp more([_]), do: ""
+  defp more([_ | rest]), do: " (and #{length(rest)} more)"
+
+  # "/a/b/c" -> ["/a", "/a/b", "/a/b/c"]
+  defp ancestors(path) do
+    path
+    |> Path.split()
+    |> tl()
+    |> Enum.scan("/", &Path.join(&2, &1))
+  end
+
+  # What Ampule.Options passes by default (the host's code path outside Erlang's root, see
+  # Ampule.Distribution.host_code_paths/0) and this project's build; the port skips /usr.
+  defp code_paths_to_mount do
+    [Mix.Project.build_path() | Ampule.Distribution.host_code_paths()]
+    |> Enum.filter(&File.dir?/1)
+    |> Enum.reject(&String.starts_with?(&1, "/usr/"))
+    |> Enum.uniq()
   end
 
   defp userns do

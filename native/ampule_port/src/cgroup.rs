@@ -2,11 +2,31 @@
 //! *calling* process into the new container's `lxc.monitor.NAME` cgroup; left there, the
 //! port would pin that cgroup (it could never be removed) and drift from one container's
 //! monitor cgroup to the next. So the port records where it started and returns there after
-//! every start.
+//! every start. Which hierarchy the host has ([`Cgroups`]) decides where limits go.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// Which cgroup hierarchy limits go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    V1,
+    V2,
+}
+
+impl Cgroups {
+    /// The hierarchy mounted under `/sys/fs/cgroup`, if any.
+    pub fn detect() -> Option<Cgroups> {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Some(Cgroups::V2)
+        } else if Path::new("/sys/fs/cgroup/memory").exists() {
+            Some(Cgroups::V1)
+        } else {
+            None
+        }
+    }
+}
 
 static HOME: OnceLock<Vec<PathBuf>> = OnceLock::new();
 

@@ -1,16 +1,22 @@
 //! What the host must offer before the port can make a container (root, liblxc, an id range
-//! for user namespaces, cgroups), this instance's identity and lock, and the start-up sweep
-//! of what crashed instances left behind.
+//! for user namespaces, cgroups), and the state directory this instance works in: its
+//! lock, the idmap stand-ins, the seccomp profile, the application containers' tmpfs and
+//! the agents directory. The start-up sweep is `sweep.rs`'s.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
+use crate::cgroup::Cgroups;
+use crate::instance::{self, take_lock};
 use crate::lxc;
-use crate::network::{self, Subnet};
+use crate::network;
+use crate::settings::Settings;
+use crate::staging::Staging;
+use crate::subnet::Subnet;
 
 /// A prerequisite the host lacks; the message names the fix.
 #[derive(Debug)]
@@ -53,13 +59,6 @@ pub fn parse_id_range(text: &str) -> Option<IdRange> {
     })
 }
 
-/// Which cgroup hierarchy limits go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cgroups {
-    V1,
-    V2,
-}
-
 /// Everything fixed for the life of this port instance.
 #[derive(Debug)]
 pub struct Host {
@@ -75,7 +74,7 @@ pub struct Host {
     /// by the client's user (see [`client_uid`]), mode 0711.
     pub agents: PathBuf,
     /// Code paths staged for containers' mapped roots (see `staging.rs`).
-    pub code: crate::staging::Staging,
+    pub code: Staging,
     pub uids: IdRange,
     pub gids: IdRange,
     pub cgroups: Cgroups,
@@ -84,85 +83,6 @@ pub struct Host {
     pub seccomp_profile: PathBuf,
     /// Held for the life of the process: a live lock is how other instances know we run.
     _lock: Flock<fs::File>,
-}
-
-/// Settings from the command line.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub bridge: String,
-    pub subnet: Subnet,
-    pub state_dir: PathBuf,
-    pub log_level: log::LevelFilter,
-    /// Log lines also to stderr after the hello (`--log-stderr`).
-    pub log_stderr: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            bridge: "ampule0".into(),
-            subnet: "10.213.57.0/24".parse().expect("default subnet"),
-            state_dir: PathBuf::from("/var/lib/ampule"),
-            log_level: log::LevelFilter::Info,
-            log_stderr: false,
-        }
-    }
-}
-
-impl Settings {
-    /// Parses `--bridge`, `--subnet`, `--state-dir`, `--log-level`, `--log-stderr`.
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Settings, String> {
-        let mut s = Settings::default();
-        let mut args = args.into_iter();
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--bridge" => {
-                    let b = value()?;
-                    if b.is_empty()
-                        || b.len() > 15
-                        || !b
-                            .bytes()
-                            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-                    {
-                        return Err(format!("--bridge {b}: not an interface name"));
-                    }
-                    s.bridge = b;
-                }
-                "--subnet" => {
-                    let n: Subnet = value()?.parse()?;
-                    if let Some(r) = network::reserved_subnets().iter().find(|r| r.overlaps(&n)) {
-                        return Err(format!(
-                            "--subnet {n} overlaps {r}, which LXC or Docker use"
-                        ));
-                    }
-                    s.subnet = n;
-                }
-                "--state-dir" => {
-                    let d = PathBuf::from(value()?);
-                    if !d.is_absolute() {
-                        return Err("--state-dir must be absolute".into());
-                    }
-                    s.state_dir = d;
-                }
-                "--log-level" => {
-                    // Erlang's Logger says `warning`, the log crate `warn`: both are taken.
-                    let v = value()?;
-                    let v = if v == "warning" {
-                        "warn".to_string()
-                    } else {
-                        v
-                    };
-                    s.log_level = v.parse().map_err(|_| {
-                        "--log-level: error, warning (or warn), info or debug".to_string()
-                    })?
-                }
-                "--log-stderr" => s.log_stderr = true,
-                other => return Err(format!("unknown argument {other}")),
-            }
-        }
-        Ok(s)
-    }
 }
 
 /// Where the port keeps unprivileged stand-ins for shadow's `newuidmap` and `newgidmap`.
@@ -265,17 +185,64 @@ pub fn write_seccomp_profile(state_dir: &Path) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-fn random_id(len: usize) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+/// Checks the host, prepares the bridge and the state directory, and takes this instance's
+/// lock. `sweep` runs as soon as the lock is held (see `sweep.rs`; it takes dead instances'
+/// locks, never this one's), before this instance makes its agents directory.
+pub fn prepare<S>(
+    settings: &Settings,
+    sweep: impl FnOnce(&Host) -> S,
+) -> Result<(Host, S), Unready> {
+    let checked = check(settings)?;
+    let state_dir = settings.state_dir.clone();
+    let (lxcpath, apps, instances) = (
+        state_dir.join("lxc"),
+        state_dir.join("apps"),
+        state_dir.join("instances"),
+    );
+    let seccomp_profile = prepare_state_dir(&state_dir, &[&lxcpath, &apps, &instances])?;
+    mount_apps(&state_dir, &apps);
+    let (instance, lock) = take_lock(&instances).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!("cannot lock in {}: {e}", instances.display()),
+        )
+    })?;
+    let host = Host {
+        bridge: settings.bridge.clone(),
+        subnet: settings.subnet,
+        agents: state_dir.join("agents").join(&instance),
+        code: Staging::new(&state_dir, &instance),
+        state_dir,
+        lxcpath,
+        apps,
+        instance,
+        uids: checked.uids,
+        gids: checked.gids,
+        cgroups: checked.cgroups,
+        lxc_version: checked.lxc_version,
+        seccomp_profile,
+        _lock: lock,
+    };
+    let swept = sweep(&host);
+    prepare_agents_dir(&host.agents).map_err(|e| {
+        unready(
+            "no_state_dir",
+            format!("cannot create {}: {e}", host.agents.display()),
+        )
+    })?;
+    Ok((host, swept))
 }
 
-/// Checks the host, prepares the bridge, takes this instance's lock and sweeps leftovers.
-pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
+/// What [`check`] found.
+struct Checked {
+    lxc_version: String,
+    uids: IdRange,
+    gids: IdRange,
+    cgroups: Cgroups,
+}
+
+/// The prerequisites: root, an id range, cgroups, and the bridge made ready.
+fn check(settings: &Settings) -> Result<Checked, Unready> {
     if !nix::unistd::geteuid().is_root() {
         return Err(unready(
             "not_root",
@@ -286,16 +253,12 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     let lxc_version = lxc::version();
     let uids = id_range("/etc/subuid")?;
     let gids = id_range("/etc/subgid")?;
-    let cgroups = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        Cgroups::V2
-    } else if Path::new("/sys/fs/cgroup/memory").exists() {
-        Cgroups::V1
-    } else {
-        return Err(unready(
+    let cgroups = Cgroups::detect().ok_or_else(|| {
+        unready(
             "no_cgroups",
             "no cgroup hierarchy under /sys/fs/cgroup: mount cgroup2 there",
-        ));
-    };
+        )
+    })?;
     network::ensure_bridge(&settings.bridge, &settings.subnet).map_err(|e| {
         unready(
             "no_bridge",
@@ -305,17 +268,24 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             ),
         )
     })?;
-    let state_dir = settings.state_dir.clone();
-    let lxcpath = state_dir.join("lxc");
-    let apps = state_dir.join("apps");
-    let instances = state_dir.join("instances");
-    prepare_idmap_dir(&state_dir).map_err(|e| {
+    Ok(Checked {
+        lxc_version,
+        uids,
+        gids,
+        cgroups,
+    })
+}
+
+/// Makes the state directory's parts: the idmap stand-ins, the seccomp profile (its path
+/// returned) and the directories `dirs`.
+fn prepare_state_dir(state_dir: &Path, dirs: &[&PathBuf; 3]) -> Result<PathBuf, Unready> {
+    prepare_idmap_dir(state_dir).map_err(|e| {
         unready(
             "no_state_dir",
-            format!("cannot create {}: {e}", idmap_dir(&state_dir).display()),
+            format!("cannot create {}: {e}", idmap_dir(state_dir).display()),
         )
     })?;
-    let seccomp_profile = write_seccomp_profile(&state_dir).map_err(|e| {
+    let seccomp_profile = write_seccomp_profile(state_dir).map_err(|e| {
         unready(
             "no_state_dir",
             format!(
@@ -324,7 +294,7 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
             ),
         )
     })?;
-    for d in [&lxcpath, &apps, &instances] {
+    for d in dirs {
         fs::create_dir_all(d).map_err(|e| {
             unready(
                 "no_state_dir",
@@ -334,44 +304,10 @@ pub fn prepare(settings: &Settings) -> Result<(Host, Sweep), Unready> {
     }
     // The rootfs of a user-namespaced container is reached through these directories by
     // mapped ids, which are "other" to them.
-    for d in [&state_dir, &lxcpath, &apps] {
+    for d in [state_dir, dirs[0], dirs[1]] {
         set_mode(d, 0o711);
     }
-    mount_apps(&state_dir, &apps);
-    let (instance, lock) = take_lock(&instances).map_err(|e| {
-        unready(
-            "no_state_dir",
-            format!("cannot lock in {}: {e}", instances.display()),
-        )
-    })?;
-    let sweep = sweep(&state_dir, &[&lxcpath, &apps], settings, &instance);
-    let agents = state_dir.join("agents").join(&instance);
-    let code = crate::staging::Staging::new(&state_dir, &instance);
-    prepare_agents_dir(&agents).map_err(|e| {
-        unready(
-            "no_state_dir",
-            format!("cannot create {}: {e}", agents.display()),
-        )
-    })?;
-    Ok((
-        Host {
-            bridge: settings.bridge.clone(),
-            subnet: settings.subnet,
-            state_dir,
-            lxcpath,
-            apps,
-            code,
-            instance,
-            agents,
-            uids,
-            gids,
-            cgroups,
-            lxc_version,
-            seccomp_profile,
-            _lock: lock,
-        },
-        sweep,
-    ))
+    Ok(seccomp_profile)
 }
 
 /// The user on the other end of the protocol: the one `sudo` ran the port for
@@ -395,6 +331,12 @@ fn prepare_agents_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
     let uid = client_uid();
     std::os::unix::fs::chown(dir, Some(uid), None)
+}
+
+/// Removes this instance's lock file, the last step of its shutdown (the lock itself is
+/// held until the process exits).
+pub fn release_lock(host: &Host) {
+    let _ = fs::remove_file(instance::lock_file(&host.state_dir, &host.instance));
 }
 
 /// Removes this instance's agents directory (the sockets in it belong to containers that
@@ -454,193 +396,6 @@ fn id_range(file: &str) -> Result<IdRange, Unready> {
             ),
         )
     })
-}
-
-/// Takes this instance's lock. The file is locked under a private name and only then
-/// linked to `ID.lock`: a sweep that could lock a visible lock file before its owner did
-/// would take a live instance for a dead one (and hand its addresses out again).
-fn take_lock(dir: &Path) -> io::Result<(String, Flock<fs::File>)> {
-    loop {
-        let id = random_id(6);
-        let private = dir.join(format!(".{id}.{}", std::process::id()));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&private)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| io::Error::from(e))?;
-        let linked = fs::hard_link(&private, dir.join(format!("{id}.lock")));
-        let _ = fs::remove_file(&private);
-        match linked {
-            Ok(()) => return Ok((id, lock)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// What the start-up sweep removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sweep {
-    pub instances: usize,
-    pub containers: Vec<String>,
-    pub leases: usize,
-}
-
-/// The owner file written into each container directory.
-pub const OWNER_FILE: &str = "ampule-owner";
-
-/// Containers marked persistent survive their port (system containers): the owner file
-/// reads `persistent INSTANCE`, and only a dead instance's containers are adopted.
-pub const PERSISTENT: &str = "persistent";
-
-/// Instances whose lock nobody holds are dead: their containers, leases and locks go.
-fn sweep(state_dir: &Path, lxcpaths: &[&Path], settings: &Settings, me: &str) -> Sweep {
-    let mut dead = Vec::new();
-    if let Ok(entries) = fs::read_dir(state_dir.join("instances")) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".lock") else {
-                continue;
-            };
-            if id == me {
-                continue;
-            }
-            let Ok(f) = fs::OpenOptions::new().write(true).open(e.path()) else {
-                continue;
-            };
-            if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
-                dead.push(id.to_string());
-                // A tombstone: the cgroups of its containers are named after it, in
-                // hierarchies every state directory on the machine shares, and only this
-                // directory's dead instances are this sweep's to remove.
-                let _ = fs::rename(e.path(), tombstone(state_dir, id));
-            }
-        }
-    }
-    let is_dead = |owner: &str| {
-        owner != me && !owner.starts_with(PERSISTENT) && !live_instance(state_dir, owner)
-    };
-    let mut containers = Vec::new();
-    for &lxcpath in lxcpaths {
-        let Ok(entries) = fs::read_dir(lxcpath) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let owner = match fs::read_to_string(e.path().join(OWNER_FILE)) {
-                Ok(o) => o,
-                // Owner files are written right after the directory is made: an ownerless
-                // directory is either being made this instant or a crash's leftover.
-                Err(_) if recently_made(&e.path()) => continue,
-                Err(_) => String::new(),
-            };
-            if is_dead(owner.trim()) {
-                crate::container::remove_leftover(lxcpath, &name);
-                containers.push(name);
-            }
-        }
-    }
-    // Cgroups liblxc left for containers whose directory is already gone (a crash between
-    // the two removals): attributable by the generated names, `a-`, `x-` or `s-INSTANCE-N`.
-    // Cgroups are shared by every state directory on the machine (other checkouts, hosts
-    // in network namespaces): only instances this directory saw die count.
-    let ours_dead = |owner: &str| !owner.is_empty() && tombstone(state_dir, owner).exists();
-    let owner_of = |cg: &str| -> Option<String> {
-        let mut parts = cg.splitn(3, '-');
-        let (kind, owner) = (parts.next()?, parts.next()?);
-        ["a", "s", "x"].contains(&kind).then(|| owner.to_string())
-    };
-    for cg in orphan_cgroups(lxcpaths) {
-        if owner_of(&cg).is_some_and(|o| ours_dead(&o)) {
-            crate::container::remove_cgroups(&cg, std::time::Duration::from_millis(200));
-        }
-    }
-    let still: std::collections::HashSet<String> = orphan_cgroups(lxcpaths)
-        .iter()
-        .filter_map(|cg| owner_of(cg))
-        .collect();
-    for e in fs::read_dir(state_dir.join("instances"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(id) = name.strip_suffix(".dead") {
-            if !still.contains(id) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-    crate::staging::sweep(state_dir, &|id| id != me && !live_instance(state_dir, id));
-    // Agent sockets of dead instances: their sandboxes are gone.
-    for e in fs::read_dir(state_dir.join("agents"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let id = e.file_name().to_string_lossy().into_owned();
-        if id != me && !live_instance(state_dir, &id) {
-            let _ = fs::remove_dir_all(e.path());
-        }
-    }
-    let leases = network::Leases::sweep(state_dir, &settings.subnet, &is_dead, &|ip| {
-        network::forget_address(ip, &settings.bridge)
-    });
-    crate::dhcp::sweep(state_dir, &|owner| {
-        !live_instance(state_dir, owner) && owner != me
-    });
-    Sweep {
-        instances: dead.len(),
-        containers,
-        leases,
-    }
-}
-
-/// Where a sweep records an instance it found dead, until nothing of it is left.
-fn tombstone(state_dir: &Path, id: &str) -> PathBuf {
-    state_dir.join("instances").join(format!("{id}.dead"))
-}
-
-/// Container names that have `lxc.monitor.`/`lxc.payload.` cgroups but no directory.
-fn orphan_cgroups(lxcpaths: &[&Path]) -> Vec<String> {
-    let mut names = std::collections::BTreeSet::new();
-    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
-    for h in hierarchies.flatten() {
-        for e in fs::read_dir(h.path()).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let name = n
-                .strip_prefix("lxc.monitor.")
-                .or_else(|| n.strip_prefix("lxc.payload."));
-            if let Some(name) = name {
-                if !lxcpaths.iter().any(|p| p.join(name).exists()) {
-                    names.insert(name.to_string());
-                }
-            }
-        }
-    }
-    names.into_iter().collect()
-}
-
-fn recently_made(p: &Path) -> bool {
-    fs::metadata(p)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age < std::time::Duration::from_secs(60))
-}
-
-/// Whether the port instance `id` is alive (its lock file exists; a dead instance's lock is
-/// removed by the first sweep that manages to take it).
-pub fn live_instance(state_dir: &Path, id: &str) -> bool {
-    !id.is_empty()
-        && state_dir
-            .join("instances")
-            .join(format!("{id}.lock"))
-            .exists()
 }
 
 #[cfg(test)]
@@ -720,29 +475,5 @@ mod tests {
         );
         assert_eq!(parse_id_range("root:1000:10\n"), None);
         assert_eq!(parse_id_range(""), None);
-    }
-
-    #[test]
-    fn settings_from_args() {
-        let s = Settings::from_args(
-            ["--bridge", "br9", "--subnet", "10.99.0.0/24"]
-                .iter()
-                .map(|s| s.to_string()),
-        )
-        .unwrap();
-        assert_eq!(s.bridge, "br9");
-        assert_eq!(s.subnet.to_string(), "10.99.0.0/24");
-        let lxc = Settings::from_args(["--subnet", "10.0.3.0/24"].iter().map(|s| s.to_string()));
-        assert!(lxc.unwrap_err().contains("overlaps"));
-        assert!(Settings::from_args(["--nope".to_string()]).is_err());
-        let w = Settings::from_args(["--log-level", "warning"].iter().map(|s| s.to_string()));
-        assert_eq!(w.unwrap().log_level, log::LevelFilter::Warn);
-        assert!(!Settings::default().log_stderr);
-        assert!(
-            Settings::from_args(["--log-stderr".to_string()])
-                .unwrap()
-                .log_stderr
-        );
-        assert!(Settings::from_args(["--bridge".to_string()]).is_err());
     }
 }

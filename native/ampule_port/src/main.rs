@@ -1,13 +1,16 @@
 //! Entry point: move the protocol off the standard streams, check the host, say hello, serve.
 
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 
 use ampule_port::dispatch::Server;
 use ampule_port::frame;
-use ampule_port::host::{self, Settings};
+use ampule_port::host::{self, Host};
 use ampule_port::outbox::{self, Outbox, Outgoing};
 use ampule_port::pipe::{self, Receiver, Sender};
 use ampule_port::protocol::{self, atom, bin, int, map};
+use ampule_port::settings::Settings;
+use ampule_port::sweep::{self, Sweep};
 
 /// `EX_CONFIG`: the host is not ready for containers.
 const EXIT_UNREADY: u8 = 78;
@@ -22,14 +25,10 @@ fn main() -> ExitCode {
     std::env::set_var("PATH", host::search_path(&path, state_dir));
     let (input, output) = match (pipe::take_private(3, false), pipe::take_private(4, true)) {
         (Ok(i), Ok(o)) => (i, o),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("ampule_port: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        (Err(e), _) | (_, Err(e)) => return unusable(e),
     };
     if let Err(e) = pipe::detach_stdio() {
-        eprintln!("ampule_port: cannot detach standard streams: {e}");
-        return ExitCode::from(EXIT_USAGE);
+        return unusable(format!("cannot detach standard streams: {e}"));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -37,26 +36,22 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("ampule_port: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(e) => return unusable(format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(serve(input, output, settings))
 }
 
-async fn serve(
-    input: std::os::fd::OwnedFd,
-    output: std::os::fd::OwnedFd,
-    settings: Result<Settings, String>,
-) -> ExitCode {
+/// Not started as a port (or unable to be one): said on stderr, as there is no protocol.
+fn unusable(why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ampule_port: {why}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+async fn serve(input: OwnedFd, output: OwnedFd, settings: Result<Settings, String>) -> ExitCode {
     let (out, mut queue) = Outbox::new();
     let mut writer = match Sender::from_owned_fd(output) {
         Ok(w) => w,
-        Err(e) => {
-            eprintln!("ampule_port: output pipe: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(e) => return unusable(format!("output pipe: {e}")),
     };
     let writer_task = tokio::spawn(async move {
         while let Some(Outgoing::Frame(bytes)) = queue.recv().await {
@@ -65,23 +60,19 @@ async fn serve(
             }
         }
     });
-    let finish = |code: u8, out: Outbox| async move {
-        out.close();
-        let _ = writer_task.await;
-        ExitCode::from(code)
-    };
+    let code = run(input, &out, settings).await;
+    out.close();
+    let _ = writer_task.await;
+    ExitCode::from(code)
+}
 
+/// Checks the host, says hello and serves until end of input; the exit code.
+async fn run(input: OwnedFd, out: &Outbox, settings: Result<Settings, String>) -> u8 {
     let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            out.event(
-                "fatal",
-                map(vec![
-                    ("reason", atom("bad_arguments")),
-                    ("message", bin(&e)),
-                ]),
-            );
-            return finish(EXIT_USAGE, out).await;
+            fatal(out, "bad_arguments", e);
+            return EXIT_USAGE;
         }
     };
     outbox::init_logging(settings.log_level, settings.log_stderr);
@@ -89,31 +80,60 @@ async fn serve(
         log::warn!("cannot become a child subreaper ({e}); exited lxc monitors may linger");
     }
     ampule_port::cgroup::remember_home();
-    let prepared = tokio::task::spawn_blocking(move || host::prepare(&settings)).await;
-    let (host, sweep) = match prepared {
-        Ok(Ok(h)) => h,
-        Ok(Err(u)) => {
-            log::error!("{u}");
-            out.event(
-                "fatal",
-                map(vec![
-                    ("reason", atom(u.reason)),
-                    ("message", bin(&u.message)),
-                ]),
-            );
-            return finish(EXIT_UNREADY, out).await;
-        }
+    let (host, sweep) = match prepare(out, settings).await {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
+    };
+    hello(out, &host);
+    // Log events only after the hello, which is always the first frame.
+    outbox::forward_logs(out.clone());
+    report(&sweep);
+    tokio::spawn(reap_children());
+    let server = match Server::new(host, out.clone()) {
+        Ok(s) => s,
         Err(e) => {
-            out.event(
-                "fatal",
-                map(vec![
-                    ("reason", atom("internal")),
-                    ("message", bin(e.to_string())),
-                ]),
-            );
-            return finish(EXIT_UNREADY, out).await;
+            log::error!("cannot start serving: {e}");
+            return EXIT_UNREADY;
         }
     };
+    let input = match Receiver::from_owned_fd(input) {
+        Ok(i) => i,
+        Err(e) => {
+            log::error!("input pipe: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    server.clone().run(input).await;
+    0
+}
+
+/// Prepares the host and sweeps what crashed instances left (blocking work, off the async
+/// threads); a host that is not ready is the port's fatal event.
+async fn prepare(out: &Outbox, settings: Settings) -> Result<(Host, Sweep), u8> {
+    match tokio::task::spawn_blocking(move || host::prepare(&settings, sweep::run)).await {
+        Ok(Ok(prepared)) => Ok(prepared),
+        Ok(Err(u)) => {
+            log::error!("{u}");
+            fatal(out, u.reason, u.message);
+            Err(EXIT_UNREADY)
+        }
+        Err(e) => {
+            fatal(out, "internal", e.to_string());
+            Err(EXIT_UNREADY)
+        }
+    }
+}
+
+/// `{event, fatal, #{reason, message}}`: why this port cannot serve, its last frame.
+fn fatal(out: &Outbox, reason: &str, message: impl AsRef<[u8]>) {
+    out.event(
+        "fatal",
+        map(vec![("reason", atom(reason)), ("message", bin(message))]),
+    );
+}
+
+/// `{event, hello, ...}`: the first frame, once the host is ready.
+fn hello(out: &Outbox, host: &Host) {
     out.event(
         "hello",
         map(vec![
@@ -127,8 +147,10 @@ async fn serve(
             ("agents_dir", bin(host.agents.to_string_lossy().as_bytes())),
         ]),
     );
-    // Log events only after the hello, which is always the first frame.
-    outbox::forward_logs(out.clone());
+}
+
+/// Says what the start-up sweep removed, if anything.
+fn report(sweep: &Sweep) {
     if sweep.instances > 0 || !sweep.containers.is_empty() || sweep.leases > 0 {
         log::warn!(
             "removed leftovers of {} crashed port instance(s): {} container(s) {:?}, {} lease(s)",
@@ -138,24 +160,6 @@ async fn serve(
             sweep.leases
         );
     }
-    tokio::spawn(reap_children());
-    let server = match Server::new(host, out.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot start serving: {e}");
-            return finish(EXIT_UNREADY, out).await;
-        }
-    };
-    let input = match Receiver::from_owned_fd(input) {
-        Ok(i) => i,
-        Err(e) => {
-            log::error!("input pipe: {e}");
-            return finish(EXIT_USAGE, out).await;
-        }
-    };
-    server.clone().run(input).await;
-    drop(server);
-    finish(0, out).await
 }
 
 /// As a child subreaper the port inherits liblxc's double-forked monitors; reap them (and

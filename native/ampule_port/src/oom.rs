@@ -18,8 +18,8 @@ use std::path::PathBuf;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::cgroup::Cgroups;
 use crate::exits::Ended;
-use crate::host::Cgroups;
 
 /// The init shell's status when its `erl` was killed by SIGKILL (128 + 9).
 pub const KILLED: i32 = 137;

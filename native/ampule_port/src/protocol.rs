@@ -405,6 +405,21 @@ fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
     as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
 }
 
+impl Limits {
+    /// Sets the option `key` if it is a limit (`memory`, `pids`, `cpu_shares`,
+    /// `cpu_millis`), the same for both kinds of container; any other key is a bad option.
+    fn set(&mut self, key: &str, v: &Term) -> Result<(), RequestError> {
+        match key {
+            "memory" => self.memory = limit(key, v, 16 * 1024 * 1024)?,
+            "pids" => self.pids = limit(key, v, 16)?,
+            "cpu_shares" => self.cpu_shares = limit(key, v, 2)?,
+            "cpu_millis" => self.cpu_millis = cpu_millis(key, v)?,
+            _ => return Err(RequestError::BadOption(atom(key))),
+        }
+        Ok(())
+    }
+}
+
 /// A CPU quota in thousandths of a CPU, or `infinity` for none.
 fn cpu_millis(key: &str, v: &Term) -> Result<Option<u64>, RequestError> {
     if as_atom(v) == Some("infinity") {
@@ -451,12 +466,8 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "args" => o.args = strings(&k, v, |s| !s.contains('\0'))?,
             "env" => o.env = pairs(&k, v, valid_env)?,
             "config" => o.config = config_items(&k, v)?,
-            "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
-            "pids" => o.limits.pids = limit(&k, v, 16)?,
-            "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
             "seccomp" => o.seccomp = seccomp(&k, v)?,
-            _ => return Err(RequestError::BadOption(atom(&k))),
+            other => o.limits.set(other, v)?,
         }
     }
     Ok(o)
@@ -521,11 +532,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
             "persistent" => o.persistent = boolean(&k, v)?,
             "config" => o.config = config_items(&k, v)?,
             "timeout" => o.timeout = duration_ms(&k, v)?,
-            "memory" => o.limits.memory = limit(&k, v, 16 * 1024 * 1024)?,
-            "pids" => o.limits.pids = limit(&k, v, 16)?,
-            "cpu_shares" => o.limits.cpu_shares = limit(&k, v, 2)?,
-            "cpu_millis" => o.limits.cpu_millis = cpu_millis(&k, v)?,
-            _ => return Err(RequestError::BadOption(atom(&k))),
+            other => o.limits.set(other, v)?,
         }
     }
     Ok(o)

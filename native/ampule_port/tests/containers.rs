@@ -225,13 +225,7 @@ fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
     for n in &nodes {
         // Its liblxc monitor, "[lxc monitor] LXCPATH NAME", and what runs inside.
         let mut victims = processes_mentioning(&format!("/apps {}", n.name));
-        let procs = format!("/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs", n.name);
-        victims.extend(
-            std::fs::read_to_string(procs)
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
+        victims.extend(container_pids(&n.name));
         assert!(victims.len() >= 2, "monitor and init of {}", n.name);
         for pid in victims {
             let _ = std::process::Command::new("kill")

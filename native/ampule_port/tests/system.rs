@@ -28,6 +28,26 @@ impl ConsoleReader {
 
     /// Reads console events until `done(all bytes so far)` or the deadline; returns whether
     /// it was done.
+    /// Reads until `done`, for as long as output keeps coming: fails only when nothing
+    /// arrived for `idle` (a loaded machine's busybox may print a few bytes at a time, so
+    /// a fixed deadline for a megabyte measures the machine, not the port).
+    fn while_flowing(
+        &mut self,
+        port: &mut Port,
+        idle: Duration,
+        done: impl Fn(&[u8]) -> bool,
+    ) -> bool {
+        loop {
+            let before = self.seen.len();
+            if self.until(port, idle, &done) {
+                return true;
+            }
+            if self.seen.len() == before {
+                return false;
+            }
+        }
+    }
+
     fn until(&mut self, port: &mut Port, limit: Duration, done: impl Fn(&[u8]) -> bool) -> bool {
         let deadline = Instant::now() + limit;
         while !done(&self.seen) {
@@ -194,7 +214,7 @@ fn the_console_is_binary_safe_and_loses_nothing_under_a_flood() {
     console.seen.clear();
     write(&mut port, 4, &name, b"seq 1 150000; echo end-of-$((1+1))\n");
     assert!(
-        console.until(&mut port, Duration::from_secs(60), |b| contains(
+        console.while_flowing(&mut port, Duration::from_secs(20), |b| contains(
             b, "end-of-2"
         )),
         "flood did not finish; got {} bytes",
@@ -253,7 +273,7 @@ fn a_slow_reader_stalls_the_console_instead_of_growing_the_port() {
     // loaded machine prints)…
     let window = 256 * 1024;
     assert!(
-        console.until(&mut port, Duration::from_secs(60), |b| b.len() >= window),
+        console.while_flowing(&mut port, Duration::from_secs(20), |b| b.len() >= window),
         "only {} bytes before the window filled",
         console.seen.len()
     );
@@ -275,7 +295,7 @@ fn a_slow_reader_stalls_the_console_instead_of_growing_the_port() {
     ]));
     console.ack = true;
     assert!(
-        console.until(&mut port, Duration::from_secs(60), |b| contains(
+        console.while_flowing(&mut port, Duration::from_secs(20), |b| contains(
             b, "end-of-2"
         ))
     );

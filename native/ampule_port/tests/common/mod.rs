@@ -452,6 +452,40 @@ pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The directory of container `name`'s cgroup that holds `controller`'s files: on cgroup
+/// v2 one directory has them all (`/sys/fs/cgroup/lxc.payload.NAME`), on v1 each
+/// controller has its own hierarchy (`/sys/fs/cgroup/pids/lxc.payload.NAME`).
+pub fn cgroup_dir(name: &str, controller: &str) -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        root.join(format!("lxc.payload.{name}"))
+    } else {
+        root.join(controller).join(format!("lxc.payload.{name}"))
+    }
+}
+
+/// Host PIDs of the processes in container `name`: those of its pids cgroup and of the
+/// cgroups below it (a distribution's init makes its own).
+pub fn container_pids(name: &str) -> Vec<u32> {
+    fn below(dir: &Path, out: &mut Vec<u32>) {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                below(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    below(&cgroup_dir(name, "pids"), &mut out);
+    out
+}
+
 /// Whether process `pid` exists and is not a zombie (exited, waiting for its parent).
 pub fn runs(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

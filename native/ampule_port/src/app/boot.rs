@@ -2,11 +2,8 @@
 //! distribution handshake with its cookie completes. Both are polled on the real signals,
 //! each attempt bounded, the whole wait bounded by the boot deadline.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use erl_dist::epmd::{EpmdClient, DEFAULT_EPMD_PORT};
 use erl_dist::handshake::ClientSideHandshake;
@@ -14,99 +11,14 @@ use erl_dist::node::{Creation, LocalNode, NodeName};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
+use crate::names;
+use crate::node::phase::{Phase, PhaseCell};
+use crate::timeline::Timeline;
+
 /// How often EPMD and the handshake are retried while a node boots. Small: a node
 /// registers within a few hundred milliseconds and every poll is one local TCP connect.
 pub const POLL: Duration = Duration::from_millis(4);
 const ATTEMPT: Duration = Duration::from_millis(500);
-
-/// The step a boot was in; reported by `boot_timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Phase {
-    Create = 0,
-    Start = 1,
-    Epmd = 2,
-    Handshake = 3,
-}
-
-impl Phase {
-    pub fn atom(self) -> &'static str {
-        match self {
-            Phase::Create => "create",
-            Phase::Start => "start",
-            Phase::Epmd => "epmd",
-            Phase::Handshake => "handshake",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.atom())
-    }
-}
-
-/// The current phase, shared between a boot and whoever reports its timeout.
-#[derive(Debug, Default)]
-pub struct PhaseCell(AtomicU8);
-
-impl PhaseCell {
-    pub fn set(&self, p: Phase) {
-        self.0.store(p as u8, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> Phase {
-        match self.0.load(Ordering::Relaxed) {
-            0 => Phase::Create,
-            1 => Phase::Start,
-            2 => Phase::Epmd,
-            _ => Phase::Handshake,
-        }
-    }
-}
-
-/// When each phase of a boot (or a removal) ended, for a debug log line that says where
-/// the time went: `ready in 160 ms: prepare 0.3, config 0.2, start 22.1, ...`, each figure
-/// the milliseconds since the mark before it.
-#[derive(Debug)]
-pub struct Timeline {
-    began: Instant,
-    marks: Mutex<Vec<(&'static str, Instant)>>,
-}
-
-impl Timeline {
-    pub fn new(began: Instant) -> Timeline {
-        Timeline {
-            began,
-            marks: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Records that the phase `what` ended now.
-    pub fn mark(&self, what: &'static str) {
-        let now = Instant::now();
-        self.marks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((what, now));
-    }
-
-    /// `TOTAL ms: phase ms, ...`.
-    pub fn summary(&self) -> String {
-        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let mut last = self.began;
-        let phases: Vec<String> = marks
-            .iter()
-            .map(|&(what, t)| {
-                let d = t.saturating_duration_since(last);
-                last = t;
-                format!("{what} {:.1}", ms(d))
-            })
-            .collect();
-        format!("{:.1} ms: {}", ms(self.began.elapsed()), phases.join(", "))
-    }
-}
 
 async fn connect(addr: SocketAddr) -> Option<TcpStream> {
     match tokio::time::timeout(ATTEMPT, TcpStream::connect(addr)).await {
@@ -175,11 +87,7 @@ pub async fn wait_ready(
 
 /// A random cookie: 20 upper-case letters, as `erl` makes its own.
 pub fn random_cookie() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..20)
-        .map(|_| rng.gen_range(b'A'..=b'Z') as char)
-        .collect()
+    names::random(names::COOKIE_ALPHABET, 20)
 }
 
 #[cfg(test)]
@@ -192,15 +100,5 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert!(a.bytes().all(|b| b.is_ascii_uppercase()));
         assert_ne!(a, random_cookie());
-    }
-
-    #[test]
-    fn phase_cell_round_trips() {
-        let c = PhaseCell::default();
-        assert_eq!(c.get(), Phase::Create);
-        for p in [Phase::Start, Phase::Epmd, Phase::Handshake] {
-            c.set(p);
-            assert_eq!(c.get(), p);
-        }
     }
 }

@@ -1,0 +1,241 @@
+//! What liblxc is given for a node's container: its full configuration (the shared items
+//! of `config.rs`, then the node's own, the raw `lxc.*` items of the request last) and its
+//! init's command line.
+
+use std::path::{Path, PathBuf};
+
+use super::{dir, rootfs, NodeSpec, Reach, AGENT_SOCKET, DIST_PORT, HOME, NODE_UID};
+use crate::config::{base_config, seccomp_items};
+use crate::host::Host;
+use crate::leases::Lease;
+use crate::protocol::Seccomp;
+
+type Items = Vec<(String, String)>;
+
+/// The full configuration of a node's container, raw `lxc.*` items from the request
+/// applied last.
+pub fn node_config(host: &Host, spec: &NodeSpec) -> Items {
+    let veth = spec.lease().map(Lease::veth);
+    let mut c = base_config(
+        host,
+        &spec.name,
+        &dir(host, &spec.name),
+        veth.as_deref(),
+        &spec.opts.limits,
+    );
+    c.extend(reach_items(host, spec));
+    c.extend(fixed_items(&rootfs(host, &spec.name)));
+    let profile = match &spec.opts.seccomp {
+        Seccomp::Ampule => Some(host.seccomp_profile.display().to_string()),
+        Seccomp::Lxc => Some(crate::seccomp::LXC_PROFILE.to_string()),
+        Seccomp::Profile(p) => Some(p.clone()),
+        Seccomp::Off => None,
+    };
+    if let Some(p) = profile {
+        c.extend(seccomp_items(&p));
+    }
+    c.extend(code_mounts(host, spec));
+    for (k, v) in &spec.opts.env {
+        c.push(("lxc.environment".into(), format!("{k}={v}")));
+    }
+    c.extend(spec.opts.config.iter().cloned());
+    c
+}
+
+/// A distributed node's address on the bridge, or a sandbox's agent socket.
+fn reach_items(host: &Host, spec: &NodeSpec) -> Items {
+    match &spec.reach {
+        Reach::Dist { lease, .. } => vec![
+            (
+                "lxc.net.0.ipv4.address".into(),
+                format!("{}/{}", lease.address, host.subnet.prefix),
+            ),
+            (
+                "lxc.net.0.ipv4.gateway".into(),
+                host.subnet.host().to_string(),
+            ),
+        ],
+        Reach::Agent { socket } => vec![bind_mount(
+            &socket.to_string_lossy(),
+            AGENT_SOCKET,
+            "bind,nodev,nosuid,noexec",
+        )],
+    }
+}
+
+/// What every node's container has: its skeleton as rootfs, the host's `/usr`, a `/tmp`,
+/// no privileges to gain, and the node's user, home and environment.
+fn fixed_items(root: &Path) -> Items {
+    vec![
+        ("lxc.rootfs.path".into(), format!("dir:{}", root.display())),
+        ("lxc.mount.auto".into(), "proc:mixed sys:ro".into()),
+        ("lxc.autodev".into(), "1".into()),
+        ("lxc.tty.max".into(), "0".into()),
+        ("lxc.pty.max".into(), "8".into()),
+        ("lxc.console.path".into(), "none".into()),
+        (
+            "lxc.mount.entry".into(),
+            "/usr usr none ro,bind,nodev,nosuid 0 0".into(),
+        ),
+        (
+            "lxc.mount.entry".into(),
+            "tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,size=256m 0 0".into(),
+        ),
+        // Nothing in the container can gain privileges (setuid binaries, file capabilities)
+        // on top of the nosuid mounts.
+        ("lxc.no_new_privs".into(), "1".into()),
+        ("lxc.init.uid".into(), NODE_UID.to_string()),
+        ("lxc.init.gid".into(), NODE_UID.to_string()),
+        ("lxc.init.cwd".into(), HOME.into()),
+        ("lxc.environment".into(), format!("HOME={HOME}")),
+        (
+            "lxc.environment".into(),
+            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+        ),
+        ("lxc.environment".into(), "LANG=C.UTF-8".into()),
+    ]
+}
+
+/// Read-only bind mounts of the code paths, from their staged copies where the container's
+/// mapped root could not reach them (see `staging.rs`).
+fn code_mounts(host: &Host, spec: &NodeSpec) -> Items {
+    let mut c = Items::new();
+    for p in mounts_for(&spec.opts.code_paths) {
+        let source = host.code.source_for(Path::new(&p)).unwrap_or_else(|e| {
+            log::warn!(container = spec.name.as_str(); "cannot stage {p}: {e}");
+            PathBuf::from(&p)
+        });
+        c.push(bind_mount(
+            &source.to_string_lossy(),
+            &p,
+            "ro,bind,nodev,nosuid,create=dir",
+        ));
+    }
+    c
+}
+
+/// An `lxc.mount.entry` that binds the host's `source` at `target` (an absolute path in
+/// the container; LXC takes it relative to the rootfs).
+fn bind_mount(source: &str, target: &str, options: &str) -> (String, String) {
+    let target = fstab_escape(target);
+    (
+        "lxc.mount.entry".into(),
+        format!(
+            "{} {} none {options} 0 0",
+            fstab_escape(source),
+            &target[1..]
+        ),
+    )
+}
+
+/// `fstab` fields are separated by white space; LXC reads octal escapes in paths.
+fn fstab_escape(p: &str) -> String {
+    p.replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+}
+
+/// Code paths to bind-mount: absolute, outside `/usr` (mounted whole already), existing
+/// directories, and none inside another one on the list.
+pub fn mounts_for(code_paths: &[String]) -> Vec<String> {
+    let mut paths: Vec<&String> = code_paths
+        .iter()
+        .filter(|p| !p.starts_with("/usr/") && Path::new(p).is_dir())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        let p = p.trim_end_matches('/');
+        if !out
+            .iter()
+            .any(|o| p.starts_with(&format!("{o}/")) || p == o)
+        {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+/// The init command: a shell that runs `erl` with its output in `~/boot.log` (so a failed
+/// boot can say why) and exits with `erl`'s status, which the port learns from the kernel
+/// (see `exits.rs`). The shell stays as the container's init, reaping orphans. The cookie
+/// is in `~/.erlang.cookie`, never here: this command line is visible to every host user.
+pub fn argv(spec: &NodeSpec) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "/bin/sh",
+        "-c",
+        "\"$@\" >boot.log 2>&1; exit $?",
+        "ampule-init",
+        "/usr/bin/erl",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.extend(distribution_args(spec));
+    let code: Vec<&String> = spec
+        .opts
+        .code_paths
+        .iter()
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    if !code.is_empty() {
+        argv.push("-pa".into());
+        argv.extend(code.into_iter().cloned());
+    }
+    argv.extend(spec.opts.args.iter().cloned());
+    argv
+}
+
+/// A distributed node's name and its one listening port; a sandbox's node has neither.
+fn distribution_args(spec: &NodeSpec) -> Vec<String> {
+    match spec.nodename() {
+        Some(nodename) => {
+            let port = DIST_PORT.to_string();
+            [
+                "-name",
+                &nodename,
+                "-noshell",
+                "-noinput",
+                "-kernel",
+                "inet_dist_listen_min",
+                &port,
+                "inet_dist_listen_max",
+                &port,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        }
+        // Not distributed: no name, no EPMD, no listener.
+        None => vec!["-noshell".to_string(), "-noinput".to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn code_path_mounts_skip_usr_missing_and_nested() {
+        let tmp = std::env::temp_dir().join(format!("ampule-mounts-{}", std::process::id()));
+        let a = tmp.join("a");
+        let ab = a.join("b");
+        fs::create_dir_all(&ab).unwrap();
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let got = mounts_for(&[
+            s(&ab),
+            s(&a),
+            "/usr/lib/erlang/lib/stdlib-4.0/ebin".into(),
+            s(&tmp.join("missing")),
+        ]);
+        assert_eq!(got, vec![s(&a)]);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn fstab_paths_escape_white_space() {
+        assert_eq!(fstab_escape("/a b/c\td"), "/a\\040b/c\\011d");
+    }
+}

@@ -1,0 +1,144 @@
+//! How a node's container ends, whoever ends it: its init killed (or seen to exit), then
+//! its veth, cgroups, files and address released and its name forgotten. `destroy`
+//! answers once nothing of the container runs; the release follows off the caller's path
+//! (liblxc's teardown is ~40 ms, most of it the kernel deleting the veth), the name is
+//! reusable at once (see `Registry::reserve`) and the final sweep waits for every release.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{dir, NodeSpec};
+use crate::ctx::Ctx;
+use crate::error::Failure;
+use crate::leases::{self, Lease};
+use crate::names::Kind;
+use crate::registry::{Detail, Entry, State};
+use crate::timeline::Timeline;
+use crate::{init, oom, teardown};
+
+/// How long the final sweep waits for releases still running (each normally takes tens of
+/// milliseconds); past it, their monitors are killed and the files left to the next
+/// port's start-up sweep.
+const RELEASE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Removes a container's files, veth and lease, and forgets it.
+pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
+    let host_name = name.to_string();
+    let veth = lease.as_ref().map(|l| l.veth());
+    let lxcpath = ctx.host.apps.clone();
+    let dir = dir(&ctx.host, name);
+    let address = lease.as_ref().map(|l| l.address);
+    let bridge = ctx.host.bridge.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let timeline = Timeline::new(Instant::now());
+        teardown::stop(&lxcpath, &host_name);
+        timeline.mark("lxc_stop");
+        teardown::remove_tree(&dir)?;
+        timeline.mark("remove_tree");
+        if let Some(v) = veth {
+            teardown::wait_link_gone(&v, Duration::from_secs(5));
+        }
+        teardown::remove_cgroups(&host_name, Duration::from_secs(2));
+        timeline.mark("veth_cgroups");
+        if let Some(ip) = address {
+            leases::forget_address(ip, &bridge);
+        }
+        timeline.mark("forget_address");
+        log::debug!(container = host_name.as_str(); "removed in {}", timeline.summary());
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!(container = name; "removing failed: {e}"),
+        Err(e) => log::error!(container = name; "removal task failed: {e}"),
+    }
+    if let Some(l) = lease {
+        ctx.leases.release(&l);
+    }
+    let socket = ctx.registry.with(name, |e| match &e.detail {
+        Detail::Sandbox { socket } => socket.clone(),
+        _ => None,
+    });
+    if let Some(s) = socket.flatten() {
+        let _ = std::fs::remove_file(s);
+    }
+    ctx.registry.forget(name);
+}
+
+/// Destroys a container that did not boot; returns why, for the spawn's answer.
+pub async fn fail_boot(ctx: &Ctx, spec: &NodeSpec, why: Failure) -> Failure {
+    ctx.registry
+        .transition(&spec.name, State::Destroying, |_| true, |_| ())
+        .ok();
+    remove(ctx, &spec.name, spec.lease().cloned()).await;
+    why
+}
+
+/// Ends a container that `destroy` claimed (`entry`, as it was): answers once every
+/// process of it has exited, and releases the rest behind.
+pub async fn destroy(ctx: &Arc<Ctx>, name: &str, entry: Entry) {
+    let lease = entry.lease().cloned();
+    if init::kill(name, entry.init_fd).await {
+        let ctx = ctx.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { remove(&ctx, &name, lease).await });
+    } else {
+        // The promise is "nothing runs when destroy answers": without a confirmed
+        // exit, answer only after liblxc's own stop and the whole release.
+        remove(ctx, name, lease).await;
+    }
+}
+
+/// What a node's init exiting on its own after boot comes to: the container is destroyed
+/// and the BEAM told how the node ended.
+pub async fn on_init_exit(ctx: Arc<Ctx>, name: String, pid: i32, oom: Option<Arc<oom::Watch>>) {
+    let ended = ctx.registry.transition(
+        &name,
+        State::Destroying,
+        |e| e.state.can_end(),
+        |e| e.lease().cloned(),
+    );
+    let Ok(lease) = ended else {
+        return;
+    };
+    let status = init::exit_reason(&ctx, pid, oom.as_deref()).await;
+    log::info!(container = name.as_str(); "init exited ({status}); destroying");
+    remove(&ctx, &name, lease).await;
+    ctx.exit_event(&name, status);
+}
+
+/// End of input: removes every container of `kind` that is not being destroyed already.
+pub async fn shut_down(ctx: &Ctx, kind: Kind) {
+    let victims = ctx
+        .registry
+        .transition_all(kind, State::Destroying, |e| e.state != State::Destroying);
+    let jobs = victims.into_iter().map(|(name, e)| async move {
+        remove(ctx, &name, e.lease().cloned()).await;
+    });
+    futures::future::join_all(jobs).await;
+}
+
+/// Waits for the releases still running, up to `RELEASE_LIMIT`. Those that did not
+/// finish (a monitor that no longer answers liblxc) have their monitors killed, so that
+/// nothing of them runs, and what is left on disk belongs to this instance, whose lock
+/// goes at exit: the next port's start-up sweep removes it.
+pub async fn finish_releases(ctx: &Ctx) {
+    if tokio::time::timeout(RELEASE_LIMIT, ctx.registry.releases_done())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let stuck = ctx.registry.releasing();
+    log::warn!(
+        "releases not done after {RELEASE_LIMIT:?}: {stuck:?}; left to the next port's sweep"
+    );
+    let lxcpath = ctx.host.apps.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for name in stuck {
+            teardown::kill_monitor(&lxcpath, &name);
+        }
+    })
+    .await;
+}

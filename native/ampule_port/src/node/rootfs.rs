@@ -1,0 +1,107 @@
+//! A node container's directory and rootfs skeleton: no image, only the mount points, the
+//! host's merged-usr links, a tiny `/etc` and the node's home, owned by the container's
+//! mapped root (the home by the node's uid). The host's `/usr` is bind-mounted read-only
+//! over it at start (see `config.rs`). Blocks: call it from a blocking thread.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use super::{dir, rootfs, NodeSpec, Reach, HOME, NODE_UID};
+use crate::host::Host;
+use crate::instance::OWNER_FILE;
+
+fn chown(p: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
+    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+}
+
+fn write_file(p: &Path, contents: &[u8], mode: u32, ids: (u32, u32)) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(p)?;
+    f.write_all(contents)?;
+    chown(p, ids)
+}
+
+/// Writes the container's directory: claims the name (the directory must not exist yet),
+/// records the owner, builds the rootfs skeleton and the cookie.
+pub fn prepare(host: &Host, spec: &NodeSpec) -> io::Result<()> {
+    let d = dir(host, &spec.name);
+    fs::create_dir(&d)?;
+    fs::write(d.join(OWNER_FILE), &host.instance)?;
+    let root = rootfs(host, &spec.name);
+    let root_ids = (host.uids.start, host.gids.start);
+    let node_ids = (root_ids.0 + NODE_UID, root_ids.1 + NODE_UID);
+    fs::create_dir(&root)?;
+    for sub in ["usr", "proc", "sys", "dev", "tmp", "etc", "home", "run"] {
+        fs::create_dir(root.join(sub))?;
+    }
+    // The host's merged-usr links (bin -> usr/bin, ...), copied as they are.
+    for link in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        if let Ok(target) = fs::read_link(Path::new("/").join(link)) {
+            std::os::unix::fs::symlink(target, root.join(link))?;
+        }
+    }
+    write_etc(host, spec, &root.join("etc"), root_ids)?;
+    let home = root.join(HOME.trim_start_matches('/'));
+    fs::create_dir(&home)?;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
+    match &spec.reach {
+        Reach::Dist { cookie, .. } => write_file(
+            &home.join(".erlang.cookie"),
+            cookie.as_bytes(),
+            0o400,
+            node_ids,
+        )?,
+        Reach::Agent { .. } => agent_mount_point(&root, root_ids)?,
+    }
+    chown(&home, node_ids)?;
+    for sub in ["etc", "home", "usr", "proc", "sys", "dev", "tmp", "run"] {
+        chown(&root.join(sub), root_ids)?;
+    }
+    chown(&root, root_ids)?;
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o711))?;
+    Ok(())
+}
+
+/// `/etc`: the node's user, and hosts that name the node (and, for a distributed one, the
+/// host as `ampule-host`).
+fn write_etc(host: &Host, spec: &NodeSpec, etc: &Path, ids: (u32, u32)) -> io::Result<()> {
+    let hosts = match &spec.reach {
+        Reach::Dist { lease, .. } => format!(
+            "127.0.0.1 localhost\n{} {}\n{} ampule-host\n",
+            lease.address,
+            spec.name,
+            host.subnet.host()
+        ),
+        Reach::Agent { .. } => format!("127.0.0.1 localhost {}\n", spec.name),
+    };
+    let files: [(&str, String); 5] = [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\nampule:x:{NODE_UID}:{NODE_UID}::{HOME}:/bin/sh\n"
+            ),
+        ),
+        ("group", format!("root:x:0:\nampule:x:{NODE_UID}:\n")),
+        ("hosts", hosts),
+        ("hostname", format!("{}\n", spec.name)),
+        ("nsswitch.conf", "hosts: files\n".to_string()),
+    ];
+    for (f, text) in files {
+        write_file(&etc.join(f), text.as_bytes(), 0o644, ids)?;
+    }
+    Ok(())
+}
+
+/// The mount point of the agent's socket, the container root's like the rest.
+fn agent_mount_point(root: &Path, ids: (u32, u32)) -> io::Result<()> {
+    let run = root.join("run/ampule");
+    fs::create_dir(&run)?;
+    fs::write(run.join("agent.sock"), b"")?;
+    chown(&run.join("agent.sock"), ids)?;
+    chown(&run, ids)
+}
