@@ -2,9 +2,11 @@ defmodule Ampule.Cluster do
   @moduledoc """
   The hosts of an Erlang cluster that offer containers, and how loaded each is.
 
-  Every node that runs Ampule's application runs one `Ampule.Cluster`. Once its port
-  program has said hello, it joins the group `:hosts` of Ampule's own `:pg` scope
-  (`:ampule_cluster`), so any node of the cluster sees which hosts offer containers:
+  Every node that runs Ampule's application runs one `Ampule.Cluster`. On a host, a node
+  configured to offer its containers (`config :ampule, offer: true`), it starts the port
+  program and, once the port has said hello, joins the group `:hosts` of Ampule's own
+  `:pg` scope (`:ampule_cluster`), so any node of the cluster sees which hosts offer
+  containers:
 
       Ampule.Cluster.hosts()
       #=> [%{node: :"a@10.0.0.1", containers: 12, cpus: 8, cpu_idle: 5.2, ...},
@@ -24,8 +26,11 @@ defmodule Ampule.Cluster do
 
   Application environment of `:ampule`:
 
-    * `:offer` - whether this node offers its containers to the cluster (default `true`;
-      a node whose port program cannot run, such as one without root, never joins)
+    * `:offer` - whether this node is a host: it offers its containers to the cluster
+      (default `false`: a node that only calls, or makes containers for itself alone,
+      neither joins nor starts a port program before its first container). A host whose
+      port program cannot run (no root, no liblxc) does not join; it tries again every
+      30 s.
     * `:cluster_interval` - milliseconds between load broadcasts (default 1000)
     * `:max_containers` - the most containers this host takes from placement (default
       `:infinity`; `place/2` skips a host at its maximum)
@@ -194,7 +199,8 @@ defmodule Ampule.Cluster do
       scope_ref: ref,
       members: members,
       joined: false,
-      offer: Keyword.get_lazy(opts, :offer, fn -> Application.get_env(:ampule, :offer, true) end),
+      offer:
+        Keyword.get_lazy(opts, :offer, fn -> Application.get_env(:ampule, :offer, false) end),
       port: Keyword.get(opts, :port, Ampule.Port),
       port_ref: nil,
       joining: nil,

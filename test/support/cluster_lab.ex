@@ -172,6 +172,7 @@ defmodule Ampule.Test.ClusterLab do
     host = %{host | os_pid: os_pid}
 
     env = [
+      offer: true,
       bridge: host.bridge,
       subnet: host.subnet,
       state_dir: state_dir,
