@@ -42,7 +42,10 @@ defmodule Ampule.Cluster do
   require Logger
 
   @scope :ampule_cluster
+  # Hosts (nodes that offer containers), and every node's Ampule.Cluster (to which hosts
+  # send their loads).
   @group :hosts
+  @everyone :clusters
   @table __MODULE__
   # Load changes are sent at most this often (ms).
   @debounce 50
@@ -193,11 +196,14 @@ defmodule Ampule.Cluster do
     table = :ets.new(@table, [:named_table, :protected, :set, read_concurrency: true])
     {ref, groups} = :pg.monitor_scope(@scope)
     members = groups |> Map.get(@group, []) |> MapSet.new()
+    listeners = groups |> Map.get(@everyone, []) |> MapSet.new()
+    :ok = :pg.join(@scope, @everyone, self())
 
     state = %{
       table: table,
       scope_ref: ref,
       members: members,
+      listeners: listeners,
       joined: false,
       offer:
         Keyword.get_lazy(opts, :offer, fn -> Application.get_env(:ampule, :offer, false) end),
@@ -260,15 +266,27 @@ defmodule Ampule.Cluster do
 
   @impl GenServer
   def handle_info({ref, :join, @group, pids}, %{scope_ref: ref} = state) do
-    state = %{state | members: Enum.into(pids, state.members)}
+    # A load a new host sent may have come before this news of its join (and been
+    # dropped): it is asked for again, so as not to wait for its next one.
+    for pid <- pids,
+        pid != self(),
+        do: :erlang.send(pid, {:ampule_load_please, self()}, [:noconnect])
 
-    # A newcomer hears this host's load at once, not at the next tick; a join of this
-    # process is the moment to tell every member.
+    {:noreply, %{state | members: Enum.into(pids, state.members)}}
+  end
+
+  def handle_info({ref, :join, @everyone, pids}, %{scope_ref: ref} = state) do
+    # A new node hears this host's load at once, not at the next tick.
     if state.joined do
       load = load(state)
-      if self() in pids, do: broadcast(load, state), else: Enum.each(pids, &send_load(&1, load))
+      for pid <- pids, pid != self(), do: send_load(pid, load)
     end
 
+    {:noreply, %{state | listeners: Enum.into(pids, state.listeners)}}
+  end
+
+  def handle_info({:ampule_load_please, from}, state) do
+    if state.joined, do: send_load(from, load(state))
     {:noreply, state}
   end
 
@@ -290,6 +308,10 @@ defmodule Ampule.Cluster do
       end)
 
     {:noreply, state}
+  end
+
+  def handle_info({ref, :leave, @everyone, pids}, %{scope_ref: ref} = state) do
+    {:noreply, %{state | listeners: Enum.reduce(pids, state.listeners, &MapSet.delete(&2, &1))}}
   end
 
   def handle_info({_ref, _kind, _group, _pids}, state), do: {:noreply, state}
@@ -385,6 +407,9 @@ defmodule Ampule.Cluster do
       end
 
     :ok = :pg.join(@scope, @group, self())
+    # Every node hears of it at once (this load reaches them before or after the join;
+    # a load is kept once its sender is a member, see :ampule_load).
+    broadcast(load(state), state)
     %{state | joined: true, port_ref: port_ref}
   end
 
@@ -409,7 +434,7 @@ defmodule Ampule.Cluster do
   defp schedule_publish(state), do: state
 
   defp broadcast(load, state) do
-    for pid <- state.members, do: send_load(pid, load)
+    for pid <- state.listeners, do: send_load(pid, load)
     :ok
   end
 
