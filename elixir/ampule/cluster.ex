@@ -194,14 +194,14 @@ defmodule Ampule.Cluster do
   @impl GenServer
   def init(opts) do
     table = :ets.new(@table, [:named_table, :protected, :set, read_concurrency: true])
-    {ref, groups} = :pg.monitor_scope(@scope)
+    {watcher, groups} = watch_scope()
     members = groups |> Map.get(@group, []) |> MapSet.new()
     listeners = groups |> Map.get(@everyone, []) |> MapSet.new()
     :ok = :pg.join(@scope, @everyone, self())
 
     state = %{
       table: table,
-      scope_ref: ref,
+      watcher: watcher,
       members: members,
       listeners: listeners,
       joined: false,
@@ -265,7 +265,7 @@ defmodule Ampule.Cluster do
   end
 
   @impl GenServer
-  def handle_info({ref, :join, @group, pids}, %{scope_ref: ref} = state) do
+  def handle_info({:ampule_pg, :join, @group, pids}, state) do
     # A load a new host sent may have come before this news of its join (and been
     # dropped): it is asked for again, so as not to wait for its next one.
     for pid <- pids,
@@ -275,7 +275,7 @@ defmodule Ampule.Cluster do
     {:noreply, %{state | members: Enum.into(pids, state.members)}}
   end
 
-  def handle_info({ref, :join, @everyone, pids}, %{scope_ref: ref} = state) do
+  def handle_info({:ampule_pg, :join, @everyone, pids}, state) do
     # A new node hears this host's load at once, not at the next tick.
     if state.joined do
       load = load(state)
@@ -290,7 +290,7 @@ defmodule Ampule.Cluster do
     {:noreply, state}
   end
 
-  def handle_info({ref, :leave, @group, pids}, %{scope_ref: ref} = state) do
+  def handle_info({:ampule_pg, :leave, @group, pids}, state) do
     state =
       Enum.reduce(pids, state, fn pid, acc ->
         # node/1 of a pid of this node is its name now (it may have become distributed
@@ -310,11 +310,11 @@ defmodule Ampule.Cluster do
     {:noreply, state}
   end
 
-  def handle_info({ref, :leave, @everyone, pids}, %{scope_ref: ref} = state) do
+  def handle_info({:ampule_pg, :leave, @everyone, pids}, state) do
     {:noreply, %{state | listeners: Enum.reduce(pids, state.listeners, &MapSet.delete(&2, &1))}}
   end
 
-  def handle_info({_ref, _kind, _group, _pids}, state), do: {:noreply, state}
+  def handle_info({:ampule_pg, _kind, _group, _pids}, state), do: {:noreply, state}
 
   def handle_info({:ampule_load, pid, %{node: node} = load}, state) do
     # Only members count: a load that crossed a leave is dropped.
@@ -386,6 +386,37 @@ defmodule Ampule.Cluster do
 
   def handle_info(_other, state), do: {:noreply, state}
 
+  ## Membership
+
+  # The scope's joins and leaves come through a linked process of their own, which
+  # monitors the scope: on OTP 25.2, a process that both monitors a scope and is a member
+  # of its groups crashes the scope when it exits (pg's `'DOWN'` clause for its own
+  # process expects one monitor per pid and finds two). This process only joins.
+  defp watch_scope do
+    parent = self()
+    watcher = spawn_link(fn -> watch_scope(parent) end)
+
+    receive do
+      {^watcher, :groups, groups} -> {watcher, groups}
+    after
+      10_000 -> exit({:no_scope, @scope})
+    end
+  end
+
+  defp watch_scope(parent) do
+    {ref, groups} = :pg.monitor_scope(@scope)
+    send(parent, {self(), :groups, groups})
+    relay(ref, parent)
+  end
+
+  defp relay(ref, parent) do
+    receive do
+      {^ref, kind, group, pids} ->
+        send(parent, {:ampule_pg, kind, group, pids})
+        relay(ref, parent)
+    end
+  end
+
   ## Joining
 
   defp join(%{offer: false} = state), do: state
@@ -407,10 +438,15 @@ defmodule Ampule.Cluster do
       end
 
     :ok = :pg.join(@scope, @group, self())
-    # Every node hears of it at once (this load reaches them before or after the join;
-    # a load is kept once its sender is a member, see :ampule_load).
-    broadcast(load(state), state)
-    %{state | joined: true, port_ref: port_ref}
+    # Every node hears of it at once (its load may reach them before the news of its
+    # join, and be dropped: then they ask, see the join of @group). This node, which
+    # would hear of its own join only later, knows it now.
+    load = load(state)
+    broadcast(load, state)
+    new? = not :ets.member(@table, load.node)
+    :ets.insert(@table, {load.node, load})
+    if new?, do: notify(state, :join, load.node)
+    %{state | joined: true, port_ref: port_ref, members: MapSet.put(state.members, self())}
   end
 
   ## Load
