@@ -22,7 +22,7 @@ defmodule Ampule.MixProject do
       deps: [],
       description: description(),
       package: package(),
-      docs: [main: "Ampule", extras: ["README.md", "docs/protocol.md"]],
+      docs: [main: "Ampule", extras: ["README.md", "docs/protocol.md", "docs/scaling.md"]],
       name: "Ampule"
     ]
   end

@@ -114,23 +114,30 @@ rows =
       Enum.each(hosts, &Sim.offer/1)
       t = System.monotonic_time(:microsecond)
       true = Sim.until(fn -> length(Ampule.Cluster.hosts()) == n end, t) != :timeout
+      # Five times: a leave (its Cluster stops) and a join (it starts again).
       {_, joined, _} = List.last(hosts)
-      :ok = :erpc.call(joined, GenServer, :stop, [Ampule.Cluster])
-      t = System.monotonic_time(:microsecond)
 
-      true =
-        Sim.until(fn -> Sim.seen_by_all?(nodes -- [joined], joined, false) end, t) != :timeout
+      {leaves, joins} =
+        Enum.unzip(
+          for _ <- 1..5 do
+            t = System.monotonic_time(:microsecond)
+            :ok = :erpc.call(joined, GenServer, :stop, [Ampule.Cluster])
+            leave = Sim.until(fn -> Sim.seen_by_all?(nodes -- [joined], joined, false) end, t)
+            t0 = System.monotonic_time(:microsecond)
 
-      t0 = System.monotonic_time(:microsecond)
+            {:ok, _} =
+              :erpc.call(joined, GenServer, :start, [
+                Ampule.Cluster,
+                [offer: true, port: nil, interval: interval],
+                [name: Ampule.Cluster]
+              ])
 
-      {:ok, _} =
-        :erpc.call(joined, GenServer, :start, [
-          Ampule.Cluster,
-          [offer: true, port: nil, interval: interval],
-          [name: Ampule.Cluster]
-        ])
+            {leave, Sim.until(fn -> Sim.seen_by_all?(nodes, joined, true) end, t0)}
+          end
+        )
 
-      join_us = Sim.until(fn -> Sim.seen_by_all?(nodes, joined, true) end, t0)
+      join_us = Sim.median(joins)
+      leave_stop_us = Sim.median(leaves)
 
       # Steady traffic over the window, at this node (a caller) and at one host.
       Process.sleep(1_000)
@@ -170,6 +177,7 @@ rows =
       %{
         n: n,
         join_us: join_us,
+        leave_stop_us: leave_stop_us,
         leave_us: leave_us,
         caller_in: (ri1 - ri0) / window,
         caller_out: (ro1 - ro0) / window,
@@ -211,11 +219,11 @@ end
 place_pure = for n <- [10, 100, 1000], do: {n, synthetic.(n)}
 
 report = """
-Simulation: #{Enum.join(sizes, ", ")} hosts as :peer nodes on loopback on this machine (#{System.schedulers_online()} cores), each with Ampule's :pg scope and an Ampule.Cluster offering (no port program, no container), and one caller node; load interval #{interval} ms; steady traffic over #{window} s (bench/cluster_sim.exs, #{Date.utc_today()}).
+Times are until every node, polled in turn (an `:erpc` each), agrees: the polling is part of them. Simulation: #{Enum.join(sizes, ", ")} hosts as :peer nodes on loopback on this machine (#{System.schedulers_online()} cores), each with Ampule's :pg scope and an Ampule.Cluster offering (no port program, no container), and one caller node; load interval #{interval} ms; steady traffic over #{window} s (bench/cluster_sim.exs, #{Date.utc_today()}).
 
-| hosts | join seen by every node | SIGKILLed host dropped by every node | caller: dist bytes/s in / out (packets/s) | one host: dist bytes/s in / out | one load message | `place(hosts())` at the caller | Ampule.Cluster + its table at the caller |
-|---|---|---|---|---|---|---|---|
-#{Enum.map_join(rows, "\n", fn r -> "| #{r.n} | #{Sim.ms(r.join_us)} ms | #{Sim.ms(r.leave_us)} ms | #{round(r.caller_in)} / #{round(r.caller_out)} (#{round(r.caller_pkts)}) | #{round(r.host_in)} / #{round(r.host_out)} | #{r.load_bytes} B | #{r.place_us} µs | #{div(r.cluster_mem + r.table_mem, 1024)} KiB |" end)}
+| hosts | join seen by every node (median of 5) | leave (its Cluster stops), median of 5 | SIGKILLed host dropped by every node | caller: dist bytes/s in / out (packets/s) | one host: dist bytes/s in / out | one load message | `place(hosts())` at the caller | Ampule.Cluster + its table at the caller |
+|---|---|---|---|---|---|---|---|---|
+#{Enum.map_join(rows, "\n", fn r -> "| #{r.n} | #{Sim.ms(r.join_us)} ms | #{Sim.ms(r.leave_stop_us)} ms | #{Sim.ms(r.leave_us)} ms | #{round(r.caller_in)} / #{round(r.caller_out)} (#{round(r.caller_pkts)}) | #{round(r.host_in)} / #{round(r.host_out)} | #{r.load_bytes} B | #{r.place_us} µs | #{div(r.cluster_mem + r.table_mem, 1024)} KiB |" end)}
 
 `place/2` alone on synthetic loads: #{Enum.map_join(place_pure, ", ", fn {n, us} -> "#{n} hosts #{us} µs" end)} (median).
 """

@@ -229,6 +229,63 @@ defmodule Ampule do
   container without an owner (`owner: false`) has its output discarded, so it never
   stalls.
 
+  ## Cluster
+
+  Users who outgrow one machine have more, already joined as an Erlang cluster: each runs
+  its own Ampule (its own port program, bridge, firewall tables and state directory) and
+  offers it to the others (`config :ampule, offer: true`). Such a host joins Ampule's
+  `:pg` group and publishes its load, so any node of the cluster sees which hosts offer
+  containers and how loaded each is (`Ampule.Cluster.hosts/0`), and places work on them:
+
+      container = Ampule.spawn(sandbox: true, on: :"ampule@10.0.0.2")
+      Ampule.call({String, :upcase, ["there"]}, container)
+      #=> "THERE"
+
+      Ampule.call({:erlang, :node, []}, on: :"ampule@10.0.0.2")   # a fresh container there
+
+      {:ok, host} = Ampule.Cluster.place(Ampule.Cluster.hosts())   # the most room
+
+      children = [{Ampule.Pool, name: MyApp.Boxes, size: 12, sandbox: true, hosts: :all}]
+
+    * `on: node` (`spawn/1`, `start/1`, the anonymous `call/2`) makes the container on that
+      host's Ampule, with the options checked here first (code paths are the host's own: a
+      cluster runs one release). The container belongs to that host's port, with the
+      caller (or `:owner`) as its owner, monitored across nodes: if the owner exits, or its
+      node goes away, the host destroys it. `container.host` names the host; `destroy/1`
+      and `info/1` go there. `Ampule.Pool` takes `hosts: [node] | :all` and boots each
+      container on the host with the most room (see "Hosts" in `Ampule.Pool`).
+    * A sandbox on another host is reached at its channel, a process of the host's that
+      holds its agent's socket: a call is one hop more than on this node, and needs no
+      route to the host's bridge. `docs/scaling.md` has the figures.
+    * A distribution container on another host cannot be reached from here: its node's
+      address is on the host's bridge, which the host's firewall keeps apart from
+      everything but the host (no forwarding to or from it). `call/1,2,3`, `async_call/2`,
+      `yield/2`, `multicall/3` and `cast/3` go through a relay process on the host (two
+      hops more than on this node), with the same timeouts and kills. What needs the node
+      itself does not work from another node: `Node.spawn(container.nodename, ...)`,
+      `:erpc` to it, `GenServer.call({name, container.nodename}, ...)`, links and monitors
+      to its processes. They would need a route between the bridges and the host's
+      firewall to forward into its bridge, which Ampule does not open (that rule is what
+      keeps containers apart from the rest of the network). Run such code from the host,
+      which holds the container's cookie: `:erpc.call(container.host, Node, :spawn,
+      [container.nodename, fun])`, or use a sandbox.
+    * The hosts and the callers are one Erlang cluster, so they trust each other fully:
+      any node of it can run code on any other, as that BEAM's user (root on a host whose
+      BEAM runs the port directly). Containers are what is not trusted.
+
+  A host that goes away takes its containers with it: its port destroys them when its
+  BEAM dies, as on one machine. Everyone elsewhere gets `{:host_down, node}`: a call in
+  flight to one of its containers returns it as soon as the connection to the host drops
+  (milliseconds for a BEAM that died; up to the distribution tick, `net_ticktime`, 60 s
+  by default, for a machine that vanished without closing its connections), a new call
+  at once, and an owner of one of its containers gets `{:ampule_exit, container,
+  {:host_down, node}}` (from its own node's `Ampule.Cluster`, which keeps track of the
+  containers its processes own elsewhere). A host that leaves is no longer placed on.
+
+  Membership follows `:pg`, which sees the nodes this node is connected to as visible
+  nodes (on OTP 25 a hidden connection does not carry `:pg` groups): a caller sees the
+  hosts it is connected to. `docs/scaling.md` says what this costs with 10 and 100 hosts.
+
   ## Timeouts
 
   Every call takes a timeout (default #{5_000} ms), like `GenServer.call/3`, and returns
@@ -275,6 +332,15 @@ defmodule Ampule do
   and read at each `spawn/1`, `start/1` and anonymous `call/1,2`:
 
     * `:sandbox` - `true` makes sandboxes the default (see "Sandboxes"; default `false`)
+
+  and by `Ampule.Cluster` (see "Cluster"):
+
+    * `:offer` - this node is a host: it offers its containers to the cluster (default
+      `false`)
+    * `:cluster_interval` - milliseconds between a host's load broadcasts (default 1000;
+      a change in its number of containers is sent at once besides)
+    * `:max_containers` - the most containers placement puts on this host (default
+      `:infinity`)
 
   ## Logs
 
@@ -395,6 +461,15 @@ defmodule Ampule do
     * `:already_running` - `restart/1` of a container that runs.
     * `:stopped` - `stop/1` of a container that is stopped already.
 
+  Across hosts (see "Cluster"):
+
+    * `{:host_down, node}` - the container's host cannot be reached: its node is gone
+      (its port destroyed its containers) or cut off. From calls, `start/1` and
+      `destroy/1` with a container or `on:` there, and to owners as
+      `{:ampule_exit, container, {:host_down, node}}`.
+    * `:no_host` - a pool with `:hosts` has no host to boot on (none of them offers
+      containers now).
+
   Managing containers: `:not_found` - no such container (already destroyed); `:booting` -
   `destroy/1` while its spawn has not answered yet (the spawn's owner exiting destroys it);
   `:closing` - the port is shutting down (its BEAM went away) and takes no new work.
@@ -458,6 +533,8 @@ defmodule Ampule do
           | :not_running
           | {:short_names, node}
           | {:distribution, term}
+          | {:host_down, node}
+          | :no_host
           | {:sudo_not_found, String.t()}
           | {:bad_option, term}
           | {:bad_option_value, atom, term}
@@ -522,7 +599,7 @@ defmodule Ampule do
     * `:pool` - take the container from this `Ampule.Pool` instead of making one: it is
       handed out pristine, runs this call alone and is destroyed after it (see
       `Ampule.Pool`); only `:timeout` may go with it
-    * every option of `start/1` (`:sandbox`, `:boot_timeout`, `:memory`, ...).
+    * every option of `start/1` (`:on`, `:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
   @spec call(callable, Container.t() | keyword) :: term
   def call(mfa, %Container{} = container), do: call(mfa, container, @default_timeout)
@@ -883,6 +960,12 @@ defmodule Ampule do
       `EPERM` (`clone3` with `ENOSYS`, so that libc falls back to `clone`)
     * `:config` - raw `lxc.*` configuration items, `{key, value}` pairs, applied last
       (default `[]`)
+
+  And, for a container on another host of the cluster (see "Cluster"):
+
+    * `:on` - the node whose Ampule makes the container (default: this node's). Its
+      failures are those of `start/1` there, or `{:host_down, node}` when the node cannot
+      be reached.
 
   An unknown option or a bad value raises `ArgumentError` naming the option.
   """
@@ -1334,6 +1417,14 @@ defmodule Ampule do
   end
 
   def format_error(:hello_timeout), do: "the port program did not become ready within 60 seconds"
+
+  def format_error({:host_down, node}) do
+    "the container's host #{node} cannot be reached (its node went away or is cut off); " <>
+      "a host that went away destroyed its containers"
+  end
+
+  def format_error(:no_host),
+    do: "no host of the pool's :hosts offers containers now (see Ampule.Cluster.hosts/0)"
 
   def format_error(:not_running),
     do:

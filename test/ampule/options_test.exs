@@ -159,6 +159,23 @@ defmodule Ampule.OptionsTest do
     end
   end
 
+  test "on: a node name, checked with the other options here, before anything is sent" do
+    assert_raise ArgumentError, ~r/:on option/, fn -> Ampule.start(on: "host2") end
+    assert_raise ArgumentError, ~r/at least 16 MiB/, fn -> Ampule.start(on: :h@x, memory: 1) end
+
+    assert_raise ArgumentError, ~r/unknown option :colour/, fn ->
+      Ampule.start(on: :h@x, colour: 1)
+    end
+
+    assert_raise ArgumentError, ~r/:hosts option/, fn ->
+      Ampule.Pool.start_link(name: :"pool_#{System.unique_integer([:positive])}", hosts: "all")
+    end
+
+    # A node that cannot be reached (here: no such node, on loopback) is a typed error.
+    assert Ampule.start(on: :"nobody@127.0.0.1", sandbox: true) ==
+             {:error, {:host_down, :"nobody@127.0.0.1"}}
+  end
+
   test "every new error reason has its own explanation" do
     for reason <- [
           {:result_refused, :atoms},
@@ -203,7 +220,9 @@ defmodule Ampule.OptionsTest do
           {:rootfs, "ENOSPC"},
           {:leases, "EACCES"},
           {:sudo_not_found, "sudo"},
-          {:bad_option_value, :memory, 1}
+          {:bad_option_value, :memory, 1},
+          {:host_down, :"ampule@10.0.0.2"},
+          :no_host
         ] do
       message = Ampule.format_error(reason)
       refute message =~ "unexpected reason", "no explanation for #{inspect(reason)}"
