@@ -28,7 +28,7 @@ use crate::names::Kind;
 use crate::node::start::{self, Launched};
 use crate::node::{self, release, NodeSpec, Reach, NODE_UID};
 use crate::protocol::{atom, bin, int, map, SpawnOpts};
-use crate::registry::{Detail, Entry, Refusal, State};
+use crate::registry::{Detail, Entry};
 
 /// The sandboxes' room.
 pub struct Sandboxes {
@@ -57,7 +57,7 @@ impl Sandboxes {
             opts,
         };
         let launched = start::launch(&self.ctx, reservation, &spec, began, deadline).await?;
-        if self.mark_running(&spec.name, &launched) {
+        if start::mark_running(&self.ctx, &spec.name, &launched.exited) {
             return Ok(self.answer(&spec, &launched));
         }
         // Its init exited before the answer: a failed boot, as for a distributed node.
@@ -80,22 +80,6 @@ impl Sandboxes {
             }
         });
         Ok(())
-    }
-
-    /// Marks a sandbox whose init runs as running, unless the init exited already (then
-    /// its boot failed). The exit and this are ordered by the registry's lock, as for a
-    /// distributed node (see `app::Apps::mark_running`).
-    /// One destroyed by the end of input meanwhile is answered as running: its removal is
-    /// under way.
-    fn mark_running(&self, name: &str, launched: &Launched) -> bool {
-        let exited = &launched.exited;
-        let running = self.ctx.registry.transition(
-            name,
-            State::Running,
-            |e| e.state.can_run() && !*exited.borrow(),
-            |_| (),
-        );
-        !matches!(running, Err(Refusal::In(_, State::Booting)))
     }
 
     fn answer(&self, spec: &NodeSpec, launched: &Launched) -> Term {
