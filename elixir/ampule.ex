@@ -74,8 +74,9 @@ defmodule Ampule do
       ...)` and `GenServer.call({name, nil}, ...)` fail (`:badarg`, or an exit), as with any
       node that does not exist.
     * The host trusts nothing it sends. A result is decoded without creating atoms, and
-      refused (`{:result_refused, kind}`) if it holds an atom this node does not have, a
-      fun, a pid, a port or a reference; one that takes more than `:max_result` bytes
+      refused (`{:result_refused, kind}`) if it holds an atom this node does not have
+      (Ampule makes Linux's errno atoms and OTP's usual error reasons exist at start, so
+      `{:error, :econnrefused}` comes back), a fun, a pid, a port or a reference; one that takes more than `:max_result` bytes
       (64 MiB by default, encoded or decoded) is refused as `{:result_too_large, max}`
       without this node ever holding it. A sandbox that breaks the protocol (garbage, a
       frame over the limit or cut short, a result for a call never made, silence after a

@@ -96,7 +96,7 @@ await(Port, Tag, Timeout) ->
 %% loaded, since they are literals here).
 atoms() ->
     [event, hello, fatal, log, exit, bad_frame, ok, error, pong, protocol, version,
-     lxc_version, bridge, host_address, subnet, instance, agents_dir, reason, message, level, container,
+     lxc_version, bridge, host_address, subnet, instance, agents_dir, node_uid, reason, message, level, container,
      name, status, nodename, address, cookie, init_pid, boot_ms, kind, state, app, system,
      booting, running, stopped, undefined, oom, bad_option, bad_option_value,
      bad_config_key, name_in_use, no_address, lxc, boot_failed, boot_timeout, create, start,

@@ -13,6 +13,9 @@ defmodule Ampule.Application do
 
   @impl Application
   def start(_type, _args) do
+    # Errno and common error atoms, which sandboxes' results name (Ampule.Sandbox.Atoms).
+    _ = Ampule.Sandbox.Atoms.list()
+
     children = [
       Ampule.Port,
       {Task.Supervisor, name: Ampule.TaskSupervisor},

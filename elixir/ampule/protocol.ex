@@ -52,6 +52,7 @@ defmodule Ampule.Protocol do
     :subnet,
     :instance,
     :agents_dir,
+    :node_uid,
     :reason,
     :message,
     :level,

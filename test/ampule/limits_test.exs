@@ -70,7 +70,8 @@ defmodule Ampule.LimitsTest do
         assert error.reason == if(kind == :sandbox, do: :oom, else: :noconnection)
         assert_receive {:ampule_exit, %Ampule.Container{name: name}, :oom}, 5_000
         assert name == c.name
-        assert Host.traces_of(c.name) == []
+        # Told as soon as the node is gone; its release follows.
+        assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, 5_000)
         assert alive?(b)
       end
 
@@ -91,7 +92,7 @@ defmodule Ampule.LimitsTest do
 
         assert error.reason == :oom
         assert Exception.message(error) =~ "memory limit"
-        assert Host.traces_of(name) == []
+        assert Host.wait_until(fn -> Host.traces_of(name) == [] end, 5_000)
         assert alive?(b)
       end
 

@@ -77,6 +77,27 @@ defmodule Ampule.PoolTest do
     assert {:erlang, :node, []} |> Ampule.call(pool: pool) |> is_atom()
   end
 
+  test "the pool's owner exiting (it linked the pool) destroys the pool's containers" do
+    parent = self()
+    name = unique()
+
+    owner =
+      spawn(fn ->
+        {:ok, _} = Ampule.Pool.start_link(name: name, size: 2)
+        send(parent, :started)
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive :started
+    assert wait_until(fn -> Ampule.Pool.stats(name).idle == 2 end, 30_000)
+    idle = :sys.get_state(name).idle |> :queue.to_list()
+    ref = Process.monitor(Process.whereis(name))
+    Process.exit(owner, :kill)
+    assert_receive {:DOWN, ^ref, _, _, _}, 30_000
+    {:ok, left} = Ampule.list()
+    assert Enum.filter(idle, &(&1.name in left)) == []
+  end
+
   test "a container killed while idle in the pool is replaced and never handed out" do
     pool = start_pool(size: 2)
     assert wait_until(fn -> Ampule.Pool.stats(pool).idle == 2 end, 30_000)

@@ -355,7 +355,10 @@ defmodule Mix.Tasks.Ampule.Check do
   # What Ampule.Options passes by default (the host's code path outside Erlang's root, see
   # Ampule.Distribution.host_code_paths/0) and this project's build; the port skips /usr.
   defp code_paths_to_mount do
-    [Mix.Project.build_path() | Ampule.Distribution.host_code_paths()]
+    # Within Mix, this project's build too; from a release or a bare VM, the code path.
+    build = if Process.whereis(Mix.ProjectStack), do: [Mix.Project.build_path()], else: []
+
+    (build ++ Ampule.Distribution.host_code_paths())
     |> Enum.filter(&File.dir?/1)
     |> Enum.reject(&String.starts_with?(&1, "/usr/"))
     |> Enum.uniq()

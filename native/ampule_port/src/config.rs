@@ -93,8 +93,12 @@ pub fn base_config(
             ("lxc.net.0.flags".into(), "up".into()),
             ("lxc.net.0.veth.pair".into(), veth.into()),
         ]),
-        // A network namespace with only loopback in it.
-        None => c.push(("lxc.net.0.type".into(), "empty".into())),
+        // A network namespace with only loopback in it; `up` has liblxc bring loopback up
+        // (without it `lo` stays down, and nothing in the sandbox reaches 127.0.0.1).
+        None => c.extend([
+            ("lxc.net.0.type".into(), "empty".into()),
+            ("lxc.net.0.flags".into(), "up".into()),
+        ]),
     }
     c.extend(limit_items(host.cgroups, limits));
     c

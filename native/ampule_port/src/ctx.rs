@@ -62,8 +62,13 @@ impl Ctx {
     }
 
     /// `{event, exit, #{name, status}}`: a container ended on its own.
-    pub fn exit_event(&self, name: &str, status: Term) {
-        self.out
-            .event("exit", map(vec![("name", bin(name)), ("status", status)]));
+    /// `{event, exit, #{name, status}}`, with `log` (the node's last output) for the
+    /// containers that have one.
+    pub fn exit_event(&self, name: &str, status: Term, log: Option<&str>) {
+        let mut fields = vec![("name", bin(name)), ("status", status)];
+        if let Some(l) = log {
+            fields.push(("log", bin(l)));
+        }
+        self.out.event("exit", map(fields));
     }
 }

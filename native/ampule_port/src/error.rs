@@ -52,7 +52,7 @@ pub enum Failure {
     /// A system container's request (`start`) for an application container.
     NotSystem,
     AlreadyRunning,
-    NotRunning,
+    Stopped,
 }
 
 impl From<LxcError> for Failure {
@@ -101,7 +101,7 @@ impl Failure {
             Failure::NoConsole => atom("no_console"),
             Failure::NotSystem => atom("not_system"),
             Failure::AlreadyRunning => atom("already_running"),
-            Failure::NotRunning => atom("not_running"),
+            Failure::Stopped => atom("stopped"),
         }
     }
 }
@@ -156,7 +156,7 @@ mod tests {
             Failure::NoConsole,
             Failure::NotSystem,
             Failure::AlreadyRunning,
-            Failure::NotRunning,
+            Failure::Stopped,
         ];
         for f in every {
             let mut found = Vec::new();

@@ -145,6 +145,11 @@ fn hello(out: &Outbox, host: &Host) {
             ("subnet", bin(host.subnet.to_string())),
             ("instance", bin(&host.instance)),
             ("agents_dir", bin(host.agents.to_string_lossy().as_bytes())),
+            // The host uid a node runs as: a sandbox's agent socket's peer must have it.
+            (
+                "node_uid",
+                int((host.uids.start + ampule_port::node::NODE_UID) as i64),
+            ),
         ]),
     );
 }

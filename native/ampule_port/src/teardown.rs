@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::lxc::Container;
@@ -93,14 +93,24 @@ fn monitors_titled(title: &str) -> Option<(Vec<i32>, HashMap<i32, i32>)> {
 
 /// liblxc's monitor leaves its own `lxc.monitor.NAME` cgroups behind on this kind of host
 /// (and a crash leaves `lxc.payload.NAME`): remove both in every hierarchy, retrying while
-/// the exiting monitor still sits in one (`EBUSY`), up to `limit`.
+/// the exiting monitor still sits in one (`EBUSY`), up to `limit`; what is left is logged.
 pub fn remove_cgroups(name: &str, limit: Duration) {
+    for cg in remove_cgroups_within(name, limit) {
+        log::warn!(container = name; "cannot remove cgroup {}", cg.display());
+    }
+}
+
+/// As [`remove_cgroups`], silently; returns the cgroups still there at `limit`. Under load
+/// an exiting monitor can sit in its cgroup for seconds: a release retries longer behind
+/// the answer rather than leave them (see `node/release.rs`).
+pub fn remove_cgroups_within(name: &str, limit: Duration) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let mut hierarchies = vec![root.to_path_buf()];
     if let Ok(entries) = fs::read_dir(root) {
         hierarchies.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     }
     let deadline = Instant::now() + limit;
+    let mut left = Vec::new();
     for h in hierarchies {
         for prefix in ["lxc.monitor.", "lxc.payload."] {
             let cg = h.join(format!("{prefix}{name}"));
@@ -110,14 +120,15 @@ pub fn remove_cgroups(name: &str, limit: Duration) {
                     Err(_) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5))
                     }
-                    Err(e) => {
-                        log::warn!(container = name; "cannot remove cgroup {}: {e}", cg.display());
+                    Err(_) => {
+                        left.push(cg.clone());
                         break;
                     }
                 }
             }
         }
     }
+    left
 }
 
 /// A cgroup's files are virtual: only its directories (children first) are removed.

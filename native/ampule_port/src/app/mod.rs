@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use eetf::Term;
 use erl_dist::node::NodeName;
-use tokio::sync::watch;
 
 use crate::ctx::Ctx;
 use crate::error::Failure;
@@ -32,7 +31,7 @@ use crate::node::phase::Phase;
 use crate::node::start::{self, Launched};
 use crate::node::{self, release, NodeSpec, Reach};
 use crate::protocol::{bin, int, map, SpawnOpts};
-use crate::registry::{Detail, Entry, Refusal, State};
+use crate::registry::{Detail, Entry};
 
 /// The application containers' room.
 pub struct Apps {
@@ -124,7 +123,7 @@ impl Apps {
         };
         let name = &spec.name;
         let failure = match outcome {
-            Outcome::Ready if self.mark_running(name, &exited) => {
+            Outcome::Ready if start::mark_running(&self.ctx, name, &exited) => {
                 let ms = began.elapsed().as_millis() as i64;
                 log::debug!(container = name.as_str(); "ready in {}", timeline.summary());
                 return Ok(ready_answer(spec, lease, cookie, pid, ms));
@@ -140,20 +139,6 @@ impl Apps {
             },
         };
         Err(release::fail_boot(&self.ctx, spec, failure).await)
-    }
-
-    /// Marks a node that answered as running, unless its init exited first (then the boot
-    /// failed). Its init's exit and this are ordered by the registry's lock: an exit seen
-    /// here fails the boot, a later one ends the running container. One destroyed by the
-    /// end of input meanwhile is answered as ready: its removal is under way.
-    fn mark_running(&self, name: &str, exited: &watch::Receiver<bool>) -> bool {
-        let ready = self.ctx.registry.transition(
-            name,
-            State::Running,
-            |e| e.state.can_run() && !*exited.borrow(),
-            |_| (),
-        );
-        !matches!(ready, Err(Refusal::In(_, State::Booting)))
     }
 
     /// Ends a container `destroy` claimed.

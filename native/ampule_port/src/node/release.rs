@@ -21,6 +21,11 @@ use crate::{init, oom, teardown};
 /// port's start-up sweep.
 const RELEASE_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long a release tries to remove a container's cgroups before it answers (a spawn that
+/// failed waits for that), then behind it.
+const CGROUPS_NOW: Duration = Duration::from_secs(2);
+const CGROUPS_LATER: Duration = Duration::from_secs(25);
+
 /// Removes a container's files, veth and lease, and forgets it.
 pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
     let host_name = name.to_string();
@@ -38,21 +43,27 @@ pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
         if let Some(v) = veth {
             teardown::wait_link_gone(&v, Duration::from_secs(5));
         }
-        teardown::remove_cgroups(&host_name, Duration::from_secs(2));
+        let cgroups_left = !teardown::remove_cgroups_within(&host_name, CGROUPS_NOW).is_empty();
         timeline.mark("veth_cgroups");
         if let Some(ip) = address {
             leases::forget_address(ip, &bridge);
         }
         timeline.mark("forget_address");
         log::debug!(container = host_name.as_str(); "removed in {}", timeline.summary());
-        Ok::<_, std::io::Error>(())
+        Ok::<_, std::io::Error>(cgroups_left)
     })
     .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::error!(container = name; "removing failed: {e}"),
-        Err(e) => log::error!(container = name; "removal task failed: {e}"),
-    }
+    let cgroups_left = match r {
+        Ok(Ok(left)) => left,
+        Ok(Err(e)) => {
+            log::error!(container = name; "removing failed: {e}");
+            false
+        }
+        Err(e) => {
+            log::error!(container = name; "removal task failed: {e}");
+            false
+        }
+    };
     if let Some(l) = lease {
         ctx.leases.release(&l);
     }
@@ -62,6 +73,21 @@ pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
     });
     if let Some(s) = socket.flatten() {
         let _ = std::fs::remove_file(s);
+    }
+    if !cgroups_left {
+        ctx.registry.forget(name);
+        return;
+    }
+    // A monitor still sitting in its cgroup (seconds, on a loaded machine): retried behind,
+    // the name kept as being released meanwhile, so the final sweep waits for it too.
+    let host_name = name.to_string();
+    let left = tokio::task::spawn_blocking(move || {
+        teardown::remove_cgroups_within(&host_name, CGROUPS_LATER)
+    })
+    .await
+    .unwrap_or_default();
+    for cg in left {
+        log::warn!(container = name; "cannot remove cgroup {}", cg.display());
     }
     ctx.registry.forget(name);
 }
@@ -104,8 +130,12 @@ pub async fn on_init_exit(ctx: Arc<Ctx>, name: String, pid: i32, oom: Option<Arc
     };
     let status = init::exit_reason(&ctx, pid, oom.as_deref()).await;
     log::info!(container = name.as_str(); "init exited ({status}); destroying");
+    // Told as soon as the node is gone, as `destroy` answers (the release follows, and the
+    // final sweep waits for it): a pool must not hand out a container that died while it
+    // waited, and the client of a sandbox that never said hello wants its last words.
+    let log = super::log_tail(&ctx.host, &name);
+    ctx.exit_event(&name, status, Some(&log));
     remove(&ctx, &name, lease).await;
-    ctx.exit_event(&name, status);
 }
 
 /// End of input: removes every container of `kind` that is not being destroyed already.

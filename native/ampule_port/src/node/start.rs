@@ -16,7 +16,7 @@ use crate::ctx::Ctx;
 use crate::error::Failure;
 use crate::host::Host;
 use crate::lxc::{Container, LxcError};
-use crate::registry::{Detail, Reservation};
+use crate::registry::{Detail, Refusal, Reservation, State};
 use crate::timeline::Timeline;
 use crate::{init, oom};
 
@@ -30,6 +30,21 @@ pub struct Launched {
     /// Turns `true` when the init exits.
     pub exited: watch::Receiver<bool>,
     pub oom: Option<Arc<oom::Watch>>,
+}
+
+/// Marks a node whose container is ready (a distributed node that answered, a sandbox whose
+/// init runs) as running, unless its init exited first (then its boot failed). The exit and
+/// this are ordered by the registry's lock: an exit seen here fails the boot, a later one
+/// ends the running container. One destroyed by the end of input meanwhile counts as
+/// running: its removal is under way.
+pub fn mark_running(ctx: &Ctx, name: &str, exited: &watch::Receiver<bool>) -> bool {
+    let running = ctx.registry.transition(
+        name,
+        State::Running,
+        |e| e.state.can_run() && !*exited.borrow(),
+        |_| (),
+    );
+    !matches!(running, Err(Refusal::In(_, State::Booting)))
 }
 
 /// Starts the container of `spec`, whose name `reservation` holds, within `deadline`.

@@ -23,11 +23,12 @@ use eetf::Term;
 use crate::ctx::Ctx;
 use crate::error::Failure;
 use crate::host::Host;
+use crate::init;
 use crate::names::Kind;
 use crate::node::start::{self, Launched};
-use crate::node::{release, NodeSpec, Reach, NODE_UID};
+use crate::node::{self, release, NodeSpec, Reach, NODE_UID};
 use crate::protocol::{atom, bin, int, map, SpawnOpts};
-use crate::registry::{Detail, Entry, State};
+use crate::registry::{Detail, Entry};
 
 /// The sandboxes' room.
 pub struct Sandboxes {
@@ -56,7 +57,15 @@ impl Sandboxes {
             opts,
         };
         let launched = start::launch(&self.ctx, reservation, &spec, began, deadline).await?;
-        Ok(self.answer(&spec, &launched))
+        if start::mark_running(&self.ctx, &spec.name, &launched.exited) {
+            return Ok(self.answer(&spec, &launched));
+        }
+        // Its init exited before the answer: a failed boot, as for a distributed node.
+        let failure = Failure::BootFailed {
+            status: init::exit_reason(&self.ctx, launched.pid, launched.oom.as_deref()).await,
+            log: node::log_tail(&self.ctx.host, &spec.name),
+        };
+        Err(release::fail_boot(&self.ctx, &spec, failure).await)
     }
 
     /// Hands the client's socket to the node and records it, to be removed with it.
@@ -73,18 +82,7 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// A sandbox runs once its init does (unless that exited already).
     fn answer(&self, spec: &NodeSpec, launched: &Launched) -> Term {
-        let exited = &launched.exited;
-        self.ctx
-            .registry
-            .transition(
-                &spec.name,
-                State::Running,
-                |e| e.state.can_run() && !*exited.borrow(),
-                |_| (),
-            )
-            .ok();
         map(vec![
             ("name", bin(&spec.name)),
             ("kind", atom("sandbox")),

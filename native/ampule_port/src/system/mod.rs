@@ -199,7 +199,7 @@ impl Systems {
             );
             if stopped.is_ok() {
                 consoles.close(&name);
-                ctx.exit_event(&name, atom("stopped"));
+                ctx.exit_event(&name, atom("stopped"), None);
             }
         }
     }
@@ -238,7 +238,7 @@ impl Systems {
             .transition(name, State::Destroying, |e| e.state.can_stop(), |_| ())
             .map_err(|r| match r {
                 Refusal::Missing => Failure::NotFound,
-                Refusal::In(..) => Failure::NotRunning,
+                Refusal::In(..) => Failure::Stopped,
             })?;
         self.consoles.close(name);
         let lxcpath = self.ctx.host.lxcpath.clone();
@@ -281,9 +281,17 @@ impl Systems {
         let r = tokio::task::spawn_blocking(move || {
             // Not through liblxc: a monitor stalled on a console nobody reads (the credit
             // window is full) does not answer commands, and destroying must never hang.
-            teardown::kill_monitor(&lxcpath, &n);
             let dir = lxcpath.join(&n);
+            // Its veth, from the config it was made with (the kernel deletes it with the
+            // container's network namespace, after the kill: "nothing left" waits for it).
+            let veth = crate::untrusted::read_tail(&dir, Path::new("config"), 64 * 1024)
+                .ok()
+                .and_then(|c| veth_in(&String::from_utf8_lossy(&c)));
+            teardown::kill_monitor(&lxcpath, &n);
             teardown::remove_tree(&dir)?;
+            if let Some(v) = veth {
+                teardown::wait_link_gone(&v, Duration::from_secs(5));
+            }
             teardown::remove_cgroups(&n, Duration::from_secs(2));
             Ok::<_, io::Error>(())
         })
@@ -342,4 +350,12 @@ fn halt(lxcpath: &Path, name: &str) {
             c.wait("STOPPED", 10);
         }
     }
+}
+
+/// The host-side veth a saved container config names (`lxc.net.0.veth.pair = NAME`).
+fn veth_in(config: &str) -> Option<String> {
+    config.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "lxc.net.0.veth.pair").then(|| v.trim().to_string())
+    })
 }

@@ -92,6 +92,22 @@ pub fn text(t: &Term) -> String {
     }
 }
 
+/// Checks that `event` is `{event, exit, #{name, status, ...}}` for `name` with `status`;
+/// returns its `log` (the node's last output), if it has one.
+pub fn assert_exit(event: &Term, name: &str, status: Term) -> Option<String> {
+    let Term::Tuple(t) = event else {
+        panic!("not an event: {event}")
+    };
+    assert_eq!(&t.elements[..2], &[atom("event"), atom("exit")], "{event}");
+    let m = &t.elements[2];
+    assert_eq!(get(m, "name"), &bin(name), "{event}");
+    assert_eq!(get(m, "status"), &status, "{event}");
+    match m {
+        Term::Map(map) => map.map.get(&atom("log")).map(text),
+        _ => None,
+    }
+}
+
 /// `{ok, V}` -> V, or panic with the reply.
 pub fn unwrap_ok(t: Term) -> Term {
     match &t {
