@@ -61,16 +61,22 @@ defmodule Ampule.Options do
           )
       end
 
+    # The lean boot's flags and boot script (Ampule.Boot), before the caller's arguments,
+    # which override them.
+    {boot_paths, boot_args} = Ampule.Boot.args(opts[:cpus], opts[:args])
+
     code_paths =
       if(opts[:host_code_paths], do: Distribution.host_code_paths(), else: []) ++
-        opts[:code_paths] ++ if(kind == :distribution, do: [], else: [agent_path()])
+        opts[:code_paths] ++
+        if(kind == :distribution, do: [], else: [agent_path()]) ++ boot_paths
 
     args =
-      case {kind, opts[:hidden]} do
-        {{:sandbox, _}, _hidden} -> ["-run", "ampule_agent", "start" | opts[:args]]
-        {:distribution, true} -> ["-hidden" | opts[:args]]
-        {:distribution, false} -> opts[:args]
-      end
+      boot_args ++
+        case {kind, opts[:hidden]} do
+          {{:sandbox, _}, _hidden} -> ["-run", "ampule_agent", "start" | opts[:args]]
+          {:distribution, true} -> ["-hidden" | opts[:args]]
+          {:distribution, false} -> opts[:args]
+        end
 
     request =
       %{

@@ -58,18 +58,55 @@ defmodule Ampule.OptionsTest do
       )
 
     assert owner == self()
+    {boot_paths, boot_args} = Ampule.Boot.args(nil, ["-kernel", "foo"])
 
     assert request == %{
              name: "box_1",
              boot_timeout: 5_000,
              env: [{"LANG", "C.UTF-8"}],
-             args: ["-hidden", "-kernel", "foo"],
-             code_paths: ["/tmp"],
+             args: boot_args ++ ["-hidden", "-kernel", "foo"],
+             code_paths: ["/tmp"] ++ boot_paths,
              config: [],
              memory: 64 * 1024 * 1024
            }
 
-    assert {nil, %{args: []}, :distribution} = Options.spawn!(owner: false, hidden: false)
+    assert {nil, %{args: ^boot_args}, :distribution} = Options.spawn!(owner: false, hidden: false)
+  end
+
+  test "nodes boot lean: flags before the caller's arguments, which override them" do
+    {[dir], args} = Ampule.Boot.args(nil, [])
+    assert ["+S", "1:1", "+SDcpu", "1:1", "+SDio", "1", "+A", "0" | _] = args
+    assert "+sbwt" in args and "+MMmcs" in args and "+P" in args
+    assert ["-boot", boot] = Enum.drop_while(args, &(&1 != "-boot"))
+    assert Path.dirname(boot) == dir
+
+    # The boot script: the system's, without erl_eval, erl_lint and erl_parse loaded at
+    # boot (they move to a group only an embedded node loads) and without c:erlangrc.
+    {:script, _, commands} = File.read!(boot <> ".boot") |> :erlang.binary_to_term()
+    [first, second | _] = for {:primLoad, mods} <- commands, do: mods
+    refute Enum.any?([:erl_eval, :erl_lint, :erl_parse], &(&1 in first))
+    assert Enum.all?([:erl_eval, :erl_lint, :erl_parse], &(&1 in second))
+    assert :code_server in first
+    refute {:apply, {:c, :erlangrc, []}} in commands
+
+    # One scheduler per CPU of the quota (at most the host's); none of the thread flags
+    # without a quota.
+    n = "#{min(3, :erlang.system_info(:logical_processors))}"
+    assert ["+S", "#{n}:#{n}"] == Enum.take(Ampule.Boot.emulator_flags(2.5), 2)
+    refute "+S" in Ampule.Boot.emulator_flags(:infinity)
+
+    # A -boot of the caller's replaces Ampule's script (the first -boot wins).
+    assert {[], args} = Ampule.Boot.args(nil, ["-boot", "start_clean"])
+    refute "-boot" in args
+
+    Application.put_env(:ampule, :lean_boot, false)
+
+    try do
+      assert {[], []} = Ampule.Boot.args(nil, [])
+      assert {_, %{args: ["-hidden"]}, _} = Options.spawn!(host_code_paths: false)
+    after
+      Application.delete_env(:ampule, :lean_boot)
+    end
   end
 
   test "cpus: a number of CPUs in thousandths, or :infinity for no quota" do
@@ -129,8 +166,9 @@ defmodule Ampule.OptionsTest do
     assert {_, request, {:sandbox, 67_108_864}} =
              Options.spawn!(sandbox: true, host_code_paths: false, args: ["+S", "1"])
 
-    assert request.args == ["-run", "ampule_agent", "start", "+S", "1"]
-    assert request.code_paths == [agent_dir]
+    {boot_paths, boot_args} = Ampule.Boot.args(nil, ["+S", "1"])
+    assert request.args == boot_args ++ ["-run", "ampule_agent", "start", "+S", "1"]
+    assert request.code_paths == [agent_dir | boot_paths]
 
     assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)
     assert {_, _, :distribution} = Options.spawn!(sandbox: false)
