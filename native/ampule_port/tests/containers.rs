@@ -221,6 +221,8 @@ fn closing_the_input_destroys_every_container_within_two_seconds() {
 fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
     let mut port = Port::start();
     let nodes: Vec<Node> = (1..=2).map(|i| port.spawn_node(i, map(vec![]))).collect();
+    // No other test's port may sweep what this crash leaves before it is counted.
+    let sweeps = hold_sweeps();
     port.kill();
     for n in &nodes {
         // Its liblxc monitor, "[lxc monitor] LXCPATH NAME", and what runs inside.
@@ -249,6 +251,7 @@ fn a_crash_leaves_files_that_the_next_port_removes_before_its_hello() {
         assert!(left.iter().any(|l| l.starts_with("lease")), "{left:?}");
     }
 
+    drop(sweeps);
     let next = Port::start();
     for n in &nodes {
         assert_eq!(n.leftovers(), Vec::<String>::new());

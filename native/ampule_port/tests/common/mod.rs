@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
@@ -128,6 +128,18 @@ pub fn unwrap_err(t: Term) -> Term {
     }
 }
 
+/// A port's start-up sweep removes what dead instances of the same state directory left,
+/// so a test that looks at what a crash leaves behind must not let another test's port
+/// start meanwhile: ports start under the read side, [`hold_sweeps`] takes the write side.
+static SWEEPS: RwLock<()> = RwLock::new(());
+
+/// Keeps every port of this test binary from starting (and sweeping) until dropped.
+pub fn hold_sweeps() -> RwLockWriteGuard<'static, ()> {
+    SWEEPS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub struct Port {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -143,6 +155,9 @@ impl Port {
 
     /// Starts the binary with the protocol on fds 3 (in) and 4 (out), like the BEAM does.
     pub fn start_with(args: &[&str]) -> Port {
+        let _sweeps = SWEEPS
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut p = Port::spawn(args);
         p.hello = p.next_frame(Duration::from_secs(30)).expect("no hello");
         p
