@@ -73,7 +73,7 @@ defmodule Ampule.Boot do
   defp schedulers(:infinity), do: nil
 
   defp schedulers(cpus) when is_number(cpus) do
-    cpus |> Float.ceil() |> trunc() |> max(1) |> min(:erlang.system_info(:logical_processors))
+    cpus |> ceil() |> max(1) |> min(:erlang.system_info(:logical_processors))
   end
 
   @doc """

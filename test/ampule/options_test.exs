@@ -93,6 +93,8 @@ defmodule Ampule.OptionsTest do
     # without a quota.
     n = "#{min(3, :erlang.system_info(:logical_processors))}"
     assert ["+S", "#{n}:#{n}"] == Enum.take(Ampule.Boot.emulator_flags(2.5), 2)
+    assert ["+S", "1:1"] == Enum.take(Ampule.Boot.emulator_flags(1), 2)
+    assert ["+S", "1:1"] == Enum.take(Ampule.Boot.emulator_flags(0.2), 2)
     refute "+S" in Ampule.Boot.emulator_flags(:infinity)
 
     # A -boot of the caller's replaces Ampule's script (the first -boot wins).
