@@ -142,7 +142,11 @@ defmodule Ampule do
   A container sees the host's `/usr`, so Erlang/OTP is there. The rest of the caller's code
   path (every directory of `:code.get_path/0` outside `:code.root_dir/0`: Elixir's
   libraries, the project's `_build/ENV/lib/*/ebin`, its consolidated protocols) is
-  bind-mounted read-only at the same place and added with `-pa`. So Elixir's standard
+  bind-mounted read-only at the same place and added with `-pz`, after OTP's own
+  directories: a node loads some hundred OTP modules as it boots, and each used to be
+  looked for in every one of these first (a sandbox's spawn took 126 ms with them before
+  OTP's, 108 ms after, medians on the machine of docs/benchmarks.md). So a module of
+  yours named like one of OTP's does not replace it in a container. Elixir's standard
   library works inside, a module of your project can be called there, and an anonymous
   function sent with `Node.spawn/2` runs there, whether it was compiled in a module or made
   by `Code.eval_string/1` or iex. Code compiled only into this VM's memory (an `.exs`
@@ -932,7 +936,7 @@ defmodule Ampule do
       (default: the calling process)
     * `:host_code_paths` - mount and add the caller's code paths (see "Code in
       containers"; default `true`)
-    * `:code_paths` - more absolute directories to mount read-only and add with `-pa`
+    * `:code_paths` - more absolute directories to mount read-only and add with `-pz`
       (default `[]`)
     * `:args` - more arguments for the node's `erl` (default `[]`)
     * `:hidden` - start the node as a hidden node (default `true`; a sandbox's node is not

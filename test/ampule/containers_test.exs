@@ -133,6 +133,12 @@ defmodule Ampule.ContainersTest do
     c = Ampule.spawn()
     assert Ampule.call({Ampule.RemoteHelpers, :elixir_inside, [["x"]]}, c) == "X"
 
+    # After OTP's own directories (-pz): a boot finds each OTP module where it lives first.
+    path = Ampule.call({:code, :get_path, []}, c)
+    kernel = Enum.find_index(path, &(&1 == :code.lib_dir(:kernel, :ebin)))
+    elixir = Enum.find_index(path, &(&1 == :code.lib_dir(:elixir, :ebin)))
+    assert kernel < elixir
+
     # Without the host's code paths, Ampule still loads what it needs to run calls.
     bare = Ampule.spawn(host_code_paths: false)
     assert Ampule.call({:erlang, :node, []}, bare) == bare.nodename

@@ -180,7 +180,7 @@ pub fn argv(spec: &NodeSpec) -> Vec<String> {
         .filter(|p| Path::new(p).is_dir())
         .collect();
     if !code.is_empty() {
-        argv.push("-pa".into());
+        argv.push("-pz".into());
         argv.extend(code.into_iter().cloned());
     }
     argv.extend(spec.opts.args.iter().cloned());

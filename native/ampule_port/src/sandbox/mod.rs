@@ -58,6 +58,7 @@ impl Sandboxes {
         };
         let launched = start::launch(&self.ctx, reservation, &spec, began, deadline).await?;
         if start::mark_running(&self.ctx, &spec.name, &launched.exited) {
+            log::debug!(container = spec.name.as_str(); "started in {}", launched.timeline.summary());
             return Ok(self.answer(&spec, &launched));
         }
         // Its init exited before the answer: a failed boot, as for a distributed node.
