@@ -43,6 +43,13 @@ defmodule Ampule.LimitsTest do
                  cpu: {100_000, 100_000}
                }
 
+        # Open files, soft and hard: 65,536, or the port's hard limit where root cannot
+        # raise it (this BEAM's, which the port inherits), whatever the soft limit was.
+        files = min(65_536, Host.hard_open_files())
+
+        assert Ampule.call({:os, :cmd, [~c"ulimit -Sn; ulimit -Hn"]}, b) ==
+                 ~c"#{files}\n#{files}\n"
+
         # Two CPUs' worth is a quota of two periods a period.
         two = spawn(kind, cpus: 2)
         assert Host.cgroup_limits(two.name).cpu == {200_000, 100_000}

@@ -162,6 +162,17 @@ defmodule Ampule.Test.Host do
   # cgroup v1's "no memory limit": the largest page-aligned 64-bit count of bytes.
   @v1_unlimited 9_223_372_036_854_771_712
 
+  @doc "This BEAM's hard limit of open files (the port inherits it)."
+  def hard_open_files do
+    "/proc/self/limits"
+    |> File.read!()
+    |> String.split("\n")
+    |> Enum.find(&String.starts_with?(&1, "Max open files"))
+    |> String.split()
+    |> Enum.at(4)
+    |> String.to_integer()
+  end
+
   @doc """
   Container `name`'s limits as the kernel holds them, read back from its cgroup:
   `%{memory: bytes, pids: count, cpu: {quota_us, period_us}}`, with `:max` for no limit.

@@ -81,6 +81,8 @@ pub struct Host {
     pub lxc_version: String,
     /// Ampule's seccomp profile for application containers (see [`write_seccomp_profile`]).
     pub seccomp_profile: PathBuf,
+    /// Every node's limit of open files, soft and hard (see [`open_files`]).
+    pub nofile: u64,
     /// Held for the life of the process: a live lock is how other instances know we run.
     _lock: Flock<fs::File>,
 }
@@ -185,6 +187,33 @@ pub fn write_seccomp_profile(state_dir: &Path) -> io::Result<PathBuf> {
     Ok(path)
 }
 
+/// The limit of open files a node gets: as many as a stock BEAM's port table.
+pub const NOFILE: u64 = 65_536;
+
+/// Raises the port's own limit of open files to [`NOFILE`] (it holds two descriptors a
+/// sandbox, and a systemd service's soft limit is 1,024) and returns the nodes' limit:
+/// [`NOFILE`], or the port's hard limit if that is lower and cannot be raised (a root
+/// without `CAP_SYS_RESOURCE`, as in some VMs): liblxc cannot give a container more.
+pub fn open_files() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, mut hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return NOFILE;
+    };
+    if hard < NOFILE && setrlimit(Resource::RLIMIT_NOFILE, soft.min(NOFILE), NOFILE).is_ok() {
+        hard = NOFILE;
+    }
+    let limit = NOFILE.min(hard);
+    if soft < limit {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, limit, hard) {
+            log::warn!("cannot raise the limit of open files from {soft} to {limit}: {e}");
+        }
+    }
+    if limit < NOFILE {
+        log::info!("nodes get {limit} open files, not {NOFILE}: the port's hard limit");
+    }
+    limit
+}
+
 /// Checks the host, prepares the bridge and the state directory, and takes this instance's
 /// lock. `sweep` runs as soon as the lock is held (see `sweep.rs`; it takes dead instances'
 /// locks, never this one's), before this instance makes its agents directory.
@@ -221,6 +250,7 @@ pub fn prepare<S>(
         cgroups: checked.cgroups,
         lxc_version: checked.lxc_version,
         seccomp_profile,
+        nofile: open_files(),
         _lock: lock,
     };
     let swept = sweep(&host);

@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -677,4 +678,32 @@ fn code_below_a_directory_others_cannot_traverse_runs_in_a_container() {
         "the source is untouched"
     );
     std::fs::remove_dir_all(&private).unwrap();
+}
+
+/// A node's limit of open files does not depend on the soft limit the port inherited (a
+/// systemd service's is 1,024: a node under it ran out at 1,024 sockets, and then its code
+/// server could not open a module to load it): soft and hard, 65,536, or the port's hard
+/// limit where root cannot raise it (no `CAP_SYS_RESOURCE`, as on this test machine).
+#[test]
+fn a_node_gets_its_open_files_whatever_soft_limit_the_port_inherited() {
+    let (_, hard) = open_files_limits("self");
+    let expected = hard.min(65_536);
+    assert!(
+        expected > 1_024,
+        "the test needs a hard limit over 1,024, not {hard}"
+    );
+    let mut prefix = Command::new("prlimit");
+    prefix.args(["--nofile=1024:", "/bin/sh"]);
+    let mut port = Port::start_by(prefix, &[]);
+    let node = port.spawn_node(1, map(vec![]));
+    let pids = container_pids(&node.name);
+    assert!(!pids.is_empty());
+    for pid in pids {
+        assert_eq!(
+            open_files_limits(&pid.to_string()),
+            (expected, expected),
+            "{pid}"
+        );
+    }
+    drop(port);
 }

@@ -25,6 +25,10 @@ pub fn node_config(host: &Host, spec: &NodeSpec) -> Items {
     );
     c.extend(reach_items(host, spec));
     c.extend(fixed_items(&rootfs(host, &spec.name)));
+    // The node's open files do not depend on what started the BEAM (a systemd service's
+    // soft limit is 1,024: a node under it ran out at 1,024 sockets, and its code server
+    // could no longer open a module to load it). See `host::open_files`.
+    c.push(("lxc.prlimit.nofile".into(), host.nofile.to_string()));
     let profile = match &spec.opts.seccomp {
         Seccomp::Ampule => Some(host.seccomp_profile.display().to_string()),
         Seccomp::Lxc => Some(crate::seccomp::LXC_PROFILE.to_string()),

@@ -155,10 +155,15 @@ impl Port {
 
     /// Starts the binary with the protocol on fds 3 (in) and 4 (out), like the BEAM does.
     pub fn start_with(args: &[&str]) -> Port {
+        Port::start_by(Command::new("/bin/sh"), args)
+    }
+
+    /// [`Port::start_with`] through `prefix` (see [`Port::spawn_by`]).
+    pub fn start_by(prefix: Command, args: &[&str]) -> Port {
         let _sweeps = SWEEPS
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut p = Port::spawn(args);
+        let mut p = Port::spawn_by(prefix, args);
         p.hello = p.next_frame(Duration::from_secs(30)).expect("no hello");
         p
     }
@@ -555,4 +560,19 @@ pub fn eventually_empty(limit: Duration, f: impl Fn() -> Vec<String>) -> Vec<Str
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The soft and hard limits of open files of process `pid` ("Max open files" in its
+/// `/proc/PID/limits`).
+pub fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
 }
