@@ -54,11 +54,30 @@ defmodule Ampule.HostileSeccompTest do
     {"socket(AF_VSOCK)", "syscall(41, 40, 1, 0)", @eperm}
   ]
 
+  # Before Linux 6.5, a kernel with kernel.unprivileged_bpf_disabled set (Debian 12's 6.1
+  # sets 2) refuses every unprivileged bpf() with EPERM before it reads the arguments: the
+  # same errno as the policy's, with or without it. There the policy is a second wall that
+  # no errno can show, and the open container gets the kernel's own EPERM.
+  defp kernel_refuses_bpf? do
+    {major, minor} =
+      case :os.version() do
+        {major, minor, _} -> {major, minor}
+      end
+
+    File.read!("/proc/sys/kernel/unprivileged_bpf_disabled") |> String.trim() != "0" and
+      {major, minor} < {6, 5}
+  end
+
   for {name, code, errno} <- @calls do
     test "#{name} is refused with errno #{errno}; without the policy it reaches the kernel",
          %{guarded: guarded, open: open} do
       assert perl(guarded, unquote(code)) == {:error, unquote(errno)}
-      refute perl(open, unquote(code)) == {:error, unquote(errno)}
+
+      if unquote(name) == "bpf" and kernel_refuses_bpf?() do
+        assert perl(open, unquote(code)) == {:error, unquote(errno)}
+      else
+        refute perl(open, unquote(code)) == {:error, unquote(errno)}
+      end
     end
   end
 
