@@ -57,6 +57,13 @@ impl Lab {
             extra: Vec::new(),
         };
         let (h, o) = (lab.host.as_str(), lab.outside.as_str());
+        // Bridge filtering is br_netfilter's, a module a stock Debian host has not loaded
+        // (this test machine has it built in). Loading it turns bridge filtering on in
+        // the host's own namespace too, as it always does: Ampule's rules hold either way
+        // (which these tests show).
+        if !std::path::Path::new("/proc/sys/net/bridge").exists() {
+            run(&["modprobe", "br_netfilter"]);
+        }
         run(&["ip", "netns", "add", h]);
         run(&["ip", "netns", "add", o]);
         run(&["ip", "-n", h, "link", "set", "lo", "up"]);
