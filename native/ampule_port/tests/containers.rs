@@ -526,15 +526,7 @@ fn a_sweep_leaves_another_state_directorys_leftovers_to_that_directory() {
     let mut crashed = Port::start_with(&["--state-dir", &other]);
     let n = crashed.spawn_node(1, map(vec![]));
     let mut victims = processes_mentioning(&format!("/apps {}", n.name));
-    victims.extend(
-        std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/pids/lxc.payload.{}/cgroup.procs",
-            n.name
-        ))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok()),
-    );
+    victims.extend(container_pids(&n.name));
     crashed.kill();
     for pid in victims {
         let _ = std::process::Command::new("kill")

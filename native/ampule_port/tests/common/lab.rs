@@ -131,17 +131,24 @@ impl Lab {
     /// A port in the lab's host namespace, on the lab's bridge and state directory.
     ///
     /// Not through `ip netns exec`: it mounts a sysfs of the namespace over `/sys`, which
-    /// hides the cgroup hierarchies mounted below it. Here, in a mount namespace of the
-    /// port's own, the hierarchies are bound aside, the namespace's sysfs mounted, and the
-    /// hierarchies bound back; then the port is exec'd (`Port::spawn_by` appends
-    /// `-c 'exec "$0" "$@" ...' PORT ARGS`, which the inner shell runs).
+    /// hides what is mounted below it: the cgroup hierarchies, and on a host with AppArmor
+    /// the securityfs through which liblxc confines each container (without it every start
+    /// failed in the stock Debian VM). Here, in a mount namespace of the port's own, those
+    /// are bound aside (to directories in the lab's state directory, which goes with the
+    /// lab), the namespace's sysfs mounted, and they are bound back; then the
+    /// port is exec'd (`Port::spawn_by` appends `-c 'exec "$0" "$@" ...' PORT ARGS`,
+    /// which the inner shell runs).
     pub fn port(&self) -> Port {
         let enter = format!(
-            "cg=$(mktemp -d) && mount --rbind /sys/fs/cgroup \"$cg\" && \
+            "cg={state}/aside-cgroup && sec={state}/aside-security && mkdir -p \"$cg\" \"$sec\" && \
+             mount --rbind /sys/fs/cgroup \"$cg\" && \
+             {{ ! mountpoint -q /sys/kernel/security || mount --rbind /sys/kernel/security \"$sec\"; }} && \
              exec nsenter --net=/var/run/netns/{ns} /bin/sh -c \
              'mount -t sysfs sysfs /sys && mount --rbind \"$1\" /sys/fs/cgroup && \
-             shift && exec /bin/sh \"$@\"' enter \"$cg\" \"$@\"",
-            ns = self.host
+             {{ ! mountpoint -q \"$2\" || mount --rbind \"$2\" /sys/kernel/security; }} && \
+             shift 2 && exec /bin/sh \"$@\"' enter \"$cg\" \"$sec\" \"$@\"",
+            ns = self.host,
+            state = self.state_dir
         );
         let mut prefix = Command::new("unshare");
         prefix.args([
