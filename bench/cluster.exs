@@ -70,6 +70,8 @@ end
 alias Ampule.Test.ClusterLab
 alias Bench.C
 
+# The machine's load before the hosts start: these hosts share its cores with whatever runs.
+load = "/proc/loadavg" |> File.read!() |> String.split() |> Enum.take(3) |> Enum.join(" ")
 n_calls = String.to_integer(System.get_env("BENCH_CALLS", "4000"))
 n_rounds = String.to_integer(System.get_env("BENCH_ROUNDS", "3"))
 n_pool = String.to_integer(System.get_env("BENCH_POOL_CALLS", "120"))
@@ -146,7 +148,7 @@ try do
   cores = System.schedulers_online()
 
   report = """
-  Machine: #{String.trim(to_string(:os.cmd(~c"uname -sr")))}, #{cores} cores (shared with other work), OTP #{System.otp_release()}, #{Date.utc_today()}.
+  Machine: #{String.trim(to_string(:os.cmd(~c"uname -sr")))}, #{cores} cores, which the three hosts share (load #{load} at the start), OTP #{System.otp_release()}, #{Date.utc_today()}.
   Hosts: 3 network namespaces on this machine (bench/cluster.exs), each with its own BEAM,
   port, bridge and state directory; the caller is this BEAM, in the root namespace.
 
