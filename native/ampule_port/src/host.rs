@@ -209,7 +209,7 @@ pub fn open_files() -> u64 {
         }
     }
     if limit < NOFILE {
-        log::info!("nodes get {limit} open files, not {NOFILE}: the port's hard limit");
+        log::debug!("nodes get {limit} open files, not {NOFILE}: the port's hard limit");
     }
     limit
 }
