@@ -59,7 +59,8 @@ defmodule Ampule.LoadTest do
   # `destroy` answers once a container's node is dead; its veth, cgroups and address are
   # released right behind. Count once the releases have finished: back to `base` (the
   # assertions below say what differs if that never happens), or for the base itself,
-  # when every lease belongs to a listed container.
+  # when every lease and every cgroup belongs to a listed container (the tests before
+  # this one may still be releasing theirs).
   @settled [:fds, :containers, :leases, :veths, :cgroups]
   defp settled_snapshot(base) do
     Host.wait_until(fn ->
@@ -67,10 +68,16 @@ defmodule Ampule.LoadTest do
 
       if base,
         do: Map.take(s, @settled) == Map.take(base, @settled),
-        else: length(s.leases) == length(s.containers)
+        else:
+          length(s.leases) == length(s.containers) and
+            Enum.all?(s.cgroups, &(cgroup_container(&1) in s.containers))
     end)
 
     snapshot()
+  end
+
+  defp cgroup_container(path) do
+    path |> Path.basename() |> String.replace(~r/^lxc\.(payload|monitor)\./, "")
   end
 
   defp snapshot do

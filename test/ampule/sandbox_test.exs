@@ -5,7 +5,7 @@ defmodule Ampule.SandboxTest do
   # or send is in hostile_sandbox_test.exs.
   use ExUnit.Case, async: true
 
-  import Ampule.Test.Host, only: [wait_until: 1, wait_until: 2]
+  import Ampule.Test.Host, only: [wait_until: 1]
   import ExUnit.CaptureIO
 
   alias Ampule.{RemoteHelpers, SandboxHelpers}
