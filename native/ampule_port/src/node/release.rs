@@ -28,6 +28,13 @@ const CGROUPS_LATER: Duration = Duration::from_secs(25);
 
 /// Removes a container's files, veth and lease, and forgets it.
 pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
+    let cgroups_left = remove_now(ctx, name, lease).await;
+    finish(ctx, name, cgroups_left).await;
+}
+
+/// Removes what can go at once (files, veth, lease, and the cgroups within
+/// [`CGROUPS_NOW`]); whether cgroups are left.
+async fn remove_now(ctx: &Ctx, name: &str, lease: Option<Lease>) -> bool {
     let host_name = name.to_string();
     let veth = lease.as_ref().map(|l| l.veth());
     let lxcpath = ctx.host.apps.clone();
@@ -74,6 +81,11 @@ pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
     if let Some(s) = socket.flatten() {
         let _ = std::fs::remove_file(s);
     }
+    cgroups_left
+}
+
+/// Forgets the container, once its cgroups are gone if some were left.
+async fn finish(ctx: &Ctx, name: &str, cgroups_left: bool) {
     if !cgroups_left {
         ctx.registry.forget(name);
         return;
@@ -92,12 +104,21 @@ pub async fn remove(ctx: &Ctx, name: &str, lease: Option<Lease>) {
     ctx.registry.forget(name);
 }
 
-/// Destroys a container that did not boot; returns why, for the spawn's answer.
-pub async fn fail_boot(ctx: &Ctx, spec: &NodeSpec, why: Failure) -> Failure {
+/// Destroys a container that did not boot; returns why, for the spawn's answer. The answer
+/// waits for what goes at once, not for cgroups that a loaded machine's liblxc monitor
+/// holds on to (up to [`CGROUPS_LATER`]: a failed boot's answer took 27 s in a CI run):
+/// those are retried behind it.
+pub async fn fail_boot(ctx: &Arc<Ctx>, spec: &NodeSpec, why: Failure) -> Failure {
     ctx.registry
         .transition(&spec.name, State::Destroying, |_| true, |_| ())
         .ok();
-    remove(ctx, &spec.name, spec.lease().cloned()).await;
+    let cgroups_left = remove_now(ctx, &spec.name, spec.lease().cloned()).await;
+    if cgroups_left {
+        let (ctx, name) = (ctx.clone(), spec.name.clone());
+        tokio::spawn(async move { finish(&ctx, &name, true).await });
+    } else {
+        finish(ctx, &spec.name, false).await;
+    }
     why
 }
 
