@@ -104,7 +104,12 @@ defmodule Ampule.HostileFilesTest do
 
       assert sh!(c, "ls $HOME") |> to_string() =~ "dirlink"
       :ok = Ampule.destroy(c)
-      assert wait_until(fn -> Ampule.Test.Host.traces_of(c.name) == [] end, 5_000)
+
+      assert wait_until(
+               fn -> Ampule.Test.Host.traces_of(c.name) == [] end,
+               Ampule.Test.Host.release_bound_ms()
+             )
+
       assert File.read!(Path.join([victim, "dir", "keep"])) == "host data"
       assert File.read!(Path.join(victim, "file")) == "host file"
     end

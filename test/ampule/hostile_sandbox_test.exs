@@ -241,7 +241,7 @@ defmodule Ampule.HostileSandboxTest do
     # count against the sandbox's memory.
     for _ <- 1..300, do: :ok = Ampule.cast({IO, :write, [chunk]}, c)
     assert_receive {:ampule_exit, ^c, :oom}, 30_000
-    assert wait_until(fn -> Host.traces_of(c.name) == [] end, 5_000)
+    assert wait_until(fn -> Host.traces_of(c.name) == [] end, Host.release_bound_ms())
     assert Ampule.call({:erlang, :+, [1, 1]}, b) == 2
   end
 

@@ -78,7 +78,7 @@ defmodule Ampule.LimitsTest do
         assert_receive {:ampule_exit, %Ampule.Container{name: name}, :oom}, 5_000
         assert name == c.name
         # Told as soon as the node is gone; its release follows.
-        assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, 5_000)
+        assert Host.wait_until(fn -> Host.traces_of(c.name) == [] end, Host.release_bound_ms())
         assert alive?(b)
       end
 
@@ -99,7 +99,7 @@ defmodule Ampule.LimitsTest do
 
         assert error.reason == :oom
         assert Exception.message(error) =~ "memory limit"
-        assert Host.wait_until(fn -> Host.traces_of(name) == [] end, 5_000)
+        assert Host.wait_until(fn -> Host.traces_of(name) == [] end, Host.release_bound_ms())
         assert alive?(b)
       end
 

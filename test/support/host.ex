@@ -162,6 +162,14 @@ defmodule Ampule.Test.Host do
   # cgroup v1's "no memory limit": the largest page-aligned 64-bit count of bytes.
   @v1_unlimited 9_223_372_036_854_771_712
 
+  @doc """
+  How long a container's release may take after `destroy` answers: on a loaded machine
+  liblxc's monitor can hold its cgroups for seconds, and the port retries them for 2 s and
+  then 25 s more (node/release.rs). A wait for a container's traces to go uses this bound;
+  it returns as soon as they are gone.
+  """
+  def release_bound_ms, do: 30_000
+
   @doc "This BEAM's hard limit of open files (the port inherits it)."
   def hard_open_files do
     "/proc/self/limits"
