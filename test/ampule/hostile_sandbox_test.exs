@@ -188,13 +188,7 @@ defmodule Ampule.HostileSandboxTest do
 
     test "a fun in a result is refused, and so are pids, references and ports",
          %{sandbox: c} do
-      for {helper, kind} <- [
-            evil_fun: :fun,
-            remote_fun: :fun,
-            a_pid: :pid,
-            a_ref: :reference,
-            a_port: :port
-          ] do
+      for {helper, kind} <- SandboxHelpers.refused_results() do
         assert call_reason({SandboxHelpers, helper, []}, c) == {:result_refused, kind}
       end
 

@@ -157,13 +157,7 @@ defmodule Ampule.SandboxChannelTest do
     @tag max: 64 * 1024 * 1024
     test "funs, pids, references, ports and new atoms in results are refused",
          %{container: c} do
-      for {fun, kind} <- [
-            evil_fun: :fun,
-            remote_fun: :fun,
-            a_pid: :pid,
-            a_ref: :reference,
-            a_port: :port
-          ] do
+      for {fun, kind} <- SandboxHelpers.refused_results() do
         assert {:error, {:result_refused, ^kind}} =
                  Ampule.yield(Ampule.async_call({SandboxHelpers, fun, []}, c))
       end

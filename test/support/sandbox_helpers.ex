@@ -119,6 +119,10 @@ defmodule Ampule.SandboxHelpers do
   @doc "A list of `n` atoms the host has never seen, named after `tag` (a string)."
   def new_atoms(tag, n), do: for(i <- 1..n, do: String.to_atom("sandbox_atom_#{tag}_#{i}"))
 
+  @doc "The helpers below whose results a sandbox must refuse, with the kind refused."
+  def refused_results,
+    do: [evil_fun: :fun, remote_fun: :fun, a_pid: :pid, a_ref: :reference, a_port: :port]
+
   @doc "A closure made in the sandbox, which would run `id` wherever it is called."
   def evil_fun, do: fn -> :os.cmd(~c"id") end
 
