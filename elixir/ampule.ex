@@ -76,15 +76,30 @@ defmodule Ampule do
     * The host trusts nothing it sends. A result is decoded without creating atoms, and
       refused (`{:result_refused, kind}`) if it holds an atom this node does not have
       (Ampule makes Linux's errno atoms and OTP's usual error reasons exist at start, so
-      `{:error, :econnrefused}` comes back), a fun, a pid, a port or a reference; one that takes more than `:max_result` bytes
+      `{:error, :econnrefused}` comes back), a fun, a pid, a port or a reference, an
+      integer of more than 65,536 bits (`config :ampule, max_integer_bits: n`), a
+      compiled pattern (`%Regex{}`, `{:re_pattern, ...}`) or a struct that is not plain
+      data (below); one that takes more than `:max_result` bytes
       (64 MiB by default, encoded or decoded) is refused as `{:result_too_large, max}`
-      without this node ever holding it. A sandbox that breaks the protocol (garbage, a
+      without this node ever holding it. Decoding counts inside the call's timeout. A sandbox that breaks the protocol (garbage, a
       frame over the limit or cut short, a result for a call never made, silence after a
       kill) is destroyed, and its calls fail with `{:protocol, detail}`. See "Error
       reasons".
-    * An exception raised in the sandbox is raised again here, as for any container, with
-      its stack trace reduced to `{module, function, arity, [file: ..., line: ...]}`
-      frames (its `error_info` would name a function of this node to call).
+    * An exception raised in the sandbox is raised here as `Ampule.RemoteError`: the
+      exception's module name and message as text computed in the sandbox, and its stack
+      trace reduced to `{module, function, arity, [file: ..., line: ...]}` frames of
+      names this node has (its `error_info` would name a function of this node to
+      call). Never as a struct of one of your modules with fields the sandbox chose.
+
+  A result's structs are data only: `Date`, `Time`, `NaiveDateTime` and `DateTime` (ISO
+  calendar), `URI`, `Version` and `MapSet`, each checked field by field, and the structs
+  you allow (`config :ampule, result_structs: [MyApp.Point, {MyApp.Money,
+  &MyApp.Money.valid?/1}]`); any other (`File.Stream`, `IO.Stream`, `Range`, `Regex`,
+  exceptions) is refused as `{:result_refused, {:struct, module}}`, since its protocols
+  would act with your node's rights. All sandboxes share one budget of result bytes in
+  flight (`config :ampule, result_budget: bytes`, 512 MiB): a large result waits in its
+  sandbox until it fits. docs/security.md, "What a sandbox's result may hold", has the
+  reasons and the tests.
 
   What a result may hold: numbers, binaries, lists, tuples, maps, and atoms this node
   already has. An atom that only the sandbox knows (made there with `String.to_atom/1`, or
@@ -445,8 +460,14 @@ defmodule Ampule do
   Calls to a sandbox, besides (see "Sandboxes"):
 
     * `{:result_refused, kind}` - the result holds what the host refuses from a sandbox:
-      `kind` is `:atoms` (an atom this node does not have), `:fun`, `:pid`, `:port` or
-      `:reference`. Nothing of it was created here. The sandbox goes on.
+      `kind` is `:atoms` (an atom this node does not have), `:fun`, `:pid`, `:port`,
+      `:reference`, `:integer` (over `max_integer_bits`), `:re_pattern` (a compiled
+      pattern), `{:struct, module}` (a struct that is not plain data) or `:struct` (a
+      `__struct__` key that is not a module). Nothing of it was created here. The
+      sandbox goes on.
+    * `{:result_budget, size}` - the result takes `size` bytes, more than the host's
+      whole budget for results in flight (`config :ampule, result_budget: bytes`); it was
+      not read. The sandbox goes on.
     * `{:result_too_large, max}` - the result takes more than `max` bytes (`:max_result`),
       encoded or decoded; it was not read into this node. The sandbox goes on.
     * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
@@ -525,8 +546,18 @@ defmodule Ampule do
           | :noconnection
           | :oom
           | {:spawn_failed, term}
-          | {:result_refused, :atoms | :fun | :pid | :port | :reference}
+          | {:result_refused,
+             :atoms
+             | :fun
+             | :pid
+             | :port
+             | :reference
+             | :integer
+             | :re_pattern
+             | :struct
+             | {:struct, module}}
           | {:result_too_large, pos_integer}
+          | {:result_budget, pos_integer}
           | {:protocol, atom}
           | :sandbox_unsupported
           | {:agent_socket, atom}
@@ -1337,6 +1368,31 @@ defmodule Ampule do
   def format_error({:result_refused, kind}) when kind in [:fun, :pid, :port, :reference] do
     "the sandbox's result holds a #{kind}; nothing from a sandbox may name code or a " <>
       "process of this node, so it was refused"
+  end
+
+  def format_error({:result_refused, :integer}) do
+    "the sandbox's result holds an integer of more than #{Ampule.Sandbox.Decode.max_integer_bits()} " <>
+      "bits by default (config :ampule, max_integer_bits: n); printing one costs time " <>
+      "quadratic in its size, so it was refused"
+  end
+
+  def format_error({:result_refused, :re_pattern}) do
+    "the sandbox's result holds a compiled pattern (a Regex or :re_pattern); PCRE trusts " <>
+      "compiled patterns, so one made elsewhere could crash this node: it was refused"
+  end
+
+  def format_error({:result_refused, {:struct, module}}) do
+    "the sandbox's result holds a %#{inspect(module)}{} struct, which is not plain data (its " <>
+      "protocols would act with this node's rights); it was refused (see :result_structs)"
+  end
+
+  def format_error({:result_refused, :struct}) do
+    "the sandbox's result holds a map whose __struct__ is not a module; it was refused"
+  end
+
+  def format_error({:result_budget, size}) do
+    "the sandbox's result takes #{size} bytes, more than the host's whole budget for " <>
+      "sandbox results in flight (config :ampule, result_budget: bytes); it was not read"
   end
 
   def format_error({:result_too_large, max}) do

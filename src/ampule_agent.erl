@@ -8,10 +8,18 @@
 %%   host -> agent   <<1, Id:64, Max:64, Term>>   call: {M, F, A} or a 0-arity fun
 %%                   <<2, Timeout:32, Term>>      cast: no answer; killed after Timeout ms
 %%                   <<3, Id:64>>                 kill call Id (answered, see below)
+%%                   <<4, Id:64>>                 send the result announced for Id
 %%   agent -> host   <<0, Version:16>>            hello
-%%                   <<4, Id:64, Outcome, Term>>  result: 0 returned, 1 raised, 2 threw,
-%%                                                3 exited ({Reason, Stacktrace})
+%%                   <<4, Id:64, Outcome, Term>>  result: 0 returned (the value),
+%%                                                1 raised ({Module, Message, Stacktrace}),
+%%                                                2 threw, 3 exited ({Reason, Stacktrace})
 %%                   <<5, Id:64, Size:64>>        the result took Size bytes, over Max
+%%                   <<6, Id:64, Size:64>>        a result of Size bytes (over 64 KiB) is
+%%                                                ready: sent once the host says so (4)
+%%
+%% A raised exception is described here, where its code runs: its module's name and its
+%% message as binaries (the message bounded), so that the host needs neither the module
+%% nor its atoms, and never runs a sandbox's `message/1` with its own rights.
 %%
 %% Every call gets exactly one answer, a 4 or a 5, sent by this process alone (the
 %% workers hand their frames to it), so a kill that races a result cannot answer twice: a
@@ -26,7 +34,11 @@
 -export([start/0, start/1]).
 
 -define(SOCKET, "/run/ampule/agent.sock").
--define(VERSION, 1).
+-define(VERSION, 2).
+%% Results up to this size are sent at once; larger ones wait for the host's go.
+-define(EAGER, 65536).
+%% The most bytes of an exception's message that are sent.
+-define(MESSAGE_MAX, 16384).
 
 %% `-run ampule_agent start`, and `-run ampule_agent start PATH` (tests run the agent in
 %% a plain local node against their own listener).
@@ -48,7 +60,8 @@ init(Path) ->
             erlang:halt(3)
     end.
 
-%% Calls: #{Id => {Pid, MonitorRef, Max}} and #{MonitorRef => Id}.
+%% Calls: #{Id => {Pid, MonitorRef, Max}} while running, #{Id => {held, Frame}} while a
+%% large result awaits the host's go, and #{MonitorRef => Id}.
 loop(Socket, Calls) ->
     receive
         {tcp, Socket, <<1, Id:64, Max:64, Term/binary>>} ->
@@ -61,12 +74,27 @@ loop(Socket, Calls) ->
             loop(Socket, Calls);
         {tcp, Socket, <<3, Id:64>>} ->
             loop(Socket, kill(Socket, Id, Calls));
+        {tcp, Socket, <<4, Id:64>>} ->
+            case maps:take(Id, Calls) of
+                {{held, Frame}, Rest} ->
+                    send(Socket, Frame),
+                    loop(Socket, Rest);
+                _ ->
+                    loop(Socket, Calls)
+            end;
         {ampule_result, Id, Frame} ->
             case maps:take(Id, Calls) of
                 {{_Pid, Ref, _Max}, Rest} ->
                     erlang:demonitor(Ref, [flush]),
-                    send(Socket, Frame),
-                    loop(Socket, maps:remove(Ref, Rest));
+                    Rest1 = maps:remove(Ref, Rest),
+                    case iolist_size(Frame) of
+                        Size when Size > ?EAGER ->
+                            send(Socket, <<6, Id:64, Size:64>>),
+                            loop(Socket, Rest1#{Id => {held, Frame}});
+                        _ ->
+                            send(Socket, Frame),
+                            loop(Socket, Rest1)
+                    end;
                 error ->
                     loop(Socket, Calls)
             end;
@@ -95,6 +123,10 @@ loop(Socket, Calls) ->
 %% kill is over (the process is gone) before the next frame is read.
 kill(Socket, Id, Calls) ->
     case maps:take(Id, Calls) of
+        {{held, _Frame}, Rest} ->
+            %% The host no longer wants it.
+            send(Socket, encode(Id, 0, 3, {killed, []})),
+            Rest;
         {{Pid, Ref, Max}, Rest} ->
             exit(Pid, kill),
             receive {'DOWN', Ref, process, _, _} -> ok end,
@@ -136,32 +168,79 @@ run(Term) ->
             Fun when is_function(Fun, 0) -> {0, Fun()}
         end
     catch
-        error:Reason:Stack -> {1, {Reason, clean(Stack)}};
+        error:Reason:Stack -> {1, describe(Reason, Stack)};
         throw:Value:Stack -> {2, {Value, clean(Stack)}};
         exit:Reason:Stack -> {3, {Reason, clean(Stack)}}
     end.
 
 %% A stack frame may carry the arguments of the call that failed, or the fun that was
 %% called (`{Fun, Args, Location}`); they may hold pids or funs, which the host refuses.
-%% A module, a name and a count tell as much for a stack trace.
+%% A module, a name and a count tell as much for a stack trace. Names go as binaries (the
+%% host has no atoms for the modules a sandbox made), and a location keeps only `file`
+%% and `line` (`error_info` names a function for the host to call).
 clean(Stack) ->
     [
-        case Frame of
-            {M, F, Args, Location} when is_list(Args) ->
-                {M, F, length(Args), Location};
-            {Fun, Args, Location} when is_function(Fun) ->
-                %% The name is [] when the fun's module is not loaded.
-                {module, M} = erlang:fun_info(Fun, module),
-                F = case erlang:fun_info(Fun, name) of
-                    {name, Name} when is_atom(Name) -> Name;
-                    _ -> '-fun-'
-                end,
-                {M, F, if is_list(Args) -> length(Args); true -> Args end, Location};
-            _ ->
-                Frame
-        end
-     || Frame <- Stack
+        {name(M), name(F), Arity, location(Location)}
+     || Frame <- Stack, {M, F, Arity, Location} <- [frame(Frame)]
     ].
+
+frame({M, F, Args, Location}) when is_list(Args) ->
+    {M, F, length(Args), Location};
+frame({M, F, Arity, Location}) when is_integer(Arity) ->
+    {M, F, Arity, Location};
+frame({Fun, Args, Location}) when is_function(Fun) ->
+    %% The name is [] when the fun's module is not loaded.
+    {module, M} = erlang:fun_info(Fun, module),
+    F = case erlang:fun_info(Fun, name) of
+        {name, Name} when is_atom(Name) -> Name;
+        _ -> '-fun-'
+    end,
+    {M, F, if is_list(Args) -> length(Args); true -> Args end, Location};
+frame(_Other) ->
+    skip.
+
+name(Atom) when is_atom(Atom) -> atom_to_binary(Atom);
+name(_Other) -> <<"?">>.
+
+location(Location) when is_list(Location) ->
+    [Entry || {Key, _} = Entry <- Location, Key =:= file orelse Key =:= line];
+location(_Other) ->
+    [].
+
+%% {ModuleName, Message, Stacktrace} of an error: Elixir's account of it where Elixir is on
+%% the code path (as `Exception.normalize/3` and `Exception.message/1` give it), else
+%% Erlang's `erlang:error` view. Runs in the call's own process, so a message/1 that loops
+%% is stopped by the call's timeout like any other code of the call.
+describe(Reason, Stack) ->
+    {Module, Message} =
+        try
+            {module, _} = code:ensure_loaded('Elixir.Exception'),
+            E = 'Elixir.Exception':normalize(error, Reason, Stack),
+            {strip(maps:get('__struct__', E)), 'Elixir.Exception':message(E)}
+        catch
+            _:_ -> {<<"ErlangError">>, io_lib:format("~0tP", [Reason, 30])}
+        end,
+    {Module, bound(Message), clean(Stack)}.
+
+%% `Elixir.ArgumentError` -> <<"ArgumentError">>, as Elixir writes a module's name.
+strip(Module) ->
+    case atom_to_binary(Module) of
+        <<"Elixir.", Name/binary>> -> Name;
+        Name -> Name
+    end.
+
+bound(Message) ->
+    Bin =
+        try unicode:characters_to_binary(Message) of
+            B when is_binary(B) -> B;
+            _ -> <<"(a message that is not text)">>
+        catch
+            _:_ -> <<"(a message that is not text)">>
+        end,
+    case byte_size(Bin) > ?MESSAGE_MAX of
+        true -> <<(binary:part(Bin, 0, ?MESSAGE_MAX))/binary, "...">>;
+        false -> Bin
+    end.
 
 %% The size is measured before encoding, so a result over Max costs no second copy.
 encode(Id, Max, Outcome, Value) ->

@@ -4,7 +4,8 @@ defmodule Ampule.Application do
   # ownership. If the port program dies, Ampule.Port stops and is started again with a new
   # port program (which removes what the dead one left behind before its hello). Beside it
   # a Task.Supervisor for the work that must not block its caller: pools' boots and
-  # destroys, Ampule.map's calls. Sandboxes' channels (Ampule.Sandbox.Channel) live under a
+  # destroys, Ampule.map's calls. The budget of sandboxes' result bytes in flight
+  # (Ampule.Sandbox.Budget). Sandboxes' channels (Ampule.Sandbox.Channel) live under a
   # DynamicSupervisor, started after the port and so stopped before it: their agents see
   # the channel close first. Last, Ampule's :pg scope and Ampule.Cluster, which offers this
   # host's containers to the cluster's other nodes once the port has said hello.
@@ -19,6 +20,7 @@ defmodule Ampule.Application do
     children = [
       Ampule.Port,
       {Task.Supervisor, name: Ampule.TaskSupervisor},
+      Ampule.Sandbox.Budget,
       {DynamicSupervisor, name: Ampule.SandboxSupervisor, strategy: :one_for_one},
       %{id: :pg, start: {:pg, :start_link, [Ampule.Cluster.scope()]}},
       Ampule.Cluster

@@ -23,7 +23,7 @@ defmodule Ampule.Call do
   alias Ampule.Call.{Dist, Sandbox}
 
   @enforce_keys [:transport, :ref, :owner]
-  defstruct [:transport, :ref, :mon, :owner, :target, :id, :max, :via]
+  defstruct [:transport, :ref, :mon, :owner, :target, :id, :max, :via, :name]
 
   @opaque t :: %__MODULE__{
             transport: Dist | Sandbox,
@@ -33,7 +33,8 @@ defmodule Ampule.Call do
             target: node | pid,
             id: non_neg_integer | nil,
             max: pos_integer | nil,
-            via: node | nil
+            via: node | nil,
+            name: String.t() | nil
           }
 
   @typedoc "What a container runs: `{module, function, args}` or a 0-arity function."

@@ -56,10 +56,9 @@ defmodule Ampule.CodeFromTestsTest do
     assert value == "hi there"
   end
 
-  test "raises, throws and timeouts come back as from Ampule.call" do
-    assert_raise ArgumentError, "from inside", fn ->
-      Ampule.run(sandbox: true, do: raise(ArgumentError, "from inside"))
-    end
+  test "raises (as Ampule.RemoteError), throws and timeouts come back as from Ampule.call" do
+    error = catch_error(Ampule.run(sandbox: true, do: raise(ArgumentError, "from inside")))
+    assert %Ampule.RemoteError{module: "ArgumentError", message: "from inside"} = error
 
     c = Ampule.spawn(sandbox: true)
 

@@ -9,7 +9,7 @@ defmodule Ampule.SandboxChannelTest do
   import Ampule.Test.Host, only: [wait_until: 1, wait_until: 2]
 
   alias Ampule.{Container, SandboxHelpers}
-  alias Ampule.Sandbox.Channel
+  alias Ampule.Sandbox.{Channel, Frame}
   alias Ampule.Test.LocalAgent
 
   @max 1024 * 1024
@@ -55,11 +55,12 @@ defmodule Ampule.SandboxChannelTest do
   end
 
   # This test as the agent: connects and (unless told otherwise) says hello.
-  defp as_agent(%{path: path, channel: channel, container: c}, hello \\ <<0, 1::16>>) do
+  defp as_agent(%{path: path, channel: channel, container: c}, hello \\ Frame.hello()) do
     {:ok, socket} =
       :gen_tcp.connect({:local, path}, 0, [:local, :binary, packet: 4, active: false])
 
-    :ok = :gen_tcp.send(socket, hello)
+    # A connection the channel refuses may be closed before the hello is written.
+    _ = :gen_tcp.send(socket, hello)
     {socket, Channel.await_ready(channel, c.name, 5_000)}
   end
 
@@ -93,13 +94,15 @@ defmodule Ampule.SandboxChannelTest do
       assert Ampule.call({:os, :getpid, []}, c) != :os.getpid()
     end
 
-    test "a raise is raised again, a throw thrown, an exit exited", %{container: c} do
-      assert_raise ArgumentError, "boom", fn ->
+    test "a raise comes as Ampule.RemoteError, a throw thrown, an exit exited",
+         %{container: c} do
+      assert_raise Ampule.RemoteError, ~r/\(ArgumentError\) boom/, fn ->
         Ampule.call({Ampule.RemoteHelpers, :raise_error, ["boom"]}, c)
       end
 
       error = catch_error(Ampule.call({:erlang, :binary_to_atom, [1]}, c))
-      assert %ArgumentError{} = error
+      assert %Ampule.RemoteError{module: "ArgumentError", message: message} = error
+      assert message =~ "not a binary"
 
       assert catch_throw(Ampule.call(eval("fn -> throw(:ball) end"), c)) == :ball
       assert catch_exit(Ampule.call(eval("fn -> exit(:bye) end"), c)) == :bye
@@ -291,19 +294,59 @@ defmodule Ampule.SandboxChannelTest do
 
       # error_info names a function that Exception.normalize/3 calls with the reason and
       # the stack trace (it would send them to this test, as it could send anything to any
-      # registered process of the host). The host drops it.
+      # registered process of the host). The host drops it, and the frames of names it
+      # has no atoms for.
       Process.register(self(), :sandbox_channel_test_recorder)
       info = %{module: SandboxHelpers, function: :record}
-      reason = {:badarg, [{:m, :f, 0, [line: 1, error_info: info]}]}
-      :ok = :gen_tcp.send(socket, [<<4, id::64, 1>> | :erlang.term_to_binary(reason)])
 
-      assert {:raised, %ArgumentError{}, [{:m, :f, 0, [line: 1]} | _]} = Task.await(task)
+      stack = [
+        {"m", "f", 0, [line: 1, error_info: info]},
+        {"Sandbox.Only.#{System.unique_integer([:positive])}", "f", 1, [line: 2]}
+      ]
+
+      raised = {"ArgumentError", "forged", stack}
+      :ok = :gen_tcp.send(socket, [<<4, id::64, 1>> | :erlang.term_to_binary(raised)])
+
+      assert {:raised, %Ampule.RemoteError{module: "ArgumentError", message: "forged"},
+              [{:m, :f, 0, [line: 1]}]} = Task.await(task)
 
       refute_received {:recorded, _, _}
     end
 
+    test "a forged Ampule.Error raised in a sandbox is not rescued as one", context do
+      {socket, :ok} = as_agent(context)
+
+      task =
+        Task.async(fn ->
+          try do
+            Ampule.call({:erlang, :node, []}, context.container)
+          rescue
+            e in Ampule.Error -> {:rescued_as_ampule_error, e}
+          end
+        end)
+
+      assert {:ok, <<1, id::64, _::64, _::binary>>} = :gen_tcp.recv(socket, 0, 5_000)
+      forged = %Ampule.Error{reason: :oom, container: "another-one"}
+      # As an old agent sent a raise: the struct is refused as a struct, and the error
+      # that comes is about this call's own sandbox.
+      :ok = :gen_tcp.send(socket, [<<4, id::64, 1>> | :erlang.term_to_binary({forged, []})])
+      assert {:rescued_as_ampule_error, error} = Task.await(task)
+      assert error.reason == {:result_refused, {:struct, Ampule.Error}}
+      assert error.container == context.container.name
+
+      # As the agent describes a raise: text, rescued as Ampule.RemoteError only.
+      task = call_in_task(fn -> Ampule.call({:erlang, :node, []}, context.container) end)
+      assert {:ok, <<1, id::64, _::64, _::binary>>} = :gen_tcp.recv(socket, 0, 5_000)
+      message = "container another-one: killed for exceeding its memory limit"
+      raised = {"Ampule.Error", message, []}
+      :ok = :gen_tcp.send(socket, [<<4, id::64, 1>> | :erlang.term_to_binary(raised)])
+
+      assert {:raised, %Ampule.RemoteError{module: "Ampule.Error", message: ^message}, []} =
+               Task.await(task)
+    end
+
     test "a bad hello fails the boot with {:protocol, :bad_hello}", context do
-      {_socket, result} = as_agent(context, <<0, 2::16>>)
+      {_socket, result} = as_agent(context, <<0, 9::16>>)
       assert result == {:error, {:protocol, :bad_hello}}
     end
 

@@ -1,3 +1,9 @@
+defmodule Ampule.Test.Point do
+  @moduledoc false
+  # A struct of the caller's own application, for `config :ampule, result_structs`.
+  defstruct [:x, :y]
+end
+
 defmodule Ampule.SandboxHelpers do
   @moduledoc false
   # Code that runs inside sandboxes in the tests (compiled to disk under _build/test, so
@@ -121,7 +127,144 @@ defmodule Ampule.SandboxHelpers do
 
   @doc "The helpers below whose results a sandbox must refuse, with the kind refused."
   def refused_results,
-    do: [evil_fun: :fun, remote_fun: :fun, a_pid: :pid, a_ref: :reference, a_port: :port]
+    do: [
+      evil_fun: :fun,
+      remote_fun: :fun,
+      a_pid: :pid,
+      a_ref: :reference,
+      a_port: :port,
+      forged_regex: :re_pattern,
+      raw_re_pattern: :re_pattern,
+      shadow_stream: {:struct, File.Stream},
+      stderr_stream: {:struct, IO.Stream},
+      port_stream: {:struct, IO.Stream},
+      logger_stream: {:struct, GenEvent.Stream},
+      huge_range: {:struct, Range},
+      # A stream holds funs: refused as such before its struct is looked at.
+      lazy_stream: :fun,
+      forged_ampule_error: {:struct, Ampule.Error},
+      exception_value: {:struct, File.Error},
+      month_13: {:struct, Date},
+      date_with_extra_field: {:struct, Date},
+      date_in_other_calendar: {:struct, Date},
+      uri_with_bad_port: {:struct, URI},
+      mapset_with_values: {:struct, MapSet},
+      struct_key_not_a_module: :struct,
+      unallowed_user_struct: {:struct, Ampule.Test.Point},
+      huge_integer: :integer,
+      nested_in_data: {:struct, File.Stream}
+    ]
+
+  @doc "Plain data a sandbox may return, structs among it, as made in the sandbox."
+  def plain_data do
+    [
+      ~D[2026-12-07],
+      ~T[23:59:59.123456],
+      ~N[2026-12-07 10:00:00],
+      DateTime.from_unix!(1_800_000_000),
+      URI.parse("https://user@example.org:8443/a/b?c=d#e"),
+      Version.parse!("1.2.3-rc.1+build"),
+      MapSet.new([1, :two, "three"]),
+      Integer.pow(2, 65_535),
+      -Integer.pow(2, 65_535),
+      %{__struct__?: false, keyword: [__struct__: :just_a_key]}
+    ]
+  end
+
+  # A compiled pattern with one byte changed: PCRE would read past it (or crash the host
+  # VM) under Regex.match?/2.
+  def forged_regex do
+    regex = ~r/hello (world)/
+    {:re_pattern, n, u, c, bin} = regex.re_pattern
+    <<head::binary-size(40), byte, rest::binary>> = bin
+
+    %{
+      regex
+      | re_pattern:
+          {:re_pattern, n, u, c, <<head::binary, Bitwise.bxor(byte, 0xFF), rest::binary>>}
+    }
+  end
+
+  def raw_re_pattern, do: [ok: elem(:re.compile("x"), 1)]
+
+  # Streams: reading /etc/shadow as the host's root, writing the sandbox's text to the
+  # host's stderr, hanging the caller on a process that never answers, the logger.
+  def shadow_stream, do: File.stream!("/etc/shadow")
+  def stderr_stream, do: IO.stream(:standard_error, :line)
+  def port_stream, do: %IO.Stream{device: Ampule.Port, raw: false, line_or_bytes: :line}
+  def logger_stream, do: %{__struct__: GenEvent.Stream, manager: :logger, timeout: :infinity}
+  def huge_range, do: 1..1_000_000_000_000
+  def lazy_stream, do: Stream.map([1, 2], & &1)
+
+  def forged_ampule_error, do: %Ampule.Error{reason: :oom, container: "another-one"}
+  def exception_value, do: {:error, %File.Error{reason: :enoent, path: "x", action: "read"}}
+
+  def month_13, do: %{__struct__: Date, year: 2026, month: 13, day: 1, calendar: Calendar.ISO}
+  def date_with_extra_field, do: Map.put(~D[2026-12-07], :extra, 1)
+  def date_in_other_calendar, do: %{~D[2026-12-07] | calendar: Ampule.Test.Point}
+  def uri_with_bad_port, do: %{URI.parse("http://x") | port: 70_000}
+  def mapset_with_values, do: %{MapSet.new([1]) | map: %{1 => :not_empty}}
+  def struct_key_not_a_module, do: %{__struct__: "File.Stream", path: "/etc/shadow"}
+  def unallowed_user_struct, do: %Ampule.Test.Point{x: 1, y: 2}
+  def huge_integer, do: Integer.pow(2, 65_536)
+  def nested_in_data, do: %{ok: [{:a, %{b: File.stream!("/etc/shadow")}}]}
+
+  @doc "A user's own struct, allowed by `result_structs` when a test says so."
+  def a_point, do: %Ampule.Test.Point{x: 1, y: 2}
+
+  @doc "A term that takes the host a while to decode (a list `depth` deep), returned `ms` after the call began."
+  def slow_to_decode(depth, ms) do
+    began = System.monotonic_time(:millisecond)
+    term = Enum.reduce(1..depth, [], fn _, acc -> [acc] end)
+    Process.sleep(max(ms - (System.monotonic_time(:millisecond) - began), 0))
+    term
+  end
+
+  @doc """
+  With no call pending (run it by a cast), writes a frame header for 64 MiB and all but
+  the last byte of it, and holds the connection.
+  """
+  def hold_a_frame do
+    socket = agent_socket()
+    size = 64 * 1024 * 1024
+    :ok = :inet.setopts(socket, packet: :raw)
+    :ok = :gen_tcp.send(socket, <<size::32>>)
+    chunk = :binary.copy(<<0>>, 1024 * 1024)
+    for _ <- 1..63, do: :gen_tcp.send(socket, chunk)
+    Process.sleep(:infinity)
+  end
+
+  @doc "A result of `n` bytes (a binary), for the result budget."
+  def bytes(n), do: :binary.copy(<<1>>, n)
+
+  @doc "Raises an exception of a module only this sandbox has, whose name the host lacks."
+  def raise_own_exception(tag) do
+    {:ok, _} = Application.ensure_all_started(:elixir)
+
+    [{module, _}] =
+      Code.compile_string("""
+      defmodule Sandbox.Only.#{tag}Error do
+        defexception [:message]
+      end
+      """)
+
+    raise module, message: "made in the sandbox"
+  end
+
+  @doc "Raises an exception whose message/1 raises."
+  def raise_bad_message do
+    {:ok, _} = Application.ensure_all_started(:elixir)
+
+    [{module, _}] =
+      Code.compile_string("""
+      defmodule Sandbox.BadMessage#{System.unique_integer([:positive])} do
+        defexception [:x]
+        def message(_), do: raise "no message for you"
+      end
+      """)
+
+    raise module, x: 1
+  end
 
   @doc "A closure made in the sandbox, which would run `id` wherever it is called."
   def evil_fun, do: fn -> :os.cmd(~c"id") end

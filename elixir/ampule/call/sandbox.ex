@@ -21,7 +21,7 @@ defmodule Ampule.Call.Sandbox do
   # once).
 
   alias Ampule.{Call, Container}
-  alias Ampule.Sandbox.{Decode, Frame}
+  alias Ampule.Sandbox.{Budget, Decode, Frame}
 
   # After a timeout, how long the agent's answer to the kill is awaited (a round trip to
   # a live agent). A call returns within its timeout and this; the channel keeps waiting
@@ -33,7 +33,7 @@ defmodule Ampule.Call.Sandbox do
   @watch_after 2
 
   @spec async(Container.t(), Call.callable()) :: Call.t()
-  def async(%Container{channel: channel, max_result: max}, what) do
+  def async(%Container{channel: channel, max_result: max, name: name}, what) do
     id = :erlang.unique_integer([:positive])
     frame = Frame.call(id, max, :erlang.term_to_binary(what))
     # Here, the alias of a monitor (`mon` = `ref`); on another host, an alias alone.
@@ -54,7 +54,8 @@ defmodule Ampule.Call.Sandbox do
       owner: self(),
       target: channel,
       id: id,
-      max: max
+      max: max,
+      name: name
     }
   end
 
@@ -72,7 +73,7 @@ defmodule Ampule.Call.Sandbox do
   @spec await(Call.t(), integer | :infinity) :: Call.result()
   def await(%Call{ref: ref, mon: nil} = call, deadline) do
     receive do
-      {^ref, answer} -> answer(call, answer)
+      {^ref, answer} -> answer(call, answer, deadline)
     after
       min(@watch_after, Call.remaining(deadline)) -> await(watch(call), deadline)
     end
@@ -80,7 +81,7 @@ defmodule Ampule.Call.Sandbox do
 
   def await(%Call{ref: ref, mon: mon} = call, deadline) do
     receive do
-      {^ref, answer} -> answer(call, answer)
+      {^ref, answer} -> answer(call, answer, deadline)
       {:DOWN, ^mon, :process, _, reason} -> gone(call, {:error, down_reason(call.target, reason)})
     after
       Call.remaining(deadline) -> kill(call)
@@ -100,7 +101,7 @@ defmodule Ampule.Call.Sandbox do
 
     receive do
       {^ref, answer} ->
-        case answer(call, answer) do
+        case answer(call, answer, System.monotonic_time(:millisecond) + @confirm) do
           {:error, {:exit, :killed}} -> {:error, :timeout}
           other -> other
         end
@@ -112,10 +113,30 @@ defmodule Ampule.Call.Sandbox do
     end
   end
 
-  defp answer(%Call{max: max} = call, {:result, outcome, term}) do
-    case Decode.decode(term, max) do
+  # Decoding counts inside the call's deadline (a term that is slow to decode, sent just
+  # before it, would otherwise take the call past its timeout), and a large result is
+  # decoded only once its bytes fit the host's result budget (Ampule.Sandbox.Budget).
+  defp answer(%Call{max: max} = call, {:result, outcome, term}, deadline) do
+    decoded =
+      if byte_size(term) > Frame.eager() do
+        case Budget.acquire(byte_size(term), deadline) do
+          {:ok, held} ->
+            try do
+              Decode.decode(term, max, deadline)
+            after
+              Budget.release(held)
+            end
+
+          :timeout ->
+            :timeout
+        end
+      else
+        Decode.decode(term, max, deadline)
+      end
+
+    case decoded do
       {:ok, value} ->
-        case outcome(outcome, value) do
+        case outcome(outcome, value, call) do
           {:error, :bad_term} -> violation(call, :bad_term)
           result -> done(call, result)
         end
@@ -126,13 +147,19 @@ defmodule Ampule.Call.Sandbox do
       :too_large ->
         done(call, {:error, {:result_too_large, max}})
 
+      :timeout ->
+        done(call, {:error, :timeout})
+
       {:error, :bad_term} ->
         violation(call, :bad_term)
     end
   end
 
-  defp answer(%Call{max: max} = call, {:too_large, _size}),
+  defp answer(%Call{max: max} = call, {:too_large, _size}, _deadline),
     do: done(call, {:error, {:result_too_large, max}})
+
+  defp answer(call, {:budget_refused, size}, _deadline),
+    do: done(call, {:error, {:result_budget, size}})
 
   # The call is over: no answer may arrive after this (the alias goes), nor a :DOWN.
   defp done(%Call{mon: mon} = call, result) do
@@ -167,68 +194,65 @@ defmodule Ampule.Call.Sandbox do
   defp down_reason(_channel, {:shutdown, reason}), do: reason
   defp down_reason(_channel, _reason), do: :noconnection
 
-  # What the agent says about a call that did not return: {Reason, Stacktrace}, with
-  # shapes checked here, since they come from the sandbox.
-  defp outcome(0, value), do: {:ok, value}
+  # What the agent says about a call that did not return, with shapes checked here, since
+  # they come from the sandbox. A raise is described by the agent as `{Module, Message,
+  # Stacktrace}` (binaries: see Ampule.RemoteError); a throw and an exit are
+  # `{Value, Stacktrace}`, and their values were checked as data like any result.
+  defp outcome(0, value, _call), do: {:ok, value}
 
-  defp outcome(1, {reason, stacktrace}) do
+  defp outcome(1, {module, message, stacktrace}, call)
+       when is_binary(module) and is_binary(message) do
     stacktrace = stacktrace(stacktrace, [])
-    {:error, {:exception, exception(reason, stacktrace), stacktrace}}
+
+    error = %Ampule.RemoteError{
+      module: text(module, 255),
+      message: text(message, 16_387),
+      stacktrace: stacktrace,
+      container: call.name
+    }
+
+    {:error, {:exception, error, stacktrace}}
   end
 
-  defp outcome(2, {value, _stacktrace}), do: {:error, {:throw, value}}
-  defp outcome(3, {reason, _stacktrace}), do: {:error, {:exit, reason}}
-  defp outcome(_outcome, _term), do: {:error, :bad_term}
+  defp outcome(2, {value, _stacktrace}, _call), do: {:error, {:throw, value}}
+  defp outcome(3, {reason, _stacktrace}, _call), do: {:error, {:exit, reason}}
+  defp outcome(_outcome, _term, _call), do: {:error, :bad_term}
 
-  # An exception struct is kept only if its module is loaded here and is an exception;
-  # anything else (an Erlang error term, a map dressed as a struct) goes through
-  # Exception.normalize/3, and if that fails, becomes an ErlangError.
-  defp exception(%{__struct__: module, __exception__: true} = exception, _stacktrace)
-       when is_atom(module) do
-    if loaded_or_elixirs(module) and :erlang.function_exported(module, :exception, 1) and
-         :erlang.function_exported(module, :message, 1),
-       do: exception,
-       else: %ErlangError{original: exception}
-  end
+  # Text from the sandbox, as valid UTF-8 of at most `max` bytes: a cut character at the
+  # end is dropped, and bytes that are not UTF-8 are shown escaped.
+  defp text(bytes, max) do
+    bytes = if byte_size(bytes) > max, do: binary_part(bytes, 0, max), else: bytes
 
-  defp exception(reason, stacktrace) do
-    Exception.normalize(:error, reason, stacktrace)
-  rescue
-    _ -> %ErlangError{original: reason}
-  end
-
-  # A module the sandbox names is loaded here only if it is Elixir's own (ArgumentError,
-  # KeyError...: loaded on first use, and free of load-time code); loading any other module
-  # the sandbox named would run its on_load.
-  defp loaded_or_elixirs(module) do
-    case :code.is_loaded(module) do
-      {:file, _} ->
-        true
-
-      false ->
-        elixir = :code.lib_dir(:elixir)
-
-        case :code.which(module) do
-          path when is_list(path) and is_list(elixir) ->
-            List.starts_with?(path, elixir) and Code.ensure_loaded?(module)
-
-          _ ->
-            false
-        end
+    case :unicode.characters_to_binary(bytes) do
+      valid when is_binary(valid) -> valid
+      {:incomplete, valid, _rest} -> valid
+      {:error, _valid, _rest} -> inspect(bytes, binaries: :as_binaries, limit: :infinity)
     end
   end
 
-  # A stack trace keeps only frames of the shape `{module, function, arity, location}` and
+  # A stack trace keeps only frames of the shape `{module, function, arity, location}`
+  # (the agent sends the names as binaries), with names that are atoms here already (a
+  # frame of a module only the sandbox has is dropped: its atoms are not made), and
   # locations `file` and `line`. Above all it drops `error_info`, which names a module and
   # function that Exception.normalize/3 and formatting would call here, with arguments
   # the sandbox chose.
   defp stacktrace([{m, f, arity, location} | rest], acc)
-       when is_atom(m) and is_atom(f) and is_integer(arity) and arity >= 0 and
-              is_list(location),
-       do: stacktrace(rest, [{m, f, arity, location(location, [])} | acc])
+       when is_binary(m) and is_binary(f) and is_integer(arity) and arity >= 0 and
+              is_list(location) do
+    case {existing_atom(m), existing_atom(f)} do
+      {{:ok, m}, {:ok, f}} -> stacktrace(rest, [{m, f, arity, location(location, [])} | acc])
+      _ -> stacktrace(rest, acc)
+    end
+  end
 
   defp stacktrace([_other | rest], acc), do: stacktrace(rest, acc)
   defp stacktrace(_end, acc), do: Enum.reverse(acc)
+
+  defp existing_atom(name) do
+    {:ok, String.to_existing_atom(name)}
+  rescue
+    ArgumentError -> :error
+  end
 
   defp location([{:file, file} | rest], acc) when is_list(file) do
     if :io_lib.printable_unicode_list(file),

@@ -9,9 +9,15 @@ defmodule Ampule.Sandbox.Channel do
   # - Calls: a caller (Ampule.Call.Sandbox) sends `{:ampule_call, ref, id, pid, frame}`;
   #   this process writes the frame and routes the answer for `id` to `ref` (the alias of
   #   the caller's monitor on this process). It reads one frame at a time (`active: :once`)
-  #   with `packet_size` = the result limit + header, so a frame over the limit is refused
-  #   before it is buffered. It parses frame headers with binary patterns only: the terms
-  #   are decoded by the caller, in a throwaway process (Ampule.Sandbox.Decode).
+  #   and bounds what the next frame may take (`packet_size`), so a frame over the bound
+  #   is refused before it is buffered: with no call waiting, a header's worth (any frame
+  #   then is a violation, and the socket never holds more than that of one); with calls
+  #   waiting, an eager frame (64 KiB); a larger result is announced with its size, and
+  #   asked for (`go`) once it holds that many bytes of the host's result budget
+  #   (Ampule.Sandbox.Budget), which it gives back once the frame is the caller's (who
+  #   takes as many again to decode it).
+  #   It parses frame headers with binary patterns only: the terms are decoded by the
+  #   caller, in a throwaway process (Ampule.Sandbox.Decode).
   # - Killing: on a caller's timeout or exit it writes a kill frame; the agent answers
   #   every call exactly once, so a kill not answered within 5 s is a broken sandbox.
   # - Ending: it stops when the sandbox ends (Ampule.Port tells it: `:ampule_sandbox_exit`);
@@ -24,7 +30,7 @@ defmodule Ampule.Sandbox.Channel do
   use GenServer, restart: :temporary
   require Logger
 
-  alias Ampule.Sandbox.Frame
+  alias Ampule.Sandbox.{Budget, Frame}
 
   # After the connection closes, how long to wait for the port's exit event before the
   # close counts as the agent's doing (a sandbox that halts or is killed closes it first).
@@ -80,7 +86,7 @@ defmodule Ampule.Sandbox.Channel do
       :binary,
       ifaddr: {:local, path},
       packet: 4,
-      packet_size: max + Frame.header_size(),
+      packet_size: Frame.header_size(),
       active: false,
       exit_on_close: false,
       send_timeout: @send_timeout,
@@ -121,8 +127,15 @@ defmodule Ampule.Sandbox.Channel do
            socket: nil,
            closed: false,
            exit: nil,
+           max: max,
+           packet_size: Frame.header_size(),
            pending: %{},
-           callers: %{}
+           callers: %{},
+           # Large results: announced (id => size), granted and waiting for their turn,
+           # and the one being sent ({id, size}).
+           announced: %{},
+           granted: :queue.new(),
+           sending: nil
          }}
 
       {:error, reason} ->
@@ -144,6 +157,8 @@ defmodule Ampule.Sandbox.Channel do
   @impl GenServer
   def handle_info({:ampule_call, ref, id, caller, frame}, %{socket: socket} = state)
       when socket != nil and not state.closed do
+    state = bound_next_frame(%{state | pending: Map.put(state.pending, id, {ref, nil})})
+
     if node(caller) == node() do
       monitor = Process.monitor(caller)
       state = %{state | pending: Map.put(state.pending, id, {ref, monitor})}
@@ -187,12 +202,49 @@ defmodule Ampule.Sandbox.Channel do
     case Frame.parse(data) do
       {:result, id, outcome, term} -> route(id, {:result, outcome, term}, state)
       {:too_large, id, size} -> route(id, {:too_large, size}, state)
+      {:ready, id, size} -> announced(id, size, state)
       {:error, detail} -> violation(detail, state)
     end
   end
 
-  def handle_info({:tcp_error, socket, :emsgsize}, %{socket: socket} = state),
-    do: violation(:frame_too_large, state)
+  # With no call waiting, no frame may come at all.
+  def handle_info({:tcp_error, socket, :emsgsize}, %{socket: socket} = state) do
+    if map_size(state.pending) == 0,
+      do: violation(:unexpected_frame, state),
+      else: violation(:frame_too_large, state)
+  end
+
+  def handle_info({:ampule_budget, id}, state) do
+    if Map.has_key?(state.announced, id) and Map.has_key?(state.pending, id) do
+      state = %{state | granted: :queue.in(id, state.granted)}
+      if state.sending, do: {:noreply, state}, else: send_next(state)
+    else
+      Budget.release(id)
+      {:noreply, state}
+    end
+  end
+
+  def handle_info({:ampule_budget_refused, id}, state) do
+    # Larger than the whole budget: it can never be read. The caller is told now; the
+    # call is killed, and the agent's answer to the kill goes nowhere.
+    case {Map.pop(state.announced, id), state.pending} do
+      {{size, announced}, %{^id => {ref, monitor}}} ->
+        if ref, do: send(ref, {ref, {:budget_refused, size}})
+        if monitor, do: Process.demonitor(monitor, [:flush])
+
+        state = %{
+          state
+          | announced: announced,
+            pending: Map.put(state.pending, id, {nil, nil}),
+            callers: Map.delete(state.callers, monitor)
+        }
+
+        kill(id, state)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
 
   def handle_info({:tcp_error, socket, _reason}, %{socket: socket} = state), do: closed(state)
   def handle_info({:tcp_closed, socket}, %{socket: socket} = state), do: closed(state)
@@ -270,9 +322,68 @@ defmodule Ampule.Sandbox.Channel do
       {{ref, monitor}, pending} ->
         if monitor, do: Process.demonitor(monitor, [:flush])
         if ref, do: send(ref, {ref, answer})
-        :ok = :inet.setopts(state.socket, active: :once)
-        {:noreply, %{state | pending: pending, callers: Map.delete(state.callers, monitor)}}
+        # A large result's bytes are the caller's now (it counts them again to decode).
+        {budgeted, announced} = Map.pop(state.announced, id)
+        if budgeted, do: Budget.release(id)
+
+        state = %{
+          state
+          | pending: pending,
+            callers: Map.delete(state.callers, monitor),
+            announced: announced,
+            granted: :queue.filter(&(&1 != id), state.granted),
+            sending: if(match?({^id, _}, state.sending), do: nil, else: state.sending)
+        }
+
+        if state.sending == nil and not :queue.is_empty(state.granted),
+          do: send_next(state),
+          else: {:noreply, rearm(state)}
     end
+  end
+
+  # A result over the eager size: within the limit, for a call waiting, announced once.
+  defp announced(id, size, state) do
+    cond do
+      not Map.has_key?(state.pending, id) or Map.has_key?(state.announced, id) ->
+        violation(:unexpected_id, state)
+
+      size > state.max + Frame.header_size() or size <= Frame.eager() ->
+        violation(:frame_too_large, state)
+
+      true ->
+        Budget.request(id, size)
+        {:noreply, rearm(%{state | announced: Map.put(state.announced, id, size)})}
+    end
+  end
+
+  # Asks the agent for the next granted result, with the socket bounded to its size.
+  defp send_next(state) do
+    {{:value, id}, granted} = :queue.out(state.granted)
+    size = Map.fetch!(state.announced, id)
+    state = %{state | granted: granted, sending: {id, size}}
+    send_frame(Frame.go(id), bound_next_frame(state))
+  end
+
+  # The most the next frame may take: see the module's comment.
+  defp frame_bound(%{sending: {_id, size}}), do: size
+  defp frame_bound(%{pending: pending}) when map_size(pending) > 0, do: Frame.eager()
+  defp frame_bound(_state), do: Frame.header_size()
+
+  defp bound_next_frame(state) do
+    case frame_bound(state) do
+      same when same == state.packet_size ->
+        state
+
+      size ->
+        :ok = :inet.setopts(state.socket, packet_size: size)
+        %{state | packet_size: size}
+    end
+  end
+
+  defp rearm(state) do
+    state = bound_next_frame(state)
+    :ok = :inet.setopts(state.socket, active: :once)
+    state
   end
 
   defp kill(id, state) do

@@ -14,35 +14,56 @@ defmodule Ampule.Sandbox.Decode do
   #   - funs (local and external), pids, ports, references: `{:refused, kind}`;
   #   - an atom this node does not have: `{:refused, :atoms}`;
   #   - a term whose decoded size (heap words, and the bytes of large binaries) would pass
-  #     the limit: `:too_large`.
+  #     the limit: `:too_large`;
+  #   - an integer of more than `max_integer_bits` bits: `{:refused, :integer}` (printing
+  #     a 300 KB bignum costs its reader ~17 s of CPU: `inspect` is quadratic).
   #
   # The scan keeps a count of the terms still to read instead of recursing, so its own
   # memory is constant however deep the term nests. Only then is the term decoded, with
   # [:safe], in a throwaway process whose heap is capped (`max_heap_size`, killed on
   # excess) a little above what the scan computed: a second wall, should the estimate be
-  # wrong.
+  # wrong. The decoded term is then checked to be inert data (Ampule.Sandbox.Inert), still
+  # in that process; and the caller waits for all of it no longer than its call's
+  # deadline, after which the process is killed: decoding counts inside the timeout.
 
   @type outcome ::
           {:ok, term}
-          | {:refused, :atoms | :fun | :pid | :port | :reference}
+          | {:refused,
+             :atoms
+             | :fun
+             | :pid
+             | :port
+             | :reference
+             | :integer
+             | Ampule.Sandbox.Inert.refusal()}
           | :too_large
+          | :timeout
           | {:error, :bad_term}
 
   @word 8
 
+  # The largest integer a result may hold by default: 8 KiB of digits, which `inspect`
+  # prints in ~10 ms (a 300 KB one takes ~17 s).
+  @max_integer_bits 65_536
+
+  @doc "The default of `config :ampule, max_integer_bits: n`."
+  def max_integer_bits, do: @max_integer_bits
+
   @doc """
   Decodes `bin` in a throwaway process with a capped heap; the caller gets the term (a
-  copy of it) or why not. `limit` is in bytes.
+  copy of it) or why not. `limit` is in bytes; `deadline` a monotonic time in ms (or
+  `:infinity`) by which it is over, `:timeout` if not.
   """
-  @spec decode(binary, pos_integer) :: outcome
-  def decode(bin, limit) do
+  @spec decode(binary, pos_integer, integer | :infinity) :: outcome
+  def decode(bin, limit, deadline \\ :infinity) do
     caller = self()
     ref = make_ref()
+    rules = {max_bits(), Ampule.Sandbox.Inert.allowed()}
 
     # The scan runs in the throwaway process too: whatever it costs stays out of the caller.
     {pid, mref} =
       :erlang.spawn_opt(
-        fn -> send(caller, {ref, scan_and_decode(bin, limit)}) end,
+        fn -> send(caller, {ref, scan_and_decode(bin, limit, rules)}) end,
         [:monitor, max_heap_size: max_heap(limit)]
       )
 
@@ -56,12 +77,34 @@ defmodule Ampule.Sandbox.Decode do
 
       {:DOWN, ^mref, :process, ^pid, _reason} ->
         {:error, :bad_term}
+    after
+      remaining(deadline) ->
+        Process.exit(pid, :kill)
+        Process.demonitor(mref, [:flush])
+
+        receive do
+          {^ref, _result} -> :ok
+        after
+          0 -> :ok
+        end
+
+        :timeout
     end
   end
 
-  defp scan_and_decode(bin, limit) do
-    case scan(bin, limit) do
-      {:ok, bytes} ->
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+
+  defp max_bits do
+    case Application.get_env(:ampule, :max_integer_bits, @max_integer_bits) do
+      :infinity -> :infinity
+      bits when is_integer(bits) and bits > 0 -> bits
+    end
+  end
+
+  defp scan_and_decode(bin, limit, {max_bits, allowed}) do
+    case scan_for_structs(bin, limit, max_bits) do
+      {:ok, bytes, structs?} ->
         # Decoding needs at most what the scan counted, but a collection copies the live
         # term into a new heap (rounded up to the next heap size) while the old copy still
         # counts: a 4 M-word list needs 12 to 16 M words here. Allow four times that (and
@@ -69,9 +112,21 @@ defmodule Ampule.Sandbox.Decode do
         Process.flag(:max_heap_size, max_heap(bytes))
 
         try do
-          {:ok, :erlang.binary_to_term(bin, [:safe])}
+          :erlang.binary_to_term(bin, [:safe])
         rescue
           ArgumentError -> {:error, :bad_term}
+        else
+          term when structs? ->
+            # The walk allocates as it goes, and a collection copies the live term.
+            Process.flag(:max_heap_size, max_heap(2 * bytes))
+
+            case Ampule.Sandbox.Inert.check(term, allowed) do
+              :ok -> {:ok, term}
+              refused -> refused
+            end
+
+          term ->
+            {:ok, term}
         end
 
       other ->
@@ -87,14 +142,28 @@ defmodule Ampule.Sandbox.Decode do
   Scans an encoded term without decoding it. `{:ok, bytes}` is an upper bound of what
   decoding it takes (heap and large binaries).
   """
-  @spec scan(binary, non_neg_integer) ::
+  @spec scan(binary, non_neg_integer, pos_integer | :infinity) ::
           {:ok, non_neg_integer} | {:refused, atom} | :too_large | {:error, :bad_term}
-  def scan(<<131, rest::binary>>, limit), do: walk(rest, 1, 0, limit)
-  def scan(_bin, _limit), do: {:error, :bad_term}
+  def scan(bin, limit, max_bits \\ @max_integer_bits)
 
-  # walk(rest, terms still to read, bytes so far, limit)
-  defp walk(_rest, _n, cost, limit) when cost > limit, do: :too_large
-  defp walk(<<>>, 0, cost, _limit), do: {:ok, cost}
+  def scan(bin, limit, max_bits) do
+    case scan_for_structs(bin, limit, max_bits) do
+      {:ok, cost, _structs?} -> {:ok, cost}
+      other -> other
+    end
+  end
+
+  # As scan/3, and whether the term names the atom `__struct__` (only then can it hold a
+  # struct, and only then is the decoded term walked: the walk's garbage makes the
+  # decoding process collect, which a large term without structs need not pay).
+  defp scan_for_structs(<<131, rest::binary>>, limit, max_bits),
+    do: walk(rest, 1, 0, {limit, max_bits, false})
+
+  defp scan_for_structs(_bin, _limit, _max_bits), do: {:error, :bad_term}
+
+  # walk(rest, terms still to read, bytes so far, {limit, max_integer_bits, structs?})
+  defp walk(_rest, _n, cost, {limit, _, _}) when cost > limit, do: :too_large
+  defp walk(<<>>, 0, cost, {_, _, structs?}), do: {:ok, cost, structs?}
   defp walk(_rest, 0, _cost, _limit), do: {:error, :bad_term}
 
   # Immediates: small integers, atoms, [].
@@ -115,6 +184,14 @@ defmodule Ampule.Sandbox.Decode do
 
   defp walk(<<99, _::binary-size(31), rest::binary>>, n, c, l),
     do: walk(rest, n - 1, c + 2 * @word, l)
+
+  # A compiled pattern, `{re_pattern, _, _, _, _}`: PCRE trusts its bytes.
+  defp walk(<<104, 5, tag, 10, "re_pattern", _::binary>>, _n, _c, _l) when tag in [115, 119],
+    do: {:refused, :re_pattern}
+
+  defp walk(<<104, 5, tag, 10::16, "re_pattern", _::binary>>, _n, _c, _l)
+       when tag in [100, 118],
+       do: {:refused, :re_pattern}
 
   # Containers: their elements follow, counted into n.
   defp walk(<<104, arity, rest::binary>>, n, c, l),
@@ -140,12 +217,13 @@ defmodule Ampule.Sandbox.Decode do
        when bits in 1..8 and len > 0,
        do: walk(rest, n - 1, c + binary_bytes(len) + 5 * @word, l)
 
-  defp walk(<<110, len, sign, _::binary-size(len), rest::binary>>, n, c, l) when sign in 0..1,
-    do: walk(rest, n - 1, c + big_bytes(len), l)
-
-  defp walk(<<111, len::32, sign, _::binary-size(len), rest::binary>>, n, c, l)
+  defp walk(<<110, len, sign, digits::binary-size(len), rest::binary>>, n, c, l)
        when sign in 0..1,
-       do: walk(rest, n - 1, c + big_bytes(len), l)
+       do: big(digits, rest, n, c, l)
+
+  defp walk(<<111, len::32, sign, digits::binary-size(len), rest::binary>>, n, c, l)
+       when sign in 0..1,
+       do: big(digits, rest, n, c, l)
 
   # What a sandbox's result must not hold. NEW_FUN, FUN, EXPORT; NEW_PID, PID; NEW_PORT,
   # PORT, V4_PORT; NEWER_REFERENCE, REFERENCE, NEW_REFERENCE.
@@ -165,10 +243,25 @@ defmodule Ampule.Sandbox.Decode do
   defp container(rest, n, _c, _l) when n > byte_size(rest), do: {:error, :bad_term}
   defp container(rest, n, c, l), do: walk(rest, n, c, l)
 
+  # Digits are little-endian: the bits are those of the whole bytes below the last, and of
+  # the last (a zero last byte is a bad term's, and counts as one that needs no bits).
+  defp big(<<>>, rest, n, c, l), do: walk(rest, n - 1, c, l)
+
+  defp big(digits, rest, n, c, {_limit, max_bits, _} = l) do
+    len = byte_size(digits)
+
+    if max_bits != :infinity and (len - 1) * 8 + bit_length(:binary.last(digits)) > max_bits,
+      do: {:refused, :integer},
+      else: walk(rest, n - 1, c + big_bytes(len), l)
+  end
+
+  defp bit_length(0), do: 0
+  defp bit_length(byte), do: 1 + bit_length(Bitwise.bsr(byte, 1))
+
   defp atom(name, tag, rest, n, c, l) do
     encoding = if tag in [100, 115], do: :latin1, else: :utf8
     _ = :erlang.binary_to_existing_atom(name, encoding)
-    walk(rest, n - 1, c, l)
+    walk(rest, n - 1, c, if(name == "__struct__", do: put_elem(l, 2, true), else: l))
   catch
     :error, _ -> {:refused, :atoms}
   end

@@ -5,7 +5,12 @@ defmodule Ampule.Sandbox.Frame do
   # Parsing looks at fixed fields with binary patterns only; a result's term is left as
   # bytes, for Ampule.Sandbox.Decode in the caller's own throwaway process.
 
-  @version 1
+  @version 2
+
+  # Results up to this many bytes (a whole frame) come at once; a larger one is announced
+  # (6) and sent when the host says so (4), once it fits the host's result budget
+  # (Ampule.Sandbox.Budget).
+  @eager 65_536
 
   # The largest header the host writes or reads before a term: <<1, Id:64, Max:64>>.
   @header 17
@@ -15,6 +20,9 @@ defmodule Ampule.Sandbox.Frame do
 
   @doc "The hello the agent must send first."
   def hello, do: <<0, @version::16>>
+
+  @doc "The largest frame the agent sends without announcing it first."
+  def eager, do: @eager
 
   @spec call(non_neg_integer, pos_integer, binary) :: iodata
   def call(id, max, term), do: [<<1, id::64, max::64>> | term]
@@ -26,13 +34,19 @@ defmodule Ampule.Sandbox.Frame do
   @spec kill(non_neg_integer) :: binary
   def kill(id), do: <<3, id::64>>
 
+  @doc "Lets the agent send the result it announced for `id`."
+  @spec go(non_neg_integer) :: binary
+  def go(id), do: <<4, id::64>>
+
   @type parsed ::
           {:result, non_neg_integer, 0..3, binary}
           | {:too_large, non_neg_integer, non_neg_integer}
+          | {:ready, non_neg_integer, non_neg_integer}
           | {:error, :bad_frame}
 
   @doc """
-  Parses a frame from the agent after its hello: a result or a too-large notice. Anything
+  Parses a frame from the agent after its hello: a result, a too-large notice or the
+  announcement of a large result. Anything
   else (an unknown type, a short body, an unknown outcome, a second hello) is
   `{:error, :bad_frame}`.
   """
@@ -41,5 +55,6 @@ defmodule Ampule.Sandbox.Frame do
     do: {:result, id, outcome, term}
 
   def parse(<<5, id::64, size::64>>), do: {:too_large, id, size}
+  def parse(<<6, id::64, size::64>>), do: {:ready, id, size}
   def parse(_frame), do: {:error, :bad_frame}
 end
