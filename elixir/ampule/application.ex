@@ -16,6 +16,9 @@ defmodule Ampule.Application do
   def start(_type, _args) do
     # Errno and common error atoms, which sandboxes' results name (Ampule.Sandbox.Atoms).
     _ = Ampule.Sandbox.Atoms.list()
+    # The plain-data structs a result may hold, loaded so that their fields' atoms exist
+    # (a URI from a sandbox was refused as :atoms by a node that had not used URI yet).
+    Enum.each(Ampule.Sandbox.Inert.plain_structs(), &Code.ensure_loaded!/1)
 
     children = [
       Ampule.Port,
