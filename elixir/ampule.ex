@@ -472,7 +472,8 @@ defmodule Ampule do
       encoded or decoded; it was not read into this node. The sandbox goes on.
     * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
       before this was returned: `:bad_frame` (a frame of no known kind), `:unexpected_id`
-      (a result for a call never made, or made twice), `:frame_too_large` (a frame over the
+      (a result for a call never made, or made twice), `:unexpected_frame` (any frame
+      while no call was waiting), `:frame_too_large` (a frame over the
       limit, refused before it was read), `:bad_term` (a result that is not a well-formed
       term), `:closed` (the agent closed the channel, maybe in the middle of a frame, while
       the sandbox ran on), `:unresponsive` (the agent answered no kill for 5 s, or read no
@@ -1565,6 +1566,7 @@ defmodule Ampule do
 
   defp protocol_detail(:bad_frame), do: "a frame of no known kind"
   defp protocol_detail(:unexpected_id), do: "a result for a call it was not asked"
+  defp protocol_detail(:unexpected_frame), do: "a frame while no call was waiting"
   defp protocol_detail(:frame_too_large), do: "a frame over the result limit"
   defp protocol_detail(:bad_term), do: "a result that is not a well-formed term"
 
