@@ -113,9 +113,8 @@ defmodule Ampule.ClusterTest do
       Ampule.call({Ampule.RemoteHelpers, :raise_error, ["boom"]}, d)
     end
 
-    assert_raise ArgumentError, "boom", fn ->
-      Ampule.call({Ampule.RemoteHelpers, :raise_error, ["boom"]}, s)
-    end
+    error = catch_error(Ampule.call({Ampule.RemoteHelpers, :raise_error, ["boom"]}, s))
+    assert %Ampule.RemoteError{module: "ArgumentError", message: "boom"} = error
 
     assert Ampule.multicall({:erlang, :+, [2, 2]}, [s, d]) == [ok: 4, ok: 4]
 

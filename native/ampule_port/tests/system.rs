@@ -109,7 +109,13 @@ fn write(port: &mut Port, tag: i32, name: &str, data: &[u8]) {
 }
 
 fn create(port: &mut Port, opts: Term) -> String {
-    let info = unwrap_ok(port.call(1, tuple(vec![atom("create"), opts])));
+    create_within(port, opts, Duration::from_secs(60))
+}
+
+/// Creates, waiting for the reply up to `timeout`.
+fn create_within(port: &mut Port, opts: Term, timeout: Duration) -> String {
+    port.send(&tuple(vec![int(1), tuple(vec![atom("create"), opts])]));
+    let info = unwrap_ok(port.reply(1, timeout));
     assert_eq!(get(&info, "kind"), &atom("system"));
     text(get(&info, "name"))
 }
@@ -342,18 +348,20 @@ fn templates_that_need_the_internet_fail_at_once_with_a_reason() {
     );
 }
 
-/// Slow: the first run debootstraps Debian from its mirror (about a minute), later runs
-/// copy the cached rootfs.
+/// Slow: the first run debootstraps Debian from its mirror (about a minute here, longer on
+/// a fresh machine: 60 s were not enough there), later runs copy the cached rootfs. So the
+/// create is awaited as long as the port's own create timeout (600 s).
 #[test]
 fn slow_debian_boots_systemd_gets_a_dhcp_address_and_logs_in() {
     let mut port = Port::start();
-    let name = create(
+    let name = create_within(
         &mut port,
         map(vec![
             ("name", bin(format!("deb-{}", std::process::id()))),
             ("template", bin("debian")),
             ("release", bin("bookworm")),
         ]),
+        Duration::from_secs(600),
     );
     let veth = veth_of(&name);
     let mut console = ConsoleReader::new(&name);
