@@ -372,7 +372,7 @@ pub fn release_lock(host: &Host) {
 /// Removes this instance's agents directory (the sockets in it belong to containers that
 /// are gone by now).
 pub fn release_agents_dir(host: &Host) {
-    let _ = fs::remove_dir_all(&host.agents);
+    let _ = crate::teardown::remove_tree(&host.agents);
 }
 
 /// Application containers are transient and their directories tiny (a rootfs skeleton, a
