@@ -37,7 +37,7 @@ pub fn remove_leftover(lxcpath: &Path, name: &str) {
     // forever), so leftovers are killed directly: the monitor's children (the container's
     // init, and with it its pid namespace), then the monitor.
     kill_monitor(lxcpath, name);
-    let _ = remove_tree(&lxcpath.join(name));
+    let _ = remove_container_dir(&lxcpath.join(name));
     remove_cgroups(name, Duration::from_secs(2));
 }
 
@@ -161,6 +161,20 @@ pub fn wait_link_gone(veth: &str, limit: Duration) {
     while p.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Removes a container's directory: first the tmpfs of its own that a node's rootfs is
+/// (see `node/rootfs.rs`; a system container's is not one, and nothing is unmounted), then
+/// what is left, by descriptor. The unmount is lazy: the container is dead by now, but a
+/// namespace of it that lingers (a monitor that no longer answers) must not keep the
+/// directory; the tmpfs goes with the last reference to it.
+pub fn remove_container_dir(dir: &Path) -> io::Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    let _ = umount2(
+        &dir.join("rootfs"),
+        MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+    );
+    remove_tree(dir)
 }
 
 /// `rm -rf` by file descriptor: never a path longer than one name, never a link followed,
