@@ -412,7 +412,6 @@ impl Walk {
                     // A directory that cannot be read is left as it is (and so is its parent).
                     let name = top.name.clone().unwrap_or_default();
                     self.note(&name, e);
-                    top.dir = None;
                     if !self.climb(&mut stack, true)? {
                         return Ok(());
                     }
@@ -445,8 +444,12 @@ impl Walk {
                 )));
             }
         }
-        match (&parent.dir, child.name, child.dir) {
-            (Some(up), Some(name), _) => {
+        let Some(from) = child.dir else {
+            unreachable!("the deepest level is open")
+        };
+        match (&parent.dir, child.name) {
+            (Some(up), Some(name)) => {
+                drop(from);
                 match unlinkat(
                     Some(up.as_raw_fd()),
                     name.as_c_str(),
@@ -460,11 +463,15 @@ impl Walk {
                     }
                 }
             }
-            (None, _, Some(from)) => {
+            // Cannot be (a child keeps its name while its parent is open); if it were, the
+            // parent's removal would fail and say so.
+            (Some(_), None) => {}
+            (None, _) => {
                 let how = OpenHow::new()
                     .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
                     .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV);
                 let fd = openat2(from.as_raw_fd(), "..", how)?;
+                drop(from);
                 let dir = Dir::from_fd(fd)?;
                 let st = fstat(dir.as_raw_fd())?;
                 if (Some(st.st_dev), st.st_ino) != (self.dev, parent.ino) {
@@ -474,15 +481,6 @@ impl Walk {
                 }
                 parent.dir = Some(dir.into_iter());
             }
-            // An unreadable level whose parent is closed: found again by the parent's
-            // rescan, and skipped as failed.
-            (None, _, None) => {
-                return Err(io::Error::other(format!(
-                    "a directory could not be read: {}",
-                    self.first.as_deref().unwrap_or("?")
-                )))
-            }
-            (Some(_), None, _) => unreachable!("an open level's children keep their names"),
         }
         Ok(true)
     }
