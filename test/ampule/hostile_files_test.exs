@@ -114,4 +114,43 @@ defmodule Ampule.HostileFilesTest do
       assert File.read!(Path.join(victim, "file")) == "host file"
     end
   end
+
+  describe "a tree deeper than PATH_MAX (issue 19)" do
+    # 25 nested directories of 200 characters in the sandbox's home (5 KB of path) and a
+    # file in the deepest: the node reaches each level by chdir, as a full path fails. It
+    # answers its container's name (the host name).
+    # Sent as parsed expressions for erl_eval, so that nothing of this module need exist in
+    # the sandbox.
+    @deep_tree ~S"""
+    ok = file:set_cwd(os:getenv("HOME")),
+    N = lists:duplicate(200, $d),
+    [ok = begin ok = file:make_dir(N), file:set_cwd(N) end || _ <- lists:seq(1, 25)],
+    ok = file:write_file("deepest", <<"x">>),
+    {ok, Name} = inet:gethostname(),
+    Name.
+    """
+
+    defp deep_tree_call do
+      {:ok, tokens, _} = :erl_scan.string(String.to_charlist(@deep_tree))
+      {:ok, exprs} = :erl_parse.parse_exprs(tokens)
+      {:erl_eval, :exprs, [exprs, []]}
+    end
+
+    test "a pooled sandbox call that makes one leaves nothing under STATE/apps" do
+      pool = :"pool_deep_#{System.unique_integer([:positive])}"
+      start_supervised!({Ampule.Pool, name: pool, size: 1, sandbox: true})
+      apps = Path.join(Ampule.Test.Host.state_dir(), "apps")
+
+      assert {:value, name, _} = Ampule.call(deep_tree_call(), pool: pool, timeout: 20_000)
+      serving = to_string(name)
+      assert String.starts_with?(serving, "x-")
+
+      assert wait_until(
+               fn -> Ampule.Test.Host.traces_of(serving) == [] end,
+               Ampule.Test.Host.release_bound_ms()
+             )
+
+      refute File.exists?(Path.join(apps, serving))
+    end
+  end
 end

@@ -372,7 +372,7 @@ pub fn release_lock(host: &Host) {
 /// Removes this instance's agents directory (the sockets in it belong to containers that
 /// are gone by now).
 pub fn release_agents_dir(host: &Host) {
-    let _ = fs::remove_dir_all(&host.agents);
+    let _ = crate::teardown::remove_tree(&host.agents);
 }
 
 /// Application containers are transient and their directories tiny (a rootfs skeleton, a
@@ -381,11 +381,23 @@ pub fn release_agents_dir(host: &Host) {
 /// directory). They live on a tmpfs mounted at `STATE/apps`, made once and shared by every
 /// port instance (it stays mounted, like the bridge). Without it (no permission to mount,
 /// say) they stay on the state directory's file system, which only costs time.
+///
+/// It is made private (here and when an earlier port mounted it): each node's rootfs is a
+/// tmpfs mounted under it (see `node/rootfs.rs`), and on a host whose `/` is shared (a
+/// systemd one) those mounts would otherwise be copied into, and unmounted from, every
+/// namespace that is a peer or slave of the host's, for each container.
 fn mount_apps(state_dir: &Path, apps: &Path) {
     use nix::mount::{mount, MsFlags};
     use std::os::unix::fs::MetadataExt;
     let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    let private = || {
+        let none = None::<&str>;
+        if let Err(e) = mount(none, apps, none, MsFlags::MS_PRIVATE, none) {
+            log::warn!("cannot make {} private: {e}", apps.display());
+        }
+    };
     if dev(apps) != dev(state_dir) {
+        private();
         return;
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -400,13 +412,14 @@ fn mount_apps(state_dir: &Path, apps: &Path) {
             "cannot mount a tmpfs on {} ({e}); application containers stay on disk",
             apps.display()
         );
+    } else {
+        private();
     }
 }
 
-/// The tmpfs of application containers: each container's skeleton, its home and its
-/// node's `boot.log`. Its pages are charged to the memory cgroup of the container that
-/// writes them, so each container's share is bounded by its memory limit; the cap on the
-/// whole (tmpfs's usual half of RAM) bounds the sum.
+/// The tmpfs of application containers' directories: each one's config, owner and liblxc
+/// log, and the mount point of its rootfs, a tmpfs of its own (see `node/rootfs.rs`), so
+/// that what one container writes (its home, its node's `boot.log`) cannot fill this one.
 pub const APPS_TMPFS_OPTIONS: &str = "mode=0711,size=50%";
 
 fn set_mode(p: &Path, mode: u32) {
@@ -491,6 +504,42 @@ mod tests {
         fs::set_permissions(dir.join("seccomp"), fs::Permissions::from_mode(0o777)).unwrap();
         assert!(write_seccomp_profile(&dir).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The optional fields of the mount at `target` in this process's mountinfo
+    /// (`shared:N`, `master:N`; none for a private mount).
+    fn propagation(target: &Path) -> Option<String> {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let target = target.to_str().unwrap();
+        info.lines().rev().find_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            (fields[4] == target).then(|| {
+                let end = fields.iter().position(|f| *f == "-").unwrap();
+                fields[6..end].join(" ")
+            })
+        })
+    }
+
+    /// Under a shared mount (a systemd host's `/`), a new mount is shared too: the apps
+    /// tmpfs, under which every node's rootfs tmpfs is mounted, is made private.
+    #[test]
+    fn the_apps_tmpfs_is_private_even_under_a_shared_mount() {
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
+        let state = std::env::temp_dir().join(format!("ampule-apps-{}", std::process::id()));
+        fs::create_dir_all(&state).unwrap();
+        let none = None::<&str>;
+        mount(Some("t"), &state, Some("tmpfs"), MsFlags::empty(), none).unwrap();
+        mount(none, &state, none, MsFlags::MS_SHARED, none).unwrap();
+        let apps = state.join("apps");
+        fs::create_dir(&apps).unwrap();
+        mount_apps(&state, &apps);
+        let apps_prop = propagation(&apps);
+        let state_prop = propagation(&state);
+        umount2(&apps, MntFlags::MNT_DETACH).unwrap();
+        umount2(&state, MntFlags::MNT_DETACH).unwrap();
+        fs::remove_dir(&state).unwrap();
+        assert!(state_prop.is_some_and(|p| p.starts_with("shared:")));
+        assert_eq!(apps_prop.as_deref(), Some(""));
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub fn run(host: &Host) -> Sweep {
     let containers = leftover_containers(&lxcpaths, &is_dead);
     orphan_cgroups_of_the_dead(state_dir, &lxcpaths);
     staging::sweep(state_dir, &|id| id != me && !live_instance(state_dir, id));
-    // Agent sockets of dead instances: their sandboxes are gone.
+    // Agent sockets of dead instances: their sandboxes are gone. The directory is the
+    // client's to fill: removed by descriptor, as containers' files are.
     for e in fs::read_dir(state_dir.join("agents"))
         .into_iter()
         .flatten()
@@ -42,7 +43,7 @@ pub fn run(host: &Host) -> Sweep {
     {
         let id = e.file_name().to_string_lossy().into_owned();
         if id != me && !live_instance(state_dir, &id) {
-            let _ = fs::remove_dir_all(e.path());
+            let _ = teardown::remove_tree(&e.path());
         }
     }
     let leases = Leases::sweep(state_dir, &host.subnet, &is_dead, &|ip| {

@@ -188,3 +188,105 @@ fn log_tail_shows_what_a_running_node_printed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Issue 19's attack: 25 nested directories of 200-character names in the sandbox's home
+/// (5 KB of path, beyond PATH_MAX), a file in the deepest, then "ready" to the client. The
+/// node reaches each level by `chdir`, as a full path would fail.
+const DEEP_TREE: &str = r#"{ok, S} = gen_tcp:connect({local, "/run/ampule/agent.sock"}, 0, [binary, {packet, 4}]), N = lists:duplicate(200, $d), ok = file:set_cwd(os:getenv("HOME")), lists:foreach(fun(_) -> ok = file:make_dir(N), ok = file:set_cwd(N) end, lists:seq(1, 25)), ok = file:write_file("deepest", <<"x">>), gen_tcp:send(S, term_to_binary(ready)), receive _ -> ok after 60000 -> ok end."#;
+
+/// Spawns a sandbox that makes [`DEEP_TREE`] and waits until it is made; its name.
+fn sandbox_with_a_deep_tree(port: &mut Port, sock: &str) -> String {
+    let (listener, socket) = listen(port, sock);
+    let opts = sandbox_opts(&socket, DEEP_TREE);
+    let info = unwrap_ok(port.call(1, tuple(vec![atom("spawn"), opts])));
+    let name = text(get(&info, "name"));
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let said = eetf::Term::decode(std::io::Cursor::new(frame(&mut conn))).unwrap();
+    assert_eq!(said, atom("ready"));
+    // `find` walks by descriptor: the host sees the deepest file, 25 levels down.
+    let dir = Path::new(&state_dir()).join("apps").join(&name);
+    let found = std::process::Command::new("find")
+        .arg(&dir)
+        .args(["-name", "deepest"])
+        .output()
+        .unwrap();
+    assert!(found.stdout.ends_with(b"/deepest\n"), "{found:?}");
+    assert_eq!(
+        mounts_under(&dir).len(),
+        1,
+        "its rootfs is a tmpfs of its own"
+    );
+    name
+}
+
+/// The port's mounts at or under `dir` (the port runs in the test's mount namespace).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = format!("{}/", dir.display());
+    info.lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&dir)))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_tree_deeper_than_path_max_goes_with_its_sandbox() {
+    let mut port = Port::start();
+    let name = sandbox_with_a_deep_tree(&mut port, "deep1");
+    assert_eq!(
+        port.call(2, tuple(vec![atom("destroy"), bin(&name)])),
+        atom("ok")
+    );
+    let left = eventually_empty(Duration::from_secs(5), || leftovers(&name, None, None));
+    assert_eq!(left, Vec::<String>::new());
+    let dir = Path::new(&state_dir()).join("apps").join(&name);
+    assert_eq!(mounts_under(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn a_tree_deeper_than_path_max_left_by_a_crash_goes_with_the_next_ports_sweep() {
+    let mut port = Port::start();
+    let name = sandbox_with_a_deep_tree(&mut port, "deep2");
+    // The port dies with its container running: the next port's start-up sweep kills the
+    // container and removes its files before that port says hello.
+    port.kill();
+    let next = Port::start();
+    assert_eq!(leftovers(&name, None, None), Vec::<String>::new());
+    let dir = Path::new(&state_dir()).join("apps").join(&name);
+    assert_eq!(mounts_under(&dir), Vec::<String>::new());
+    drop(next);
+}
+
+/// A sandbox's rootfs holds at most `ROOTFS_INODES` inodes (its skeleton some of them):
+/// what one container makes cannot fill the file system every other one lives on.
+#[test]
+fn a_sandbox_runs_out_of_inodes_of_its_own() {
+    let mut port = Port::start();
+    let (listener, socket) = listen(&port, "inodes");
+    let eval = r#"{ok, S} = gen_tcp:connect({local, "/run/ampule/agent.sock"}, 0, [binary, {packet, 4}]), ok = file:set_cwd(os:getenv("HOME")), Make = fun M(N) when N > 70000 -> {N, too_many}; M(N) -> case file:make_dir(integer_to_list(N)) of ok -> M(N + 1); {error, E} -> {N, E} end end, gen_tcp:send(S, term_to_binary(Make(0))), receive _ -> ok after 60000 -> ok end."#;
+    let opts = sandbox_opts(&socket, eval);
+    let name = text(get(
+        &unwrap_ok(port.call(1, tuple(vec![atom("spawn"), opts]))),
+        "name",
+    ));
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let Term::Tuple(made) = eetf::Term::decode(std::io::Cursor::new(frame(&mut conn))).unwrap()
+    else {
+        panic!("not a tuple")
+    };
+    assert_eq!(made.elements[1], atom("enospc"));
+    let Term::FixInteger(n) = &made.elements[0] else {
+        panic!("{made}")
+    };
+    assert!((65_000..65_536).contains(&n.value), "{n}");
+    assert_eq!(
+        port.call(2, tuple(vec![atom("destroy"), bin(&name)])),
+        atom("ok")
+    );
+    let left = eventually_empty(Duration::from_secs(5), || leftovers(&name, None, None));
+    assert_eq!(left, Vec::<String>::new());
+}

@@ -3,8 +3,8 @@
 //! ([`Reach`]); everything else is here, once.
 //!
 //! A node's container is transient: its directory is `STATE/apps/NAME/` (on the port's
-//! tmpfs, see `host.rs`) with `rootfs/` (a skeleton: merged-usr links, a tiny `/etc`, a
-//! home holding the cookie), the saved `config`, and `ampule-owner` naming the port
+//! tmpfs, see `host.rs`) with `rootfs/` (a tmpfs of its own holding a skeleton:
+//! merged-usr links, a tiny `/etc`, a home holding the cookie), the saved `config`, and `ampule-owner` naming the port
 //! instance that made it.
 //!
 //! - States: `Booting` from the reservation until the kind says it is ready (its node
@@ -80,13 +80,13 @@ pub fn rootfs(host: &Host, name: &str) -> PathBuf {
 }
 
 /// The node's last output lines (what `erl` printed before it died or hung). `boot.log` is
-/// in the node's home, the container's to replace with anything: read as untrusted.
+/// in the node's home, the container's to replace with anything: read as untrusted, from
+/// the rootfs (a tmpfs of its own, see `rootfs.rs`: reading from the container's directory
+/// would cross that mount, which `read_tail` refuses).
 pub fn log_tail(host: &Host, name: &str) -> String {
     const MAX: usize = 2048;
-    let rel = Path::new("rootfs")
-        .join(HOME.trim_start_matches('/'))
-        .join("boot.log");
-    match crate::untrusted::read_tail(&dir(host, name), &rel, MAX) {
+    let rel = Path::new(HOME.trim_start_matches('/')).join("boot.log");
+    match crate::untrusted::read_tail(&rootfs(host, name), &rel, MAX) {
         Ok(text) => String::from_utf8_lossy(&text).into_owned(),
         Err(e) => format!("(boot.log not read: {e})"),
     }

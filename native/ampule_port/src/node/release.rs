@@ -45,8 +45,8 @@ async fn remove_now(ctx: &Ctx, name: &str, lease: Option<Lease>) -> bool {
         let timeline = Timeline::new(Instant::now());
         teardown::stop(&lxcpath, &host_name);
         timeline.mark("lxc_stop");
-        teardown::remove_tree(&dir)?;
-        timeline.mark("remove_tree");
+        teardown::remove_container_dir(&dir)?;
+        timeline.mark("remove_files");
         if let Some(v) = veth {
             teardown::wait_link_gone(&v, Duration::from_secs(5));
         }
