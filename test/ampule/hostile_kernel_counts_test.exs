@@ -1,7 +1,7 @@
 defmodule Ampule.HostileKernelCountsTest do
   # Attacks from inside a sandbox on the host's per-user kernel counts (docs/security.md,
-  # "Host-wide kernel counts"). The kernel charges inotify instances, fanotify groups and
-  # POSIX message queue bytes to the caller's user in its user namespace and to every
+  # "Host-wide kernel counts"). The kernel charges inotify instances, fanotify groups,
+  # queued signals and POSIX message queue bytes to the caller's user in its user namespace and to every
   # namespace owner above it: a container's namespace is owned by the host's root, so
   # what a sandbox holds is taken from root's share (fs.inotify.max_user_instances and
   # fs.fanotify.max_user_groups, 128 on Debian; RLIMIT_MSGQUEUE, 800 KiB). Each test has
@@ -79,6 +79,35 @@ defmodule Ampule.HostileKernelCountsTest do
     assert host(
              ~s|my $q = "#{name}"; my $r = syscall(240, $q, 0x42, 0600, 0); | <>
                ~s|syscall(241, $q) if $r >= 0; $r|
+           ) == :ok
+  end
+
+  test "a sandbox cannot use up the host root's queued signals", %{sandbox: c} do
+    # A child blocks SIGRTMIN and kill()s itself 200,000 times: each queued signal counts
+    # against its user in the sandbox's namespace and against root above it. It reports
+    # its SigQ line ("queued/limit") through a pipe and keeps its signals pending.
+    code = """
+    use POSIX; pipe(R, W);
+    if (fork() == 0) {
+      close(R); sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGRTMIN));
+      kill(SIGRTMIN, $$) for 1..200000;
+      open(S, "/proc/self/status"); my ($q) = grep { /^SigQ/ } <S>; print W $q; close(W);
+      POSIX::close($_) for 0..2; sleep 3600; POSIX::_exit(0)
+    }
+    close(W); print <R>;
+    """
+
+    out = {:os, :cmd, [to_charlist("perl -e '#{code}'")]} |> Ampule.call(c, 60_000) |> to_string()
+    assert [_, queued, limit] = Regex.run(~r/SigQ:\s*(\d+)\/(\d+)/, out), out
+    assert String.to_integer(limit) == 32
+    assert String.to_integer(queued) <= 32
+
+    # tgkill of a blocked real-time signal to itself: queued against root's own limit
+    # (a kill() from user space would be queued past it; tgkill is refused at it). The
+    # pid as a number (`syscall` passes a string as a pointer).
+    assert host(
+             "use POSIX; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGRTMIN)); " <>
+               "my $p = syscall(39); syscall(234, $p, $p, SIGRTMIN)"
            ) == :ok
   end
 end

@@ -29,6 +29,11 @@ pub fn node_config(host: &Host, spec: &NodeSpec) -> Items {
     // soft limit is 1,024: a node under it ran out at 1,024 sockets, and its code server
     // could no longer open a module to load it). See `host::open_files`.
     c.push(("lxc.prlimit.nofile".into(), host.nofile.to_string()));
+    // Queued signals count against the host root's RLIMIT_SIGPENDING too (the ucount chain
+    // goes up to the owner of the container's user namespace, root): one sandbox that
+    // blocked SIGRTMIN and kill()ed itself 200,000 times held all 96,370 of root's, and
+    // root's own sigqueue() got EAGAIN. See `SIGPENDING`.
+    c.push(("lxc.prlimit.sigpending".into(), SIGPENDING.to_string()));
     let profile = match &spec.opts.seccomp {
         Seccomp::Ampule => Some(host.seccomp_profile.display().to_string()),
         Seccomp::Lxc => Some(crate::seccomp::LXC_PROFILE.to_string()),
@@ -160,6 +165,14 @@ pub fn mounts_for(code_paths: &[String]) -> Vec<String> {
     }
     out
 }
+
+/// Signals a node may have queued per user (`RLIMIT_SIGPENDING`). The kernel's default,
+/// and root's, is `threads-max / 2`: one per 256 KiB of the host's memory (96,370 on 24
+/// GiB). A node takes at least 15 MiB (PSS of an idle sandbox), 60 × 256 KiB, so with 32
+/// each (and two users, the init's and the node's), a host full of containers holds at
+/// most about half of root's share, whatever its memory. A node uses none of them: the
+/// BEAM queues no real-time signals, and a pending standard signal is one entry.
+pub const SIGPENDING: u32 = 32;
 
 /// The init command: a shell that runs `erl` with its output in `~/boot.log` (so a failed
 /// boot can say why) and exits with `erl`'s status, which the port learns from the kernel
