@@ -472,7 +472,7 @@ defmodule Ampule do
       encoded or decoded; it was not read into this node. The sandbox goes on.
     * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
       before this was returned: `:bad_frame` (a frame of no known kind), `:unexpected_id`
-      (a result for a call never made, or made twice), `:unexpected_frame` (any frame
+      (a result for a call never made, or made twice), `:unexpected_frame` (any byte
       while no call was waiting), `:frame_too_large` (a frame over the
       limit, refused before it was read), `:bad_term` (a result that is not a well-formed
       term), `:closed` (the agent closed the channel, maybe in the middle of a frame, while

@@ -64,8 +64,8 @@ defmodule Ampule.HostileResultsTest do
     ref = Process.monitor(c.channel)
     memory = :erlang.memory(:total)
 
-    # 64 MiB announced and all but a byte of it written; the host reads 17 bytes at most
-    # while no call waits, so it sees the header, refuses it, and destroys the sandbox.
+    # 64 MiB announced and all but a byte of it written; while no call waits the host
+    # reads raw, so its first bytes end the sandbox.
     :ok = Ampule.cast({SandboxHelpers, :hold_a_frame, []}, c)
 
     assert_receive {:DOWN, ^ref, :process, _, {:shutdown, {:protocol, :unexpected_frame}}},

@@ -345,6 +345,16 @@ defmodule Ampule.SandboxChannelTest do
                Task.await(task)
     end
 
+    test "two bytes with no call waiting end the sandbox: the host keeps no partial frame",
+         context do
+      {socket, :ok} = as_agent(context)
+      ref = Process.monitor(context.channel)
+      # The start of a frame header, never finished.
+      :ok = :inet.setopts(socket, packet: :raw)
+      :ok = :gen_tcp.send(socket, <<0, 0>>)
+      assert_receive {:DOWN, ^ref, _, _, {:shutdown, {:protocol, :unexpected_frame}}}, 5_000
+    end
+
     test "a bad hello fails the boot with {:protocol, :bad_hello}", context do
       {_socket, result} = as_agent(context, <<0, 9::16>>)
       assert result == {:error, {:protocol, :bad_hello}}

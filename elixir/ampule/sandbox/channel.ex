@@ -10,9 +10,11 @@ defmodule Ampule.Sandbox.Channel do
   #   this process writes the frame and routes the answer for `id` to `ref` (the alias of
   #   the caller's monitor on this process). It reads one frame at a time (`active: :once`)
   #   and bounds what the next frame may take (`packet_size`), so a frame over the bound
-  #   is refused before it is buffered: with no call waiting, a header's worth (any frame
-  #   then is a violation, and the socket never holds more than that of one); with calls
-  #   waiting, an eager frame (64 KiB); a larger result is announced with its size, and
+  #   is refused before it is buffered. With no call waiting, the socket reads raw bytes:
+  #   nothing may come then, and any byte, a whole frame or the start of one, ends the
+  #   sandbox at once (the host holds no bytes a sandbox sent unasked, not even a partial
+  #   header). With calls waiting, frames of up to 64 KiB (eager); a larger result is
+  #   announced with its size, and
   #   asked for (`go`) once it holds that many bytes of the host's result budget
   #   (Ampule.Sandbox.Budget), which it gives back once the frame is the caller's (who
   #   takes as many again to decode it).
@@ -128,7 +130,7 @@ defmodule Ampule.Sandbox.Channel do
            closed: false,
            exit: nil,
            max: max,
-           packet_size: Frame.header_size(),
+           frame_bound: :raw,
            pending: %{},
            callers: %{},
            # Large results: announced (id => size), granted and waiting for their turn,
@@ -198,6 +200,11 @@ defmodule Ampule.Sandbox.Channel do
 
   def handle_info({:ampule_violation, detail}, state), do: violation(detail, state)
 
+  # With no call waiting, the socket is raw (see the module's comment): any byte is a
+  # violation.
+  def handle_info({:tcp, socket, _data}, %{socket: socket, frame_bound: :raw} = state),
+    do: violation(:unexpected_frame, state)
+
   def handle_info({:tcp, socket, data}, %{socket: socket} = state) do
     case Frame.parse(data) do
       {:result, id, outcome, term} -> route(id, {:result, outcome, term}, state)
@@ -207,12 +214,8 @@ defmodule Ampule.Sandbox.Channel do
     end
   end
 
-  # With no call waiting, no frame may come at all.
-  def handle_info({:tcp_error, socket, :emsgsize}, %{socket: socket} = state) do
-    if map_size(state.pending) == 0,
-      do: violation(:unexpected_frame, state),
-      else: violation(:frame_too_large, state)
-  end
+  def handle_info({:tcp_error, socket, :emsgsize}, %{socket: socket} = state),
+    do: violation(:frame_too_large, state)
 
   def handle_info({:ampule_budget, id}, state) do
     if Map.has_key?(state.announced, id) and Map.has_key?(state.pending, id) do
@@ -259,7 +262,7 @@ defmodule Ampule.Sandbox.Channel do
 
   def handle_info({:accepted, _acceptor, {:ok, socket}}, state) do
     :gen_tcp.close(state.listen)
-    :ok = :inet.setopts(socket, active: :once)
+    :ok = :inet.setopts(socket, packet: :raw, active: :once)
     if state.starter, do: Process.demonitor(state.starter, [:flush])
     if state.waiting, do: GenServer.reply(state.waiting, :ok)
     {:noreply, %{state | socket: socket, boot: :ready, waiting: nil, starter: nil, listen: nil}}
@@ -364,19 +367,23 @@ defmodule Ampule.Sandbox.Channel do
     send_frame(Frame.go(id), bound_next_frame(state))
   end
 
-  # The most the next frame may take: see the module's comment.
+  # The most the next frame may take (see the module's comment): raw while no call waits.
   defp frame_bound(%{sending: {_id, size}}), do: size
   defp frame_bound(%{pending: pending}) when map_size(pending) > 0, do: Frame.eager()
-  defp frame_bound(_state), do: Frame.header_size()
+  defp frame_bound(_state), do: :raw
 
   defp bound_next_frame(state) do
     case frame_bound(state) do
-      same when same == state.packet_size ->
+      same when same == state.frame_bound ->
         state
 
+      :raw ->
+        :ok = :inet.setopts(state.socket, packet: :raw)
+        %{state | frame_bound: :raw}
+
       size ->
-        :ok = :inet.setopts(state.socket, packet_size: size)
-        %{state | packet_size: size}
+        :ok = :inet.setopts(state.socket, packet: 4, packet_size: size)
+        %{state | frame_bound: size}
     end
   end
 
@@ -395,7 +402,14 @@ defmodule Ampule.Sandbox.Channel do
     end
   end
 
-  defp send_frame(frame, state) do
+  # `packet` applies to writes too: a raw socket (no call waiting: a cast) gets the length
+  # written here.
+  defp send_frame(frame, %{frame_bound: :raw} = state),
+    do: write([<<IO.iodata_length(frame)::32>> | frame], state)
+
+  defp send_frame(frame, state), do: write(frame, state)
+
+  defp write(frame, state) do
     case :gen_tcp.send(state.socket, frame) do
       :ok -> {:noreply, state}
       {:error, :timeout} -> violation(:unresponsive, state)
