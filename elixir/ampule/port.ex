@@ -392,26 +392,27 @@ defmodule Ampule.Port do
         down(state, {:port_not_found, executable})
 
       true ->
-        try do
-          port =
-            Port.open({:spawn_executable, executable}, [
-              {:packet, 4},
-              :binary,
-              :nouse_stdio,
-              :exit_status,
-              args: args
-            ])
-
-          {:os_pid, os_pid} = Port.info(port, :os_pid)
-          :persistent_term.put({__MODULE__, :opened}, true)
-          timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
-
-          %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
-        rescue
-          error in ErlangError ->
-            down(state, {:port_not_started, executable, error.original})
-        end
+        open_port(executable, args, state)
     end
+  end
+
+  defp open_port(executable, args, state) do
+    port =
+      Port.open({:spawn_executable, executable}, [
+        {:packet, 4},
+        :binary,
+        :nouse_stdio,
+        :exit_status,
+        args: args
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    :persistent_term.put({__MODULE__, :opened}, true)
+    timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
+    %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
+  rescue
+    error in ErlangError ->
+      down(state, {:port_not_started, executable, error.original})
   end
 
   @doc """
@@ -770,6 +771,19 @@ defmodule Ampule.Port do
         "#{map_size(state.pending)} pending request(s) failed; a new port is started"
     )
 
+    fail_waiting(state)
+    end_owned(state)
+    {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
+  end
+
+  defp port_exited(status, state) do
+    cancel_timer(state.hello_timer)
+    reason = state.fatal || {:port_failed, status}
+    {:noreply, down(%{state | port: nil, os_pid: nil, hello_timer: nil}, reason)}
+  end
+
+  # Every caller waiting for the port gets `{:error, :port_exited}`.
+  defp fail_waiting(state) do
     for {_tag, %Pending{from: from}} <- state.pending,
         from,
         do: GenServer.reply(from, {:error, :port_exited})
@@ -777,7 +791,11 @@ defmodule Ampule.Port do
     for {message, from} <- state.queue,
         message != :hello,
         do: GenServer.reply(from, {:error, :port_exited})
+  end
 
+  # Nodes and sandboxes end with the port: their owners and channels are told. A system
+  # container's owner is not told (a persistent one outlives the port, stopped).
+  defp end_owned(state) do
     for {_name, %Owned{kind: :container, container: container}} <- state.owned do
       notify_owner(container, :port_exited)
       tell_channel(container, :port_exited, %{})
@@ -786,14 +804,6 @@ defmodule Ampule.Port do
     # Destroys in flight: their sandboxes are gone with the port.
     for {_tag, %Pending{container: container}} <- state.pending,
         do: tell_channel(container, :port_exited, %{})
-
-    {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
-  end
-
-  defp port_exited(status, state) do
-    cancel_timer(state.hello_timer)
-    reason = state.fatal || {:port_failed, status}
-    {:noreply, down(%{state | port: nil, os_pid: nil, hello_timer: nil}, reason)}
   end
 
   # Not running: the reason is given to whoever waits, and kept for the next caller.
