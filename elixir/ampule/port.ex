@@ -40,8 +40,9 @@ defmodule Ampule.Port do
   # - A sandbox's channel's exit ends its sandbox; the sandbox's end (exit event, destroy,
   #   port exit) ends its channel, which this process tells.
   # - An exit event ends a node or a sandbox: its owner is told, its entry dropped.
-  # - The port program's exit ends them all (it destroys what it made on end of file, or
-  #   the next port sweeps it), and ends this process, which its supervisor restarts.
+  # - The port program's exit ends them all (on end of file it destroys what it made, and
+  #   only stops a persistent system container; the next port sweeps what a crash left),
+  #   and ends this process, which its supervisor restarts.
 
   use GenServer
   require Logger
@@ -732,10 +733,10 @@ defmodule Ampule.Port do
 
   defp send_internal(_request, state), do: state
 
-  defp send_request(request, entry, state) do
+  defp send_request(request, %Pending{} = pending, state) do
     tag = state.next_tag
     true = Port.command(state.port, Protocol.encode(tag, request))
-    %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, entry)}
+    %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, pending)}
   end
 
   # A destroy of Ampule.Port's own (its owner exited) that tells the sandbox's channel once
@@ -754,8 +755,7 @@ defmodule Ampule.Port do
   # A destroyed container's node vanishes without closing its connection (its network
   # goes with it): disconnect first, so that the connection closes cleanly (a half-open
   # one lingers in the host's conntrack), monitors and links fire, and the next call fails
-  # at once instead of after the tick time. A sandbox has no node.
-  # A system container has no node either.
+  # at once instead of after the tick time. A sandbox and a system container have no node.
   defp disconnect(%Container{nodename: node}) when node != nil do
     _ = :erlang.disconnect_node(node)
     :ok
