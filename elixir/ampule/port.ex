@@ -16,24 +16,41 @@ defmodule Ampule.Port do
   #   calls fail at once. A channel that dies takes its sandbox with it; one that finds the
   #   sandbox broke the protocol has it destroyed through `sandbox_broken/3`.
   # - Hands a system container's console output to its owner under the owner's `:active`
-  #   mode (see "Console flow control" in Ampule's docs), and acknowledges a chunk to the
-  #   port only when the owner has been sent it. While the owner is passive, chunks wait
-  #   here unacknowledged, so the port stops reading after its window (256 KiB): this
-  #   buffer is bounded by that window and the owner's mailbox by its count.
+  #   mode (Ampule.Port.Console), and acknowledges a chunk to the port only when the owner
+  #   has been sent it.
   # - If the port program dies after the hello, every pending caller gets
   #   `{:error, :port_exited}` at once and this process stops, so its supervisor starts a
   #   new port (which removes whatever the dead one left behind before its hello).
   #   If it dies before the hello (the host is not ready), the reason is kept and given to
   #   callers, and the next request tries again: nothing crash-loops.
+  #
+  # What it holds:
+  #
+  # - `pending`: tag => Ampule.Port.Pending, a request sent and not yet answered.
+  # - `owned`: name => Ampule.Port.Owned, a container it made and keeps (a node, a sandbox
+  #   or a system container), with the monitors of its owner and of a sandbox's channel.
+  # - `monitors`: monitor ref => `{:owner, name}`, `{:channel, name}`, or `{:pending, tag}`
+  #   (the owner of a spawn still booting).
+  # - `queue`: calls that came before the hello, in reverse.
+  #
+  # Who ends what:
+  #
+  # - The owner's exit ends its containers: this process destroys them (a node or a
+  #   sandbox still booting, when it arrives).
+  # - A sandbox's channel's exit ends its sandbox; the sandbox's end (exit event, destroy,
+  #   port exit) ends its channel, which this process tells.
+  # - An exit event ends a node or a sandbox: its owner is told, its entry dropped.
+  # - The port program's exit ends them all (on end of file it destroys what it made, and
+  #   only stops a persistent system container; the next port sweeps what a crash left),
+  #   and ends this process, which its supervisor restarts.
 
   use GenServer
   require Logger
 
   alias Ampule.{Container, Protocol}
+  alias Ampule.Port.{Console, Owned, Pending}
 
   @hello_timeout 60_000
-  # The most console bytes the port sends in one event (one read).
-  @chunk 16 * 1024
   # Added to a spawn's boot timeout for the GenServer.call: the port answers by itself
   # within the boot timeout, this only guards against a port that never answers.
   @call_margin 60_000
@@ -129,8 +146,8 @@ defmodule Ampule.Port do
       next_tag: 1,
       pending: %{},
       queue: [],
-      containers: %{},
-      systems: %{},
+      owned: %{},
+      # name => the pid told the create's progress, until its reply.
       progress: %{},
       monitors: %{},
       cluster: Keyword.get(opts, :cluster),
@@ -161,13 +178,11 @@ defmodule Ampule.Port do
 
   # Not a request to the port: the owners' console modes live here.
   defp on_call({:console_active, name, active}, _from, state) do
-    case Map.fetch(state.systems, name) do
-      {:ok, system} ->
-        {system, acked} = system |> set_active(active) |> deliver()
-        state = %{state | systems: Map.put(state.systems, name, system)}
-        {:reply, :ok, ack(name, acked, state)}
+    case Map.fetch(state.owned, name) do
+      {:ok, %Owned{kind: :system} = owned} ->
+        {:reply, :ok, console(owned, &Console.set_active(&1, active), state)}
 
-      :error ->
+      _ ->
         {:reply, {:error, :not_found}, state}
     end
   end
@@ -218,63 +233,111 @@ defmodule Ampule.Port do
   defp on_info(:hello_timeout, state), do: {:noreply, state}
 
   defp on_info({:DOWN, ref, :process, _pid, _reason}, state) do
-    {entry, monitors} = Map.pop(state.monitors, ref)
-    state = %{state | monitors: monitors}
-
-    case entry do
-      {:container, name} ->
-        case Map.pop(state.containers, name) do
-          {nil, _} ->
-            {:noreply, send_internal({:destroy, name}, state)}
-
-          {entry, containers} ->
-            disconnect(entry.container)
-            untrack(entry.container)
-            state = unwatch_channel(entry, %{state | containers: containers})
-            {:noreply, send_destroy(name, {:internal_destroy, entry.container}, state)}
-        end
-
-      {:channel, name} ->
-        # A sandbox's channel died without a word (a crash): the sandbox cannot be
-        # reached any more, so it goes too.
-        case Map.pop(state.containers, name) do
-          {nil, _} ->
-            {:noreply, state}
-
-          {%{container: container, ref: ref}, containers} ->
-            Logger.error("the channel of sandbox #{name} exited; destroying it", container: name)
-            if ref, do: Process.demonitor(ref, [:flush])
-            if container.owner, do: send(container.owner, {:ampule_exit, container, :killed})
-            untrack(container)
-            state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
-            {:noreply, send_internal({:destroy, name}, state)}
-        end
-
-      {:system, name} ->
-        state =
-          send_internal({:destroy, name}, %{state | systems: Map.delete(state.systems, name)})
-
-        {:noreply, state}
-
-      {:pending, tag} ->
-        # The owner exited while its container boots: destroy the container on arrival.
-        pending =
-          case state.pending do
-            %{^tag => {:spawn, from, _owner, _ref, sandbox}} ->
-              Map.put(state.pending, tag, {:spawn, from, :exited, nil, sandbox})
-
-            pending ->
-              pending
-          end
-
-        {:noreply, %{state | pending: pending}}
-
-      nil ->
-        {:noreply, state}
-    end
+    {watched, monitors} = Map.pop(state.monitors, ref)
+    {:noreply, watched_down(watched, %{state | monitors: monitors})}
   end
 
   defp on_info(_other, state), do: {:noreply, state}
+
+  ## Ownership
+
+  # An owner exited: its container goes. The port is asked to destroy a name it may no
+  # longer hold too (a container already forgotten): `not_found` is then not an error.
+  defp watched_down({:owner, name}, state) do
+    case release(name, state) do
+      {nil, state} ->
+        send_internal({:destroy, name}, state)
+
+      {%Owned{container: container}, state} ->
+        disconnect(container)
+        send_request({:destroy, name}, internal_destroy(name, container), state)
+    end
+  end
+
+  # A sandbox's channel died without a word (a crash): the sandbox cannot be reached any
+  # more, so it goes too.
+  defp watched_down({:channel, name}, state) do
+    case release(name, state) do
+      {nil, state} ->
+        state
+
+      {%Owned{container: container}, state} ->
+        Logger.error("the channel of sandbox #{name} exited; destroying it", container: name)
+        notify_owner(container, :killed)
+        send_internal({:destroy, name}, state)
+    end
+  end
+
+  # The owner exited while its container boots: the container is destroyed on arrival.
+  defp watched_down({:pending, tag}, state) do
+    case state.pending do
+      %{^tag => %Pending{kind: :spawn} = pending} ->
+        pending = %{pending | owner_exited: true, ref: nil}
+        %{state | pending: Map.put(state.pending, tag, pending)}
+
+      _ ->
+        state
+    end
+  end
+
+  defp watched_down(nil, state), do: state
+
+  defp keep(state, %Owned{container: %{name: name}} = owned),
+    do: %{state | owned: Map.put(state.owned, name, owned)}
+
+  defp watch(state, nil, _watched), do: state
+  defp watch(state, ref, watched), do: %{state | monitors: Map.put(state.monitors, ref, watched)}
+
+  # A sandbox is reached through its channel alone: if the channel dies (even before the
+  # spawn's reply, then :DOWN comes at once), the sandbox is destroyed.
+  defp watch_channel(%Container{channel: channel, name: name}, state) when is_pid(channel) do
+    ref = Process.monitor(channel)
+    {ref, watch(state, ref, {:channel, name})}
+  end
+
+  defp watch_channel(_container, state), do: {nil, state}
+
+  # Forgets container `name` (gone or about to be destroyed): no more monitors of its owner
+  # or its channel, no more tracking by the owner's node. Returns what it was, or nil.
+  # A sandbox's channel is told only once the port has answered the destroy
+  # (tell_channel/3 from handle_reply/3): a channel that closed first would make the agent
+  # halt the node, racing the destroy, which could then answer `not_found` for a container
+  # that was there.
+  defp release(name, state) do
+    case Map.pop(state.owned, name) do
+      {nil, _} ->
+        {nil, state}
+
+      {%Owned{ref: ref, channel_ref: channel_ref} = owned, rest} ->
+        demonitor(ref)
+        demonitor(channel_ref)
+        untrack(owned.container)
+        monitors = Map.drop(state.monitors, [ref, channel_ref])
+        {owned, %{state | owned: rest, monitors: monitors}}
+    end
+  end
+
+  # release/2 of a node or a sandbox only: a system container whose init exits stays,
+  # stopped, until destroyed (its `exit` event says `stopped`), and it has no channel to
+  # break the protocol.
+  defp release_spawned(name, state) do
+    case state.owned do
+      %{^name => %Owned{kind: :container, container: container}} ->
+        {_owned, state} = release(name, state)
+        {container, state}
+
+      _ ->
+        {nil, state}
+    end
+  end
+
+  defp demonitor(nil), do: :ok
+  defp demonitor(ref), do: Process.demonitor(ref, [:flush])
+
+  defp notify_owner(%{owner: owner} = container, status) when is_pid(owner),
+    do: send(owner, {:ampule_exit, container, status})
+
+  defp notify_owner(_container, _status), do: :ok
 
   @impl GenServer
   def terminate(_reason, state) do
@@ -290,8 +353,8 @@ defmodule Ampule.Port do
   defp report(%{cluster: nil} = state), do: state
 
   defp report(state) do
-    booting = Enum.count(state.pending, &match?({_tag, {:spawn, _, _, _, _}}, &1))
-    count = map_size(state.containers) + map_size(state.systems) + booting
+    booting = Enum.count(state.pending, &match?({_tag, %Pending{kind: :spawn}}, &1))
+    count = map_size(state.owned) + booting
 
     if count != state.reported do
       Ampule.Cluster.port_load(state.cluster, count)
@@ -330,26 +393,27 @@ defmodule Ampule.Port do
         down(state, {:port_not_found, executable})
 
       true ->
-        try do
-          port =
-            Port.open({:spawn_executable, executable}, [
-              {:packet, 4},
-              :binary,
-              :nouse_stdio,
-              :exit_status,
-              args: args
-            ])
-
-          {:os_pid, os_pid} = Port.info(port, :os_pid)
-          :persistent_term.put({__MODULE__, :opened}, true)
-          timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
-
-          %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
-        rescue
-          error in ErlangError ->
-            down(state, {:port_not_started, executable, error.original})
-        end
+        open_port(executable, args, state)
     end
+  end
+
+  defp open_port(executable, args, state) do
+    port =
+      Port.open({:spawn_executable, executable}, [
+        {:packet, 4},
+        :binary,
+        :nouse_stdio,
+        :exit_status,
+        args: args
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    :persistent_term.put({__MODULE__, :opened}, true)
+    timer = Process.send_after(self(), :hello_timeout, @hello_timeout)
+    %{state | port: port, os_pid: os_pid, status: :starting, fatal: nil, hello_timer: timer}
+  rescue
+    error in ErlangError ->
+      down(state, {:port_not_started, executable, error.original})
   end
 
   @doc """
@@ -433,34 +497,27 @@ defmodule Ampule.Port do
   defp handle_frame({:event, :exit, %{name: name} = info}, state) do
     status = Map.get(info, :status)
 
-    case Map.pop(state.containers, name) do
-      {nil, _} ->
+    case release_spawned(name, state) do
+      {nil, state} ->
         state
 
-      {%{container: container, ref: ref} = entry, containers} ->
-        if ref, do: Process.demonitor(ref, [:flush])
+      {container, state} ->
         disconnect(container)
-        if container.owner, do: send(container.owner, {:ampule_exit, container, status})
-        untrack(container)
-        state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
+        notify_owner(container, status)
         tell_channel(container, status, info)
-        unwatch_channel(entry, state)
+        state
     end
   end
 
   defp handle_frame({:event, :console, {name, data}}, state) do
-    case Map.get(state.systems, name) do
-      %{container: %{owner: owner}} = system when is_pid(owner) ->
-        # Chunks wait in order behind any already waiting; only what reaches the owner is
-        # acknowledged, so a passive owner stops the port after its window.
-        system = %{system | buffer: enqueue(system.buffer, data)}
-        {system, acked} = deliver(system)
-        ack(name, acked, %{state | systems: Map.put(state.systems, name, system)})
+    case Map.get(state.owned, name) do
+      %Owned{kind: :system, container: %{owner: owner}} = owned when is_pid(owner) ->
+        console(owned, &Console.push(&1, data), state)
 
       _ ->
         # No owner (or a container this process did not make): nobody takes the output,
         # so it is drained rather than left to stall the container.
-        ack(name, byte_size(data), state)
+        ack(state, name, byte_size(data))
     end
   end
 
@@ -500,29 +557,26 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply({:request, from}, result, state) do
+  defp handle_reply(%Pending{kind: :request, from: from}, result, state) do
     GenServer.reply(from, normalize(result))
     state
   end
 
-  defp handle_reply({:destroy, from, container}, result, state) do
+  defp handle_reply(%Pending{kind: :destroy, from: from, container: container}, result, state) do
     tell_channel(container, :destroyed, %{})
     GenServer.reply(from, normalize(result))
     state
   end
 
-  defp handle_reply({:broken, from, container}, _result, state) do
+  defp handle_reply(%Pending{kind: :broken, from: from, container: container}, _result, state) do
     tell_channel(container, :destroyed, %{})
     GenServer.reply(from, :ok)
     state
   end
 
-  defp handle_reply({:internal_destroy, container}, result, state) do
-    tell_channel(container, :destroyed, %{})
-    handle_reply({:internal, {:destroy, container.name}}, result, state)
-  end
+  defp handle_reply(%Pending{kind: :internal, request: request} = pending, result, state) do
+    tell_channel(pending.container, :destroyed, %{})
 
-  defp handle_reply({:internal, request}, result, state) do
     case result do
       :ok -> :ok
       {:error, :not_found} -> :ok
@@ -532,61 +586,54 @@ defmodule Ampule.Port do
     state
   end
 
-  defp handle_reply(
-         {:create, from, owner, ref, template, active},
-         {:ok, %{name: name} = info},
-         state
-       ) do
+  defp handle_reply(%Pending{kind: :create} = pending, {:ok, %{name: name} = info}, state) do
     container = %Ampule.SystemContainer{
       name: name,
-      template: template,
+      template: pending.template,
       init_pid: Map.get(info, :init_pid),
-      owner: owner
+      owner: pending.owner
     }
 
-    GenServer.reply(from, {:ok, container})
+    GenServer.reply(pending.from, {:ok, container})
     state = %{state | progress: Map.delete(state.progress, name)}
-    monitors = if ref, do: Map.put(state.monitors, ref, {:system, name}), else: state.monitors
-    system = %{container: container, ref: ref, active: active, buffer: :queue.new()}
-    systems = Map.put(state.systems, name, system)
-    %{state | systems: systems, monitors: monitors}
+
+    state
+    |> watch(pending.ref, {:owner, name})
+    |> keep(%Owned{
+      kind: :system,
+      container: container,
+      ref: pending.ref,
+      console: Console.new(pending.active)
+    })
   end
 
-  defp handle_reply({:create, from, _owner, ref, _template, _active}, result, state) do
-    if ref, do: Process.demonitor(ref, [:flush])
-    GenServer.reply(from, normalize(result))
-    %{state | monitors: Map.delete(state.monitors, ref)}
-  end
-
-  defp handle_reply({:spawn, from, :exited, _ref, _sandbox}, {:ok, %{name: name}}, state) do
+  defp handle_reply(
+         %Pending{kind: :spawn, owner_exited: true, from: from},
+         {:ok, %{name: name}},
+         state
+       ) do
     GenServer.reply(from, {:error, :owner_exited})
     send_internal({:destroy, name}, state)
   end
 
-  defp handle_reply({:spawn, from, owner, ref, sandbox}, {:ok, %{name: name} = info}, state) do
-    container = Container.from_reply(info, owner, sandbox)
-    channel = container.channel
+  defp handle_reply(%Pending{kind: :spawn} = pending, {:ok, %{name: name} = info}, state) do
+    container = Container.from_reply(info, pending.owner, pending.sandbox)
     track(container)
-    GenServer.reply(from, {:ok, container})
-    monitors = if ref, do: Map.put(state.monitors, ref, {:container, name}), else: state.monitors
+    GenServer.reply(pending.from, {:ok, container})
+    state = watch(state, pending.ref, {:owner, name})
+    {channel_ref, state} = watch_channel(container, state)
 
-    # A sandbox is reached through its channel alone: if the channel dies (even before
-    # this reply, then :DOWN comes at once), the sandbox is destroyed.
-    {channel_ref, monitors} =
-      if is_pid(channel) do
-        channel_ref = Process.monitor(channel)
-        {channel_ref, Map.put(monitors, channel_ref, {:channel, name})}
-      else
-        {nil, monitors}
-      end
-
-    entry = %{container: container, ref: ref, channel_ref: channel_ref}
-    containers = Map.put(state.containers, name, entry)
-    %{state | containers: containers, monitors: monitors}
+    keep(state, %Owned{
+      kind: :container,
+      container: container,
+      ref: pending.ref,
+      channel_ref: channel_ref
+    })
   end
 
-  defp handle_reply({:spawn, from, _owner, ref, _sandbox}, result, state) do
-    if ref, do: Process.demonitor(ref, [:flush])
+  # A spawn or a create that failed.
+  defp handle_reply(%Pending{ref: ref, from: from}, result, state) do
+    demonitor(ref)
     GenServer.reply(from, normalize(result))
     %{state | monitors: Map.delete(state.monitors, ref)}
   end
@@ -604,170 +651,98 @@ defmodule Ampule.Port do
   end
 
   defp dispatch({:request, request}, from, state) do
-    send_request(request, {:request, from}, state)
+    send_request(request, %Pending{kind: :request, from: from}, state)
   end
 
   defp dispatch({:create, request, owner, progress_to, active}, from, state) do
-    ref = if is_pid(owner), do: Process.monitor(owner)
+    pending = %Pending{
+      kind: :create,
+      from: from,
+      owner: owner,
+      ref: if(is_pid(owner), do: Process.monitor(owner)),
+      template: Map.get(request, :template, "busybox"),
+      active: active
+    }
 
-    state =
-      case {progress_to, request} do
-        {pid, %{name: name}} when is_pid(pid) ->
-          %{state | progress: Map.put(state.progress, name, pid)}
-
-        _ ->
-          state
-      end
-
-    template = Map.get(request, :template, "busybox")
-    send_request({:create, request}, {:create, from, owner, ref, template, active}, state)
+    state = tell_progress(state, progress_to, request)
+    send_request({:create, request}, pending, state)
   end
 
   defp dispatch({:destroy, name}, from, state) do
-    state =
-      case Map.pop(state.systems, name) do
-        {nil, _} ->
-          state
-
-        {%{ref: ref}, systems} ->
-          if ref, do: Process.demonitor(ref, [:flush])
-          %{state | systems: systems, monitors: Map.delete(state.monitors, ref)}
-      end
-
-    {container, state} = forget(name, state)
+    {owned, state} = release(name, state)
+    container = if owned, do: owned.container
     # Before the port removes it, while the node can still close the connection cleanly.
-    if container, do: disconnect(container)
-    send_request({:destroy, name}, {:destroy, from, container}, state)
+    disconnect(container)
+
+    send_request(
+      {:destroy, name},
+      %Pending{kind: :destroy, from: from, container: container},
+      state
+    )
   end
 
   defp dispatch({:sandbox_broken, name, reason}, from, state) do
-    case forget(name, state) do
+    case release_spawned(name, state) do
       {nil, state} ->
         GenServer.reply(from, :ok)
         state
 
       {container, state} ->
-        if container.owner, do: send(container.owner, {:ampule_exit, container, reason})
-        send_request({:destroy, name}, {:broken, from, container}, state)
+        notify_owner(container, reason)
+
+        send_request(
+          {:destroy, name},
+          %Pending{kind: :broken, from: from, container: container},
+          state
+        )
     end
   end
 
+  # The owner is watched from the request on: if it exits while its container boots, the
+  # container is destroyed on arrival.
   defp dispatch({:spawn, request, owner, sandbox}, from, state) do
-    case owner do
-      pid when is_pid(pid) ->
-        ref = Process.monitor(pid)
-        tag = state.next_tag
-        state = %{state | monitors: Map.put(state.monitors, ref, {:pending, tag})}
-        send_request({:spawn, request}, {:spawn, from, pid, ref, sandbox}, state)
-
-      nil ->
-        send_request({:spawn, request}, {:spawn, from, nil, nil, sandbox}, state)
-    end
+    ref = if is_pid(owner), do: Process.monitor(owner)
+    state = watch(state, ref, {:pending, state.next_tag})
+    pending = %Pending{kind: :spawn, from: from, owner: owner, ref: ref, sandbox: sandbox}
+    send_request({:spawn, request}, pending, state)
   end
+
+  # The phases of a named create go to `pid` until its reply.
+  defp tell_progress(state, pid, %{name: name}) when is_pid(pid),
+    do: %{state | progress: Map.put(state.progress, name, pid)}
+
+  defp tell_progress(state, _pid, _request), do: state
 
   ## Console flow control
 
-  # `active` is `true`, `false`, `:once`, or a positive count of chunks still to send; a
-  # count that reaches 0 becomes `false` and tells the owner, as `{:active, n}` sockets do.
-  defp set_active(system, active) when is_boolean(active) or active == :once,
-    do: %{system | active: active}
-
-  defp set_active(system, n) when is_integer(n) do
-    count = if is_integer(system.active), do: system.active, else: 0
-
-    if count + n > 0 do
-      %{system | active: count + n}
-    else
-      passive(system)
-    end
-  end
-
-  defp passive(%{container: %{owner: owner} = container} = system) do
-    if is_pid(owner), do: send(owner, {:ampule_console_passive, container})
-    %{system | active: false}
-  end
-
-  # A waiting chunk takes the next one in while both fit in one read of the port (16 KiB):
-  # under load the port reads a few bytes at a time, and its window of such crumbs would
-  # cost tens of thousands of terms here and as many messages later.
-  defp enqueue(buffer, data) do
-    case :queue.peek_r(buffer) do
-      {:value, last} when byte_size(last) + byte_size(data) <= @chunk ->
-        :queue.in(last <> data, :queue.drop_r(buffer))
-
-      _ ->
-        :queue.in(data, buffer)
-    end
-  end
-
-  # Sends waiting chunks to the owner while its mode lets it; returns the system and the
-  # bytes sent, to be acknowledged.
-  defp deliver(system, sent \\ 0)
-  defp deliver(%{active: false} = system, sent), do: {system, sent}
-
-  defp deliver(%{container: %{owner: owner} = container} = system, sent) do
-    case :queue.out(system.buffer) do
-      {:empty, _} ->
-        {system, sent}
-
-      {{:value, data}, rest} ->
-        send(owner, {:ampule_console, container, data})
-        system = %{system | buffer: rest}
-
-        system =
-          case system.active do
-            true -> system
-            :once -> %{system | active: false}
-            1 -> passive(system)
-            n -> %{system | active: n - 1}
-          end
-
-        deliver(system, sent + byte_size(data))
-    end
+  # Runs one step of a system container's console flow, sends its owner what the step lets
+  # go, and acknowledges those bytes to the port.
+  defp console(%Owned{container: container, console: flow} = owned, step, state) do
+    {outs, flow} = step.(flow)
+    bytes = Console.send_to(outs, container)
+    state |> keep(%{owned | console: flow}) |> ack(container.name, bytes)
   end
 
   # Credit back to the port: it reads at most a window ahead of these acknowledgements.
-  defp ack(_name, 0, state), do: state
-  defp ack(name, bytes, state), do: send_internal({:console_ack, name, bytes}, state)
+  defp ack(state, _name, 0), do: state
+  defp ack(state, name, bytes), do: send_internal({:console_ack, name, bytes}, state)
 
   defp send_internal(request, %{status: :ready} = state) do
-    send_request(request, {:internal, request}, state)
+    send_request(request, %Pending{kind: :internal, request: request}, state)
   end
 
   defp send_internal(_request, state), do: state
 
-  defp send_request(request, entry, state) do
+  defp send_request(request, %Pending{} = pending, state) do
     tag = state.next_tag
     true = Port.command(state.port, Protocol.encode(tag, request))
-    %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, entry)}
+    %{state | next_tag: tag + 1, pending: Map.put(state.pending, tag, pending)}
   end
 
-  # Forgets a container about to be destroyed. A sandbox's channel is told only once the
-  # port has answered the destroy (tell_channel/3 from handle_reply/3): a channel that
-  # closed first would make the agent halt the node, racing the destroy, which could then
-  # answer `not_found` for a container that was there.
-  defp forget(name, state) do
-    case Map.pop(state.containers, name) do
-      {nil, _} ->
-        {nil, state}
-
-      {%{ref: ref, container: container} = entry, containers} ->
-        if ref, do: Process.demonitor(ref, [:flush])
-        untrack(container)
-        state = %{state | containers: containers, monitors: Map.delete(state.monitors, ref)}
-        {container, unwatch_channel(entry, state)}
-    end
-  end
-
-  defp send_destroy(name, entry, state), do: send_request({:destroy, name}, entry, state)
-
-  # Stops watching a sandbox's channel (its sandbox is being destroyed or is gone).
-  defp unwatch_channel(%{channel_ref: ref}, state) when is_reference(ref) do
-    Process.demonitor(ref, [:flush])
-    %{state | monitors: Map.delete(state.monitors, ref)}
-  end
-
-  defp unwatch_channel(_entry, state), do: state
+  # A destroy of Ampule.Port's own (its owner exited) that tells the sandbox's channel once
+  # the port has answered.
+  defp internal_destroy(name, container),
+    do: %Pending{kind: :internal, request: {:destroy, name}, container: container}
 
   # Tells a sandbox's channel that its sandbox has ended, so that it fails pending calls.
   defp tell_channel(%Container{channel: channel}, status, info) when is_pid(channel) do
@@ -780,13 +755,13 @@ defmodule Ampule.Port do
   # A destroyed container's node vanishes without closing its connection (its network
   # goes with it): disconnect first, so that the connection closes cleanly (a half-open
   # one lingers in the host's conntrack), monitors and links fire, and the next call fails
-  # at once instead of after the tick time. A sandbox has no node.
-  defp disconnect(%Container{nodename: nil}), do: :ok
-
-  defp disconnect(%Container{nodename: node}) do
+  # at once instead of after the tick time. A sandbox and a system container have no node.
+  defp disconnect(%Container{nodename: node}) when node != nil do
     _ = :erlang.disconnect_node(node)
     :ok
   end
+
+  defp disconnect(_container), do: :ok
 
   ## The port exits
 
@@ -796,29 +771,8 @@ defmodule Ampule.Port do
         "#{map_size(state.pending)} pending request(s) failed; a new port is started"
     )
 
-    for {_tag, entry} <- state.pending,
-        from = reply_to(entry),
-        do: GenServer.reply(from, {:error, :port_exited})
-
-    for {message, from} <- state.queue,
-        message != :hello,
-        do: GenServer.reply(from, {:error, :port_exited})
-
-    for {_name, %{container: %{owner: owner} = container}} <- state.containers, owner do
-      send(owner, {:ampule_exit, container, :port_exited})
-    end
-
-    for {_name, %{container: container}} <- state.containers,
-        do: tell_channel(container, :port_exited, %{})
-
-    # Destroys in flight: their sandboxes are gone with the port.
-    for {_tag, {kind, _, container}} <- state.pending,
-        kind in [:destroy, :broken],
-        do: tell_channel(container, :port_exited, %{})
-
-    for {_tag, {:internal_destroy, container}} <- state.pending,
-        do: tell_channel(container, :port_exited, %{})
-
+    fail_waiting(state)
+    end_owned(state)
     {:stop, {:shutdown, {:port_exited, status}}, %{state | port: nil, pending: %{}, queue: []}}
   end
 
@@ -828,13 +782,29 @@ defmodule Ampule.Port do
     {:noreply, down(%{state | port: nil, os_pid: nil, hello_timer: nil}, reason)}
   end
 
-  defp reply_to({:request, from}), do: from
-  defp reply_to({:destroy, from, _}), do: from
-  defp reply_to({:spawn, from, _, _, _}), do: from
-  defp reply_to({:broken, from, _}), do: from
-  defp reply_to({:internal_destroy, _}), do: nil
-  defp reply_to({:create, from, _, _, _, _}), do: from
-  defp reply_to({:internal, _}), do: nil
+  # Every caller waiting for the port gets `{:error, :port_exited}`.
+  defp fail_waiting(state) do
+    for {_tag, %Pending{from: from}} <- state.pending,
+        from,
+        do: GenServer.reply(from, {:error, :port_exited})
+
+    for {message, from} <- state.queue,
+        message != :hello,
+        do: GenServer.reply(from, {:error, :port_exited})
+  end
+
+  # Nodes and sandboxes end with the port: their owners and channels are told. A system
+  # container's owner is not told (a persistent one outlives the port, stopped).
+  defp end_owned(state) do
+    for {_name, %Owned{kind: :container, container: container}} <- state.owned do
+      notify_owner(container, :port_exited)
+      tell_channel(container, :port_exited, %{})
+    end
+
+    # Destroys in flight: their sandboxes are gone with the port.
+    for {_tag, %Pending{container: container}} <- state.pending,
+        do: tell_channel(container, :port_exited, %{})
+  end
 
   # Not running: the reason is given to whoever waits, and kept for the next caller.
   defp down(state, reason) do

@@ -125,20 +125,20 @@ defmodule Ampule.HostileConsoleTest do
     memory + (binaries |> Enum.map(fn {_id, size, _refs} -> size end) |> Enum.sum())
   end
 
-  defp waiting_chunks(port) do
-    %{systems: systems} = :sys.get_state(port)
-    systems |> Map.values() |> Enum.map(&:queue.len(&1.buffer)) |> Enum.sum()
-  end
+  defp waiting_chunks(port), do: port |> waiting() |> elem(0)
 
   # Console bytes waiting in Ampule.Port for a passive owner (its internal state).
-  defp waiting_bytes(port) do
-    %{systems: systems} = :sys.get_state(port)
+  defp waiting_bytes(port), do: port |> waiting() |> elem(1)
 
-    systems
-    |> Map.values()
-    |> Enum.flat_map(&:queue.to_list(&1.buffer))
-    |> Enum.map(&byte_size/1)
-    |> Enum.sum()
+  defp waiting(port) do
+    %{owned: owned} = :sys.get_state(port)
+
+    for {_name, %{console: %Ampule.Port.Console{} = flow}} <- owned,
+        reduce: {0, 0} do
+      {chunks, bytes} ->
+        {more_chunks, more_bytes} = Ampule.Port.Console.waiting(flow)
+        {chunks + more_chunks, bytes + more_bytes}
+    end
   end
 
   defp comm(pid) do
