@@ -46,7 +46,9 @@ defmodule Ampule.MapTest do
   test "a slow element times out alone, a failing one says why, the rest go on", %{pool: pool} do
     results =
       [{:sleep, 60_000}, {:raise, "no"}, {:throw, :t}, {:exit, :e}, {:ok, 7}]
-      |> Ampule.map({RemoteHelpers, :behave, []}, pool: pool, timeout: 5_000, max_concurrency: 5)
+      # Each element's timeout covers its checkout too, and a loaded machine's pool may be
+      # booting replacements: 5 s were too few in a CI run beside other suites.
+      |> Ampule.map({RemoteHelpers, :behave, []}, pool: pool, timeout: 12_000, max_concurrency: 5)
       |> Enum.to_list()
 
     assert [
