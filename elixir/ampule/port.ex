@@ -268,10 +268,12 @@ defmodule Ampule.Port do
     end
   end
 
-  # The owner exited while its container boots: the container is destroyed on arrival.
+  # The owner exited while its container boots (or its system container is created): the
+  # container is destroyed on arrival. (A create's owner used to be forgotten here: its
+  # monitor had fired, so the system container outlived it until the port ended.)
   defp watched_down({:pending, tag}, state) do
     case state.pending do
-      %{^tag => %Pending{kind: :spawn} = pending} ->
+      %{^tag => %Pending{kind: kind} = pending} when kind in [:spawn, :create] ->
         pending = %{pending | owner_exited: true, ref: nil}
         %{state | pending: Map.put(state.pending, tag, pending)}
 
@@ -586,6 +588,16 @@ defmodule Ampule.Port do
     state
   end
 
+  defp handle_reply(
+         %Pending{kind: kind, owner_exited: true, from: from},
+         {:ok, %{name: name}},
+         state
+       )
+       when kind in [:spawn, :create] do
+    GenServer.reply(from, {:error, :owner_exited})
+    send_internal({:destroy, name}, %{state | progress: Map.delete(state.progress, name)})
+  end
+
   defp handle_reply(%Pending{kind: :create} = pending, {:ok, %{name: name} = info}, state) do
     container = %Ampule.SystemContainer{
       name: name,
@@ -605,15 +617,6 @@ defmodule Ampule.Port do
       ref: pending.ref,
       console: Console.new(pending.active)
     })
-  end
-
-  defp handle_reply(
-         %Pending{kind: :spawn, owner_exited: true, from: from},
-         {:ok, %{name: name}},
-         state
-       ) do
-    GenServer.reply(from, {:error, :owner_exited})
-    send_internal({:destroy, name}, state)
   end
 
   defp handle_reply(%Pending{kind: :spawn} = pending, {:ok, %{name: name} = info}, state) do
@@ -655,11 +658,14 @@ defmodule Ampule.Port do
   end
 
   defp dispatch({:create, request, owner, progress_to, active}, from, state) do
+    ref = if is_pid(owner), do: Process.monitor(owner)
+    state = watch(state, ref, {:pending, state.next_tag})
+
     pending = %Pending{
       kind: :create,
       from: from,
       owner: owner,
-      ref: if(is_pid(owner), do: Process.monitor(owner)),
+      ref: ref,
       template: Map.get(request, :template, "busybox"),
       active: active
     }

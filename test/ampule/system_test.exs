@@ -190,4 +190,20 @@ defmodule Ampule.SystemTest do
     assert_receive {:DOWN, ^ref, :process, _, _}
     assert Ampule.Test.Host.wait_until(fn -> Ampule.info(container) == {:error, :not_found} end)
   end
+
+  test "an owner that exits while its system container is created: it is destroyed on arrival" do
+    # Already gone when the create is asked: the port's monitor fires while the create
+    # runs. Before, that exit was forgotten and the container outlived its owner.
+    owner = spawn(fn -> :ok end)
+    ref = Process.monitor(owner)
+    assert_receive {:DOWN, ^ref, :process, _, _}
+    name = "s-orphan-#{System.unique_integer([:positive])}"
+
+    assert Ampule.create_container(name: name, owner: owner) == {:error, :owner_exited}
+
+    assert Ampule.Test.Host.wait_until(fn ->
+             {:ok, names} = Ampule.list()
+             name not in names
+           end)
+  end
 end
