@@ -74,7 +74,8 @@ defmodule Ampule do
   @type callable :: mfa_tuple | (() -> term)
 
   @typedoc """
-  How a system container's console output reaches its owner (see "Console flow control" in `Ampule.SystemContainer`).
+  How a system container's console output reaches its owner (see "Console flow control" in
+  `Ampule.SystemContainer`).
   """
   @type console_mode :: boolean | :once | integer
 
@@ -84,7 +85,8 @@ defmodule Ampule do
   ## Running code
 
   @doc """
-  Runs `{module, function, args}` (or a function of no arguments, see "Closures" in `Ampule.Container`) in a
+  Runs `{module, function, args}` (or a function of no arguments, see "Closures" in
+  `Ampule.Container`) in a
   fresh container and returns its result.
 
   The container is made for this call (see `start/1`) and destroyed as soon as the call
@@ -147,7 +149,8 @@ defmodule Ampule do
   @doc """
   Runs a block of code in a container: the code itself travels, quoted, with the values of
   the variables it uses, and is evaluated there as iex would. For code that lives only in
-  this node's memory, which a closure cannot carry (see "Code in containers" in `Ampule.Container`): a script
+  this node's memory, which a closure cannot carry (see "Code in containers" in
+  `Ampule.Container`): a script
   (`mix run script.exs`), an ExUnit test file.
 
       require Ampule
@@ -266,7 +269,8 @@ defmodule Ampule do
 
   Returns `{:ok, result}`, or `{:error, reason}` where reason is `:timeout` (the remote
   process was killed), `{:exception, exception, stacktrace}`, `{:throw, value}`,
-  `{:exit, reason}` or `:noconnection` (see "Error reasons" in `Ampule.Error`). A call is yielded once.
+  `{:exit, reason}` or `:noconnection` (see "Error reasons" in `Ampule.Error`). A call is
+  yielded once.
   """
   @spec yield(Call.t(), timeout) :: {:ok, term} | {:error, reason}
   def yield(%Call{} = call, timeout \\ @default_timeout),
@@ -304,11 +308,14 @@ defmodule Ampule do
 
   @doc """
   Makes a container and returns `{:ok, container}` when its node answers, or
-  `{:error, reason}` (see "Error reasons" in `Ampule.Error`; a container that failed is already destroyed).
+  `{:error, reason}` (see "Error reasons" in `Ampule.Error`; a container that failed is
+  already destroyed).
 
   The container belongs to the calling process: it is destroyed when that process exits
-  (see "Orphan containers" in `Ampule.Container`). If the local node is not alive, distribution is started first
-  (see "Distribution" in `Ampule.Container`), except for a sandbox, which needs none (its agent's hello is its
+  (see "Orphan containers" in `Ampule.Container`). If the local node is not alive,
+  distribution is started first
+  (see "Distribution" in `Ampule.Container`), except for a sandbox, which needs none (its
+  agent's hello is its
   readiness).
 
   ## Options
@@ -326,7 +333,8 @@ defmodule Ampule do
       the reason is `{:boot_timeout, phase, log_tail}` (default `15_000`)
     * `:owner` - the process whose exit destroys the container, or `false` for none
       (default: the calling process)
-    * `:host_code_paths` - mount and add the caller's code paths (see "Code in containers" in `Ampule.Container`; default `true`)
+    * `:host_code_paths` - mount and add the caller's code paths (see "Code in containers"
+      in `Ampule.Container`; default `true`)
     * `:code_paths` - more absolute directories to mount read-only and add with `-pz`
       (default `[]`)
     * `:args` - more arguments for the node's `erl` (default `[]`)
@@ -372,7 +380,8 @@ defmodule Ampule do
   Destroys a container: kills everything in it and removes its files, veth and address.
 
   Returns `:ok` once nothing of the container runs any more (its node is down), or
-  `{:error, :not_found}` if it is already gone (see "Error reasons" in `Ampule.Error` for the port's errors).
+  `{:error, :not_found}` if it is already gone (see "Error reasons" in `Ampule.Error` for
+  the port's errors).
   Any process may destroy any container.
 
   Like `:peer.stop/1`, it does not wait for the last of the cleanup: the port releases an
@@ -471,7 +480,8 @@ defmodule Ampule do
 
   Any process may call it; the messages go to the owner. Returns `:ok`, or
   `{:error, :not_found}` for a container this node's Ampule did not create or has
-  destroyed. A bad `active` raises `ArgumentError`. See "Console flow control" in `Ampule.SystemContainer`.
+  destroyed. A bad `active` raises `ArgumentError`. See "Console flow control" in
+  `Ampule.SystemContainer`.
   """
   @spec console_active(Ampule.SystemContainer.t() | String.t(), console_mode) ::
           :ok | {:error, reason}

@@ -93,7 +93,8 @@ defmodule Ampule.Container do
   where `status` is the node's exit status (an integer: `System.halt(3)` gives `3`), `:oom`
   (the memory limit), `:killed` (a signal ended it), `:unknown`, or `:port_exited` if the
   port program died. A sandbox may also end with `{:protocol, detail}` (it broke the agent
-  protocol and Ampule destroyed it; see "Error reasons" in `Ampule.Error`), or `:killed` if Ampule's process
+  protocol and Ampule destroyed it; see "Error reasons" in `Ampule.Error`), or `:killed` if
+  Ampule's process
   that holds its channel died. The port takes the status from the kernel (its process events), not
   from anything the container wrote, so a container cannot forge it beyond exiting with a
   status of its choice; it is `:unknown` when the kernel's report did not arrive (a host

@@ -59,7 +59,8 @@ defmodule Ampule.Error do
     * `:hello_timeout` - the port program did not start within 60 seconds.
     * `:not_running` - Ampule's port process is not running (the `:ampule` application is
       not started, or it is restarting).
-    * `{:short_names, node}` - the local node uses short names; see "Distribution" in `Ampule.Container`.
+    * `{:short_names, node}` - the local node uses short names; see "Distribution" in
+      `Ampule.Container`.
     * `{:distribution, reason}` - Ampule could not start distribution.
     * `{:unknown_request, request}`, `{:bad_request, request}`, `{:bad_reply, reply}` -
       this library and the port program disagree on the protocol (a bug; rebuild both).
@@ -129,7 +130,9 @@ defmodule Ampule.Error do
 
   Managing containers: `:not_found` - no such container (already destroyed); `:booting` -
   `destroy/1` while its spawn has not answered yet (the spawn's owner exiting destroys it);
-  `:closing` - the port is shutting down (its BEAM went away) and takes no new work.
+  `:closing` - the port is shutting down (its BEAM went away) and takes no new work;
+  `:no_log` - the container keeps no node output to read (a system container has a
+  console instead).
 
   Options the port refused (Ampule checks them first, so these are rare):
   `{:bad_option, key}`, `{:bad_option_value, key, value}`, `{:bad_config_key, key}`;
@@ -141,6 +144,43 @@ defmodule Ampule.Error do
   alias Ampule.{Distribution, Options}
 
   defexception [:reason, :container]
+
+  # The first atom of every reason the port program sends (`{error, Reason}`: an atom, or a
+  # tuple headed by one). One table: test/ampule/tables_test.exs fails when the port
+  # (`ampule_port --print-tables`) sends a reason not here, or no longer sends one that is,
+  # and when `format_error/1` has no words of its own for one of them.
+  @port_reasons [
+    :closing,
+    :name_in_use,
+    :not_found,
+    :booting,
+    :no_log,
+    :no_address,
+    :leases,
+    :bad_option_value,
+    :boot_timeout,
+    :boot_failed,
+    :rootfs,
+    :lxc,
+    :template_unavailable,
+    :unknown_template,
+    :dhcp,
+    :create_timeout,
+    :create_failed,
+    :console,
+    :no_console,
+    :not_system,
+    :already_running,
+    :stopped,
+    :unknown_request,
+    :bad_request,
+    :bad_option,
+    :bad_config_key
+  ]
+
+  @doc false
+  @spec port_reasons() :: [atom]
+  def port_reasons, do: @port_reasons
 
   @typedoc "See \"Error reasons\" above."
   @type reason ::
@@ -205,6 +245,7 @@ defmodule Ampule.Error do
           | {:dhcp, String.t()}
           | {:console, String.t()}
           | :no_console
+          | :no_log
           | :not_system
           | :already_running
           | :stopped
@@ -402,6 +443,9 @@ defmodule Ampule.Error do
 
   def format_error({:dhcp, message}),
     do: "the port could not start the DHCP server for system containers: #{message}"
+
+  def format_error(:no_log),
+    do: "the container keeps no node output to read: a system container has a console instead"
 
   def format_error(:no_console), do: "the container has no console attached: it is stopped"
   def format_error({:console, message}), do: "writing to the console failed: #{message}"
