@@ -22,7 +22,10 @@ defmodule Ampule.MixProject do
       deps: [],
       description: description(),
       package: package(),
-      docs: [main: "Ampule", extras: ["README.md", "docs/protocol.md", "docs/scaling.md"]],
+      docs: [
+        main: "Ampule",
+        extras: ["README.md", "docs/host.md", "docs/protocol.md", "docs/scaling.md"]
+      ],
       name: "Ampule"
     ]
   end
@@ -57,7 +60,7 @@ defmodule Ampule.MixProject do
       files: ~w(
         mix.exs README.md LICENSE CHANGELOG.md
         elixir native Cargo.toml Cargo.lock
-        docs/protocol.md examples priv/.gitignore
+        docs/protocol.md docs/host.md examples priv/.gitignore
       )
     ]
   end

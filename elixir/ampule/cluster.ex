@@ -22,6 +22,64 @@ defmodule Ampule.Cluster do
   changes. Each node keeps what it hears in an ETS table: reading the hosts and placing a
   container (`place/2`) cost no message and take no lock.
 
+  ## Containers on other hosts
+
+
+  Users who outgrow one machine have more, already joined as an Erlang cluster: each runs
+  its own Ampule (its own port program, bridge, firewall tables and state directory) and
+  offers it to the others (`config :ampule, offer: true`). Such a host joins Ampule's
+  `:pg` group and publishes its load, so any node of the cluster sees which hosts offer
+  containers and how loaded each is (`Ampule.Cluster.hosts/0`), and places work on them:
+
+      container = Ampule.spawn(sandbox: true, on: :"ampule@10.0.0.2")
+      Ampule.call({String, :upcase, ["there"]}, container)
+      #=> "THERE"
+
+      Ampule.call({:erlang, :node, []}, on: :"ampule@10.0.0.2")   # a fresh container there
+
+      {:ok, host} = Ampule.Cluster.place(Ampule.Cluster.hosts())   # the most room
+
+      children = [{Ampule.Pool, name: MyApp.Boxes, size: 12, sandbox: true, hosts: :all}]
+
+    * `on: node` (`spawn/1`, `start/1`, the anonymous `call/2`) makes the container on that
+      host's Ampule, with the options checked here first (code paths are the host's own: a
+      cluster runs one release). The container belongs to that host's port, with the
+      caller (or `:owner`) as its owner, monitored across nodes: if the owner exits, or its
+      node goes away, the host destroys it. `container.host` names the host; `destroy/1`
+      and `info/1` go there. `Ampule.Pool` takes `hosts: [node] | :all` and boots each
+      container on the host with the most room (see "Hosts" in `Ampule.Pool`).
+    * A sandbox on another host is reached at its channel, a process of the host's that
+      holds its agent's socket: a call is one hop more than on this node, and needs no
+      route to the host's bridge. `docs/scaling.md` has the figures.
+    * A distribution container on another host cannot be reached from here: its node's
+      address is on the host's bridge, which the host's firewall keeps apart from
+      everything but the host (no forwarding to or from it). `call/1,2,3`, `async_call/2`,
+      `yield/2`, `multicall/3` and `cast/3` go through a relay process on the host (two
+      hops more than on this node), with the same timeouts and kills. What needs the node
+      itself does not work from another node: `Node.spawn(container.nodename, ...)`,
+      `:erpc` to it, `GenServer.call({name, container.nodename}, ...)`, links and monitors
+      to its processes. They would need a route between the bridges and the host's
+      firewall to forward into its bridge, which Ampule does not open (that rule is what
+      keeps containers apart from the rest of the network). Run such code from the host,
+      which holds the container's cookie: `:erpc.call(container.host, Node, :spawn,
+      [container.nodename, fun])`, or use a sandbox.
+    * The hosts and the callers are one Erlang cluster, so they trust each other fully:
+      any node of it can run code on any other, as that BEAM's user (root on a host whose
+      BEAM runs the port directly). Containers are what is not trusted.
+
+  A host that goes away takes its containers with it: its port destroys them when its
+  BEAM dies, as on one machine. Everyone elsewhere gets `{:host_down, node}`: a call in
+  flight to one of its containers returns it as soon as the connection to the host drops
+  (milliseconds for a BEAM that died; up to the distribution tick, `net_ticktime`, 60 s
+  by default, for a machine that vanished without closing its connections), a new call
+  at once, and an owner of one of its containers gets `{:ampule_exit, container,
+  {:host_down, node}}` (from its own node's `Ampule.Cluster`, which keeps track of the
+  containers its processes own elsewhere). A host that leaves is no longer placed on.
+
+  Membership follows `:pg`, which sees the nodes this node is connected to as visible
+  nodes (on OTP 25 a hidden connection does not carry `:pg` groups): a caller sees the
+  hosts it is connected to. `docs/scaling.md` says what this costs with 10 and 100 hosts.
+
   ## Configuration
 
   Application environment of `:ampule`:
@@ -35,7 +93,7 @@ defmodule Ampule.Cluster do
     * `:max_containers` - the most containers this host takes from placement (default
       `:infinity`; `place/2` skips a host at its maximum)
 
-  See "Cluster" in `Ampule` for what spans hosts, and `docs/scaling.md` for the cost.
+  See "Containers on other hosts" above for what spans hosts, and `docs/scaling.md` for the cost.
   """
 
   use GenServer

@@ -1,9 +1,52 @@
 defmodule Ampule.Distribution do
   @moduledoc false
   # Everything about Erlang distribution on the host side: starting it when the local node
-  # is not alive, per-container cookies, and the code paths a container gets.
+  # is not alive, per-container cookies, the code paths a container gets, and the start of
+  # a distribution container (the port boots it; this node connects to it).
 
   require Logger
+
+  @doc """
+  Starts a distribution container: distribution here first if need be, then the port's
+  spawn, then a connection to its node with the container's cookie. A container that
+  cannot be reached is destroyed.
+  """
+  @spec start_container(pid | nil, map) :: {:ok, Ampule.Container.t()} | {:error, term}
+  def start_container(owner, request) do
+    with {:ok, hello} <- Ampule.Port.hello(),
+         :ok <- ensure_started(hello.host_address),
+         {:ok, container} <- Ampule.Port.spawn(request, owner) do
+      case connect(container, request.boot_timeout) do
+        :ok ->
+          {:ok, container}
+
+        {:error, reason} ->
+          Ampule.Port.destroy(container.name)
+          {:error, reason}
+      end
+    end
+  end
+
+  # Sets the container's cookie and connects to its node; makes sure the code Ampule runs
+  # there (Ampule.Remote) is loaded, sending it if the node cannot load it from its path.
+  defp connect(%Ampule.Container{nodename: node, cookie: cookie}, timeout) do
+    set_cookie(node, cookie)
+
+    case :erpc.call(node, :code, :ensure_loaded, [Ampule.Remote], timeout) do
+      {:module, _} ->
+        :ok
+
+      {:error, _} ->
+        {module, binary, file} = :code.get_object_code(Ampule.Remote)
+
+        case :erpc.call(node, :code, :load_binary, [module, file, binary], timeout) do
+          {:module, _} -> :ok
+          {:error, reason} -> {:error, {:connect_failed, node, {:load_binary, reason}}}
+        end
+    end
+  catch
+    :error, {:erpc, reason} -> {:error, {:connect_failed, node, reason}}
+  end
 
   @doc """
   Makes sure the local node is alive with long names, so that it can reach the nodes in the

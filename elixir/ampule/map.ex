@@ -7,7 +7,7 @@ defmodule Ampule.Map do
 
   @stream_options [:max_concurrency, :ordered, :timeout]
 
-  @spec stream(Enumerable.t(), Ampule.mfa_tuple() | (term -> term), keyword) :: Enumerable.t()
+  @spec stream(Enumerable.t(), {module, atom, [term]} | (term -> term), keyword) :: Enumerable.t()
   def stream(enumerable, fun, opts) do
     {stream_opts, call_opts} = Keyword.split(opts, @stream_options)
     work = work!(fun)
@@ -44,7 +44,7 @@ defmodule Ampule.Map do
 
   # One element: its call, in a fresh container or one from a pool, as a result tuple.
   defp run(what, call_opts) do
-    {:ok, Ampule.call(what, Keyword.put_new(call_opts, :timeout, :infinity))}
+    {:ok, Ampule.Call.call_with!(what, Keyword.put_new(call_opts, :timeout, :infinity))}
   rescue
     error in Ampule.Error -> {:error, error.reason}
     exception -> {:error, {:exception, exception, __STACKTRACE__}}

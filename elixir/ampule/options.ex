@@ -1,7 +1,10 @@
 defmodule Ampule.Options do
   @moduledoc false
-  # Validates the options of Ampule.start/1, Ampule.spawn/1 and Ampule.call/2 (one place),
-  # raising ArgumentError that names the option, and turns them into the port's spawn map.
+  # Validates the options of every entry point (start/spawn/call, create, console_active),
+  # raising ArgumentError that names the option, and turns them into the port's spawn and
+  # create maps. The port's own limits live here once (`@port_options`); a test
+  # (test/ampule/tables_test.exs) checks them against the port's (`ampule_port
+  # --print-tables`) and docs/protocol.md.
 
   alias Ampule.Distribution
 
@@ -29,7 +32,79 @@ defmodule Ampule.Options do
   @max_result 64 * 1024 * 1024
   @max_max_result 0xFFFFFFFF - 17
 
-  @name_re ~r/\A[A-Za-z0-9_-]{1,40}\z/
+  # The port's name rule (native/ampule_port/src/protocol.rs, `valid_name`): 1 to 40 of
+  # A-Z a-z 0-9 _ -, not starting with `-` (it would read as an option to lxc's tools).
+  @name_re ~r/\A[A-Za-z0-9_][A-Za-z0-9_-]{0,39}\z/
+  @name_rule "1 to 40 of A-Z a-z 0-9 _ -, not starting with -"
+
+  @u64_max 0xFFFF_FFFF_FFFF_FFFF
+
+  # Every key of the port's spawn and create maps, as the port takes it: `{min, max}` for
+  # an integer it bounds, `:checked` for a value the port checks in its own way (the
+  # library checks it first, more strictly), `:unused` for a key the port takes and this
+  # library never sends. One table: the validators below read their bounds from it.
+  @limits %{
+    memory: {16 * 1024 * 1024, @u64_max},
+    pids: {16, @u64_max},
+    cpu_shares: {2, @u64_max},
+    cpu_millis: {10, 1_024_000}
+  }
+  @port_options %{
+    spawn:
+      Map.merge(@limits, %{
+        name: :checked,
+        boot_timeout: {1, 3_600_000},
+        code_paths: :checked,
+        args: :checked,
+        env: :checked,
+        config: :checked,
+        seccomp: :checked,
+        sandbox: :checked
+      }),
+    create:
+      Map.merge(@limits, %{
+        name: :checked,
+        template: :checked,
+        release: :checked,
+        user: :checked,
+        privileged: :checked,
+        persistent: :checked,
+        timeout: {1, 3_600_000},
+        template_args: :unused,
+        config: :unused
+      })
+  }
+
+  @create_defaults [
+    name: nil,
+    template: nil,
+    release: nil,
+    user: nil,
+    password: nil,
+    privileged: nil,
+    persistent: nil,
+    timeout: nil,
+    owner: :self,
+    progress: false,
+    memory: nil,
+    pids: nil,
+    cpu_shares: nil,
+    cpus: nil,
+    active: nil
+  ]
+
+  # Chunks of console output sent to the owner before it must re-arm (`console_active/2`);
+  # as cowboy's `active_n`. Bounds its mailbox to about 100 × 16 KiB.
+  @default_active 100
+  @default_create_timeout 600_000
+
+  @doc "The keys of the port's spawn and create maps and their bounds (see `@port_options`)."
+  @spec port_options() :: %{spawn: map, create: map}
+  def port_options, do: @port_options
+
+  @doc "The console mode of a system container when `:active` is not given."
+  @spec default_active() :: pos_integer
+  def default_active, do: @default_active
 
   @doc "The options of spawn/start, with their defaults."
   def spawn_defaults, do: @spawn_defaults
@@ -186,19 +261,23 @@ defmodule Ampule.Options do
         |> Enum.map(fn {key, value} -> {key, value!(key, value)} end)
 
       {:error, unknown} ->
-        raise ArgumentError,
-              "unknown option#{if length(unknown) > 1, do: "s"} #{Enum.map_join(unknown, ", ", &inspect/1)}; " <>
-                "the options are: #{Enum.map_join(Keyword.keys(defaults) ++ also_allowed, ", ", &inspect/1)}"
+        unknown!(unknown, defaults ++ Enum.map(also_allowed, &{&1, nil}))
     end
+  end
+
+  defp unknown!(unknown, defaults) do
+    raise ArgumentError,
+          "unknown option#{if length(unknown) > 1, do: "s"} #{Enum.map_join(unknown, ", ", &inspect/1)}; " <>
+            "the options are: #{Enum.map_join(Keyword.keys(defaults), ", ", &inspect/1)}"
   end
 
   defp value!(:name, nil), do: nil
 
   defp value!(:name, name) when is_binary(name) do
-    if name =~ @name_re, do: name, else: bad!(:name, name, "1 to 40 of A-Z a-z 0-9 _ -")
+    if name =~ @name_re, do: name, else: bad!(:name, name, @name_rule)
   end
 
-  defp value!(:boot_timeout, t) when is_integer(t) and t > 0, do: t
+  defp value!(:boot_timeout, t) when is_integer(t), do: bounded!(:boot_timeout, t, :spawn)
   defp value!(:sandbox, :config), do: Application.get_env(:ampule, :sandbox, false) |> sandbox!()
   defp value!(:sandbox, b), do: sandbox!(b)
   defp value!(:max_result, nil), do: nil
@@ -240,9 +319,14 @@ defmodule Ampule.Options do
   end
 
   defp value!(key, nil) when key in [:memory, :pids, :cpu_shares, :cpus, :seccomp], do: nil
-  defp value!(:cpus, n) when is_number(n) and n >= 0.01 and n <= 1024, do: n
   defp value!(:cpus, :infinity), do: :infinity
-  defp value!(:cpus, v), do: bad!(:cpus, v, "a number of CPUs from 0.01 to 1024, or :infinity")
+
+  defp value!(:cpus, n) when is_number(n) do
+    {min, max} = @limits.cpu_millis
+    if n * 1000 >= min and n * 1000 <= max, do: n, else: bad!(:cpus, n, cpus_expected())
+  end
+
+  defp value!(:cpus, v), do: bad!(:cpus, v, cpus_expected())
 
   defp value!(:seccomp, policy) when policy in [true, false, :lxc], do: policy
 
@@ -257,16 +341,14 @@ defmodule Ampule.Options do
   defp value!(:seccomp, v),
     do: bad!(:seccomp, v, "true, false, :lxc or the absolute path of a profile file")
 
-  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n) do
-    min = limit_min(key)
-    if n >= min, do: n, else: bad!(key, n, limit_expected(key))
-  end
+  defp value!(key, n) when key in [:memory, :pids, :cpu_shares] and is_integer(n),
+    do: bounded!(key, n, :spawn)
 
   defp value!(:owner, :self), do: self()
   defp value!(:owner, pid) when is_pid(pid), do: pid
   defp value!(:owner, false), do: nil
 
-  defp value!(:boot_timeout, t), do: bad!(:boot_timeout, t, "a positive integer (milliseconds)")
+  defp value!(:boot_timeout, t), do: bad!(:boot_timeout, t, expected(:boot_timeout, :spawn))
   defp value!(key, v) when key in [:host_code_paths, :hidden], do: bad!(key, v, "a boolean")
   defp value!(:owner, v), do: bad!(:owner, v, "a pid or false")
 
@@ -286,15 +368,113 @@ defmodule Ampule.Options do
   one the kernel takes.
   """
   @spec limit_min(:memory | :pids | :cpu_shares) :: pos_integer
-  def limit_min(:memory), do: 16 * 1024 * 1024
-  def limit_min(:pids), do: 16
-  def limit_min(:cpu_shares), do: 2
+  def limit_min(key) when key in [:memory, :pids, :cpu_shares], do: elem(@limits[key], 0)
 
   @doc "What a limit option takes, in words."
   @spec limit_expected(atom) :: String.t()
-  def limit_expected(:memory), do: "an integer of bytes, at least 16 MiB (16777216)"
-  def limit_expected(:pids), do: "an integer of processes, at least 16"
-  def limit_expected(:cpu_shares), do: "an integer weight, at least 2 (1024 is one CPU's share)"
+  def limit_expected(:memory),
+    do: "an integer of bytes, at least 16 MiB (#{limit_min(:memory)})"
+
+  def limit_expected(:pids), do: "an integer of processes, at least #{limit_min(:pids)}"
+
+  def limit_expected(:cpu_shares),
+    do: "an integer weight, at least #{limit_min(:cpu_shares)} (1024 is one CPU's share)"
+
+  defp expected(key, _kind) when key in [:memory, :pids, :cpu_shares], do: limit_expected(key)
+
+  defp expected(key, kind) do
+    {min, max} = @port_options[kind][key]
+    "an integer of milliseconds from #{min} to #{max}"
+  end
+
+  defp cpus_expected do
+    {min, max} = @limits.cpu_millis
+    "a number of CPUs from #{min / 1000} to #{div(max, 1000)}, or :infinity"
+  end
+
+  # An integer within the port's bounds for `key`, or ArgumentError.
+  defp bounded!(key, n, kind) do
+    {min, max} = @port_options[kind][key]
+    if n >= min and n <= max, do: n, else: bad!(key, n, expected(key, kind))
+  end
+
+  @doc """
+  Validates the options of `Ampule.create/1`. Returns `{request, owner, progress_to,
+  active, timeout}`: the map sent to the port, the owner (or nil), the process that gets
+  progress events (or nil), the console mode and the template's timeout.
+  """
+  @spec create!(keyword) :: {map, pid | nil, pid | nil, boolean | :once | integer, timeout}
+  def create!(opts) do
+    opts = validate_keyword!(opts)
+
+    opts =
+      case Keyword.validate(opts, @create_defaults) do
+        {:ok, opts} -> opts
+        {:error, unknown} -> unknown!(unknown, @create_defaults)
+      end
+
+    owner = value!(:owner, opts[:owner])
+    active = active!(Keyword.get(opts, :active) |> default(@default_active), :create)
+
+    progress =
+      if is_boolean(opts[:progress]),
+        do: opts[:progress],
+        else: bad!(:progress, opts[:progress], "a boolean")
+
+    # Progress events name the container before the reply does: pick the name here.
+    name =
+      if progress and owner,
+        do: opts[:name] || "s-#{System.unique_integer([:positive])}",
+        else: opts[:name]
+
+    request =
+      opts
+      |> Keyword.take([
+        :template,
+        :release,
+        :privileged,
+        :persistent,
+        :timeout,
+        :memory,
+        :pids,
+        :cpu_shares,
+        :cpus
+      ])
+      |> Keyword.put(:name, name)
+      |> Enum.reject(fn {_key, value} -> value == nil end)
+      |> Map.new(&create_value!/1)
+      |> Map.merge(login!(opts[:user], opts[:password]))
+
+    progress_to = if progress, do: owner
+    {request, owner, progress_to, active, default(opts[:timeout], @default_create_timeout)}
+  end
+
+  defp create_value!({:name, name}), do: {:name, value!(:name, name)}
+
+  defp create_value!({key, value}) when key in [:template, :release] and is_binary(value),
+    do: {key, value}
+
+  defp create_value!({key, value}) when key in [:privileged, :persistent] and is_boolean(value),
+    do: {key, value}
+
+  defp create_value!({key, value})
+       when key in [:timeout, :memory, :pids, :cpu_shares] and is_integer(value),
+       do: {key, bounded!(key, value, :create)}
+
+  defp create_value!({:cpus, value}), do: {:cpu_millis, cpu_millis(cpus!(value))}
+
+  defp create_value!({key, value}),
+    do: raise(ArgumentError, "invalid value for #{inspect(key)}: #{inspect(value)}")
+
+  defp default(nil, default), do: default
+  defp default(value, _default), do: value
+
+  defp login!(nil, nil), do: %{}
+
+  defp login!(user, password) when is_binary(user) and is_binary(password),
+    do: %{user: {user, password}}
+
+  defp login!(_, _), do: raise(ArgumentError, ":user and :password go together, both strings")
 
   defp sandbox!(b) when is_boolean(b), do: b
 

@@ -56,7 +56,7 @@ defmodule Ampule.Pool do
 
   The pool still owns its containers: each stays owned by its host's port, with the pool
   as owner, and a call goes to it directly (a sandbox's channel) or through its host (a
-  distribution container's node, see "Cluster" in `Ampule`).
+  distribution container's node, see `Ampule.Cluster`).
 
     * A host that joins the cluster (or comes back) is used from its first load report on.
     * A host that leaves, or whose node goes down, is no longer used. Its port destroys
@@ -105,7 +105,7 @@ defmodule Ampule.Pool do
   `:checkout_timeout`. Give it back with `checkin/2` (which destroys it); if the caller
   exits first, the pool destroys it.
   """
-  @spec checkout(pool) :: {:ok, Container.t()} | {:error, Ampule.reason()}
+  @spec checkout(pool) :: {:ok, Container.t()} | {:error, Ampule.Error.reason()}
   def checkout(pool) do
     # The pool answers within its checkout timeout; this only guards a pool that is gone.
     GenServer.call(pool, {:checkout, self()}, :infinity)
@@ -367,7 +367,7 @@ defmodule Ampule.Pool do
     held = Enum.map(state.out, fn {_ref, {c, _}} -> c end)
 
     (:queue.to_list(state.idle) ++ held)
-    |> Enum.map(&Task.async(fn -> Ampule.destroy(&1) end))
+    |> Enum.map(&Task.async(fn -> Ampule.Containers.destroy(&1) end))
     |> Task.await_many(25_000)
 
     for {from, _, _, _} <- :queue.to_list(state.waiting),
@@ -455,7 +455,7 @@ defmodule Ampule.Pool do
     opts = if host, do: [owner: pool, on: host], else: [owner: pool]
 
     Task.Supervisor.async_nolink(Ampule.TaskSupervisor, fn ->
-      Ampule.start(opts ++ spawn_opts)
+      Ampule.Containers.start(opts ++ spawn_opts)
     end)
   end
 
@@ -463,7 +463,7 @@ defmodule Ampule.Pool do
   defp host_of(%Container{host: host}), do: host
 
   defp boot_failed(reason, state) do
-    Logger.warning("Ampule.Pool: a boot failed: #{Ampule.format_error(reason)}")
+    Logger.warning("Ampule.Pool: a boot failed: #{Ampule.Error.format_error(reason)}")
     state = fail_waiter(state, reason)
 
     failures = state.failures + 1
@@ -486,7 +486,9 @@ defmodule Ampule.Pool do
   end
 
   defp destroy(container) do
-    Task.Supervisor.start_child(Ampule.TaskSupervisor, fn -> Ampule.destroy(container) end)
+    Task.Supervisor.start_child(Ampule.TaskSupervisor, fn ->
+      Ampule.Containers.destroy(container)
+    end)
   end
 
   defp take_waiter(waiting, ref) do

@@ -27,23 +27,24 @@ defmodule Ampule.Protocol do
     ArgumentError -> {:error, :bad_term}
   end
 
-  @doc "Converts spawn options (already validated) into the request map."
-  @spec spawn_request(keyword) :: {:spawn, map}
-  def spawn_request(opts), do: {:spawn, Map.new(opts)}
-
-  # Atoms that may appear in frames from the port; referencing them here guarantees that
-  # they exist before a `[:safe]` decode. The first group is docs/protocol.md's; the rest
-  # are sent by the port (native/ampule_port/src) without being listed there.
+  # Every atom the port may send, so that each exists before a `[:safe]` decode: exactly
+  # docs/protocol.md's "Every atom the port sends", in its order (an atom listed twice there
+  # is named once here). test/ampule/tables_test.exs checks this list against that page and
+  # against the reasons the port prints (`ampule_port --print-tables`).
   @atoms [
+    # frames
     :event,
     :hello,
     :fatal,
     :log,
     :exit,
     :bad_frame,
+    :console,
+    :progress,
     :ok,
     :error,
     :pong,
+    # keys
     :protocol,
     :version,
     :lxc_version,
@@ -51,8 +52,6 @@ defmodule Ampule.Protocol do
     :host_address,
     :subnet,
     :instance,
-    :agents_dir,
-    :node_uid,
     :reason,
     :message,
     :level,
@@ -66,76 +65,56 @@ defmodule Ampule.Protocol do
     :boot_ms,
     :kind,
     :state,
+    :phase,
+    :agents_dir,
+    :node_uid,
+    # values
     :app,
     :sandbox,
     :system,
     :booting,
     :running,
     :stopped,
+    :destroying,
     :undefined,
+    :killed,
+    :unknown,
     :oom,
+    :creating,
+    :starting,
+    :warning,
+    :info,
+    :debug,
+    # fatal reasons
+    :not_root,
+    :no_bridge,
+    :no_cgroups,
+    :no_state_dir,
+    :no_subid_range,
+    :bad_arguments,
+    :internal,
+    # errors
     :bad_option,
     :bad_option_value,
     :bad_config_key,
     :name_in_use,
-    :closing,
     :no_address,
+    :not_found,
+    :no_log,
     :lxc,
+    :rootfs,
+    :leases,
     :boot_failed,
     :boot_timeout,
     :create,
     :start,
     :epmd,
     :handshake,
-    :not_found,
-    :no_log,
     :unknown_request,
     :bad_request,
     :bad_term,
     :bad_envelope,
     :frame_too_large,
-    :warn,
-    :debug,
-    :info,
-    # fatal reasons
-    :bad_arguments,
-    :internal,
-    :no_bridge,
-    :no_cgroups,
-    :no_state_dir,
-    :no_subid_range,
-    :not_root,
-    # {lxc, Call}
-    :console_getfd,
-    :destroy,
-    :lxc_container_new,
-    :save_config,
-    :set_config_item,
-    :shutdown,
-    :stop,
-    :wait,
-    # other errors and states
-    :rootfs,
-    :leases,
-    :killed,
-    :unknown,
-    :oom,
-    :destroying,
-    # {bad_term, Detail}
-    :empty,
-    :bad_version,
-    :truncated,
-    :trailing_bytes,
-    :too_deep,
-    :refused_tag,
-    :unknown_tag,
-    :undecodable,
-    # system containers
-    :console,
-    :progress,
-    :phase,
-    :creating,
-    :starting,
     :template_unavailable,
     :unknown_template,
     :create_failed,
@@ -144,7 +123,26 @@ defmodule Ampule.Protocol do
     :no_console,
     :not_system,
     :already_running,
-    :not_running
+    :closing,
+    # {lxc, Call} calls
+    :lxc_container_new,
+    :set_config_item,
+    :clear_config_item,
+    :save_config,
+    :stop,
+    :shutdown,
+    :wait,
+    :destroy,
+    :console_getfd,
+    # details of {bad_term, {Kind, Text}}
+    :empty,
+    :bad_version,
+    :truncated,
+    :trailing_bytes,
+    :too_deep,
+    :refused_tag,
+    :unknown_tag,
+    :undecodable
   ]
 
   @doc false

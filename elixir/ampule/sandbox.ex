@@ -1,5 +1,83 @@
 defmodule Ampule.Sandbox do
-  @moduledoc false
+  @moduledoc """
+  Sandboxes: containers for code you do not trust.
+
+
+  A container's node is a full Erlang distribution peer of yours: code in it can
+  `:erpc.call(your_node, :os, :cmd, [...])` as your BEAM's user (see "Distribution" in `Ampule.Container` and
+  `docs/security.md`). That is fine for code you wrote; for code you did not, make a
+  sandbox:
+
+      sandbox = Ampule.spawn(sandbox: true)
+      Ampule.call({String, :upcase, ["untrusted"]}, sandbox)
+      #=> "UNTRUSTED"
+      Ampule.call(fn -> Enum.sum(1..10) end, sandbox)
+      #=> 55
+
+      Ampule.call({:erlang, :node, []}, sandbox: true)   # one call, one fresh sandbox
+      #=> :nonode@nohost
+
+  `config :ampule, sandbox: true` makes sandboxes the default of `spawn/1`, `start/1` and
+  the anonymous `call/1,2`. A sandbox is the same container (limits, seccomp filter, user
+  namespace, the host's files read-only), with these differences:
+
+    * Its node is not distributed (`:erlang.node()` is `:nonode@nohost`) and it has no
+      network: no veth, no address, a loopback interface only. `container.nodename`,
+      `address` and `cookie` are `nil`; the host need not be distributed either.
+    * The host reaches it through a small agent (`ampule_agent`, 9 KB of Erlang, on the
+      sandbox's code path whatever `:host_code_paths` says) over a Unix socket: one frame
+      per call, no process of Ampule's in between. `call/1,2,3`, `cast/3`, `async_call/2`,
+      `yield/2`, `multicall/3`, timeouts, owners and `{:ampule_exit, ...}` work as for any
+      container. What needs a node name does not: `Node.spawn(nil, ...)`, `:erpc.call(nil,
+      ...)` and `GenServer.call({name, nil}, ...)` fail (`:badarg`, or an exit), as with any
+      node that does not exist.
+    * The host trusts nothing it sends. A result is decoded without creating atoms, and
+      refused (`{:result_refused, kind}`) if it holds an atom this node does not have
+      (Ampule makes Linux's errno atoms and OTP's usual error reasons exist at start, so
+      `{:error, :econnrefused}` comes back), a fun, a pid, a port or a reference, an
+      integer of more than 65,536 bits (`config :ampule, max_integer_bits: n`), a
+      compiled pattern (`%Regex{}`, `{:re_pattern, ...}`) or a struct that is not plain
+      data (below); one that takes more than `:max_result` bytes
+      (64 MiB by default, encoded or decoded) is refused as `{:result_too_large, max}`
+      without this node ever holding it. Decoding counts inside the call's timeout. A sandbox that breaks the protocol (garbage, a
+      frame over the limit or cut short, a result for a call never made, silence after a
+      kill) is destroyed, and its calls fail with `{:protocol, detail}`. See "Error
+      reasons".
+    * An exception raised in the sandbox is raised here as `Ampule.RemoteError`: the
+      exception's module name and message as text computed in the sandbox, and its stack
+      trace reduced to `{module, function, arity, [file: ..., line: ...]}` frames of
+      names this node has (its `error_info` would name a function of this node to
+      call). Never as a struct of one of your modules with fields the sandbox chose.
+
+  A result's structs are data only: `Date`, `Time`, `NaiveDateTime` and `DateTime` (ISO
+  calendar), `URI`, `Version` and `MapSet`, each checked field by field, and the structs
+  you allow (`config :ampule, result_structs: [MyApp.Point, {MyApp.Money,
+  &MyApp.Money.valid?/1}]`); any other (`File.Stream`, `IO.Stream`, `Range`, `Regex`,
+  exceptions) is refused as `{:result_refused, {:struct, module}}`, since its protocols
+  would act with your node's rights. All sandboxes share one budget of result bytes in
+  flight (`config :ampule, result_budget: bytes`, 512 MiB): a large result waits in its
+  sandbox until it fits. docs/security.md, "What a sandbox's result may hold", has the
+  reasons and the tests.
+
+  What a result may hold: numbers, binaries, lists, tuples, maps, and atoms this node
+  already has. An atom that only the sandbox knows (made there with `String.to_atom/1`, or
+  one that appears only in a module this node has not loaded) is refused: return strings
+  for such names. Funs cannot come back; pids in a closure you send mean nothing there
+  (they name the sandbox's processes, never yours).
+
+  The sandbox's standard output and error (`IO.puts/1`, `:io.format/2`, crash reports)
+  go to its node's output, `~/boot.log` inside the sandbox, which counts against its
+  memory limit and goes with it; a boot that fails carries its last lines. They never
+  reach your console. (A distribution container's calls print to the caller's group
+  leader, as remote processes do.)
+
+  Which to choose: a distribution container when you trust the code and want a real node
+  (`Node.spawn/2`, registered names, links and monitors across nodes); a sandbox when you
+  do not trust the code, or need no more than calls. A sandbox boots no slower (no EPMD,
+  no handshake) and a small call is no slower either (`docs/benchmarks.md`).
+  `docs/security.md` sets the two threat models side by side.
+  """
+
   # Booting a sandbox (docs/protocol.md, "`{spawn, #{sandbox => ...}}`"):
   #
   #   1. a channel (Ampule.Sandbox.Channel) listens on a fresh socket in the port's
@@ -13,8 +91,10 @@ defmodule Ampule.Sandbox do
   alias Ampule.{Container, Port}
   alias Ampule.Sandbox.Channel
 
-  @doc "Boots a sandbox; `request` is the port's spawn map (see Ampule.Options)."
-  @spec start(pid | nil, map, pos_integer) :: {:ok, Container.t()} | {:error, Ampule.reason()}
+  @doc false
+  # Boots a sandbox; `request` is the port's spawn map (see Ampule.Options).
+  @spec start(pid | nil, map, pos_integer) ::
+          {:ok, Container.t()} | {:error, Ampule.Error.reason()}
   def start(owner, request, max) do
     started = System.monotonic_time(:millisecond)
 

@@ -1,5 +1,5 @@
 defmodule Ampule.HostileSandboxTest do
-  # Hostile code in real sandboxes (docs/security.md, "Sandboxes"): no distribution, no
+  # Hostile code in real sandboxes (docs/security.md, `Ampule.Sandbox`): no distribution, no
   # network, and nothing it sends trusted. The attacks come from inside: code beside the
   # agent finds its socket (`:erlang.ports()`) and writes to it what it likes
   # (Ampule.SandboxHelpers). Each attack ends with the sandbox gone, the caller holding a

@@ -275,4 +275,53 @@ defmodule Ampule.OptionsTest do
     assert_raise ArgumentError, ~r/at least 16/, fn -> Ampule.Options.spawn!(pids: 3) end
     assert Ampule.format_error(:some_future_reason) =~ "unexpected reason: :some_future_reason"
   end
+
+  test "a name is checked as the port checks it, for spawn and create alike" do
+    assert {_, %{name: "web_1"}, _} = Options.spawn!(name: "web_1", owner: false)
+    assert {_, %{name: "_x-1"}, _} = Options.spawn!(name: "_x-1", owner: false)
+
+    for bad <- ["-x", "", "a/b", "a b", String.duplicate("x", 41)] do
+      assert_raise ArgumentError, ~r/:name.*not starting with -/, fn ->
+        Options.spawn!(name: bad, owner: false)
+      end
+
+      # Refused before anything reaches the port.
+      assert_raise ArgumentError, ~r/:name/, fn -> Ampule.create(name: bad) end
+    end
+  end
+
+  test "create's options: the port's map, its bounds, a login that goes together" do
+    assert {%{name: "box", template: "debian", memory: 33_554_432, cpu_millis: 500}, owner, nil,
+            100,
+            600_000} =
+             Options.create!(name: "box", template: "debian", memory: 32 * 1024 * 1024, cpus: 0.5)
+
+    assert owner == self()
+
+    assert {%{user: {"alice", "pw"}}, nil, nil, :once, 5} =
+             Options.create!(
+               user: "alice",
+               password: "pw",
+               owner: false,
+               active: :once,
+               timeout: 5
+             )
+
+    assert {%{name: "s-" <> _}, _, progress_to, _, _} = Options.create!(progress: true)
+    assert progress_to == self()
+
+    assert_raise ArgumentError, ~r/:timeout/, fn -> Options.create!(timeout: 3_600_001) end
+    assert_raise ArgumentError, ~r/:memory/, fn -> Options.create!(memory: 1) end
+    assert_raise ArgumentError, ~r/go together/, fn -> Options.create!(user: "alice") end
+    assert_raise ArgumentError, ~r/:colour/, fn -> Options.create!(colour: :red) end
+  end
+
+  test "boot_timeout is bounded as the port bounds it" do
+    assert {_, %{boot_timeout: 3_600_000}, _} =
+             Options.spawn!(boot_timeout: 3_600_000, owner: false)
+
+    assert_raise ArgumentError, ~r/from 1 to 3600000/, fn ->
+      Options.spawn!(boot_timeout: 3_600_001, owner: false)
+    end
+  end
 end

@@ -31,16 +31,4 @@ defmodule Ampule.ProtocolTest do
   test "the protocol's fixed atoms exist" do
     for atom <- Protocol.atoms(), do: assert(is_atom(atom))
   end
-
-  # Golden terms shared with the port's own tests (cargo test), when they exist.
-  @fixtures Path.wildcard(Path.expand("../fixtures/protocol/*.etf", __DIR__))
-
-  for fixture <- @fixtures do
-    @fixture fixture
-    test "fixture #{Path.basename(fixture)} decodes and re-encodes byte for byte" do
-      binary = File.read!(@fixture)
-      {:ok, term} = Protocol.decode(binary)
-      assert :erlang.term_to_binary(term, minor_version: 2) == binary
-    end
-  end
 end

@@ -11,7 +11,7 @@ defmodule Ampule.Call.Sandbox do
   # (Ampule.Sandbox.Decode). When the channel stops, the monitor says why: the sandbox
   # exited (`:noconnection`, `:oom`) or broke the protocol (`{:protocol, detail}`).
   #
-  # A channel on another host (see "Cluster" in Ampule) costs a monitor signal each way
+  # A channel on another host (see `Ampule.Cluster` in Ampule) costs a monitor signal each way
   # over distribution, and a demonitor each way, besides the call and its answer: on the
   # machine of docs/scaling.md they took a remote call from ~96 to ~160 µs. So there the
   # caller answers to a plain alias and monitors the channel only once the call has

@@ -106,6 +106,54 @@ impl Failure {
     }
 }
 
+/// One example of every variant, written next to a pattern for it. The patterns make one
+/// `match` without a wildcard, so a new variant does not compile until it is listed here
+/// with an example; each example is checked against its own pattern. `--print-tables`
+/// prints their reasons, and the Elixir library's tests compare them with its own table.
+macro_rules! every_failure {
+    ($($pattern:pat => $example:expr),+ $(,)?) => {
+        impl Failure {
+            /// One failure of every variant (see `every_failure!`).
+            pub fn examples() -> Vec<Failure> {
+                let examples = vec![$($example),+];
+                for f in &examples {
+                    match f {
+                        $($pattern => {}),+
+                    }
+                }
+                let patterns_matched = [$(matches!($example, $pattern)),+];
+                assert!(patterns_matched.iter().all(|&m| m), "an example does not match its pattern");
+                examples
+            }
+        }
+    };
+}
+
+every_failure! {
+    Failure::Closing => Failure::Closing,
+    Failure::NameInUse => Failure::NameInUse,
+    Failure::NotFound => Failure::NotFound,
+    Failure::Booting => Failure::Booting,
+    Failure::NoLog => Failure::NoLog,
+    Failure::NoAddress => Failure::NoAddress,
+    Failure::Leases(_) => Failure::Leases("x".into()),
+    Failure::BadAgentSocket(_) => Failure::BadAgentSocket("/x".into()),
+    Failure::BootTimeout { .. } => Failure::BootTimeout { phase: "epmd", log: String::new() },
+    Failure::BootFailed { .. } => Failure::BootFailed { status: atom("oom"), log: String::new() },
+    Failure::Rootfs(_) => Failure::Rootfs("x".into()),
+    Failure::Lxc(_) => Failure::Lxc("start"),
+    Failure::TemplateUnavailable(_) => Failure::TemplateUnavailable("download".into()),
+    Failure::UnknownTemplate(_) => Failure::UnknownTemplate("x".into()),
+    Failure::Dhcp(_) => Failure::Dhcp("x".into()),
+    Failure::CreateTimeout => Failure::CreateTimeout,
+    Failure::CreateFailed(_) => Failure::CreateFailed("x".into()),
+    Failure::Console(_) => Failure::Console("x".into()),
+    Failure::NoConsole => Failure::NoConsole,
+    Failure::NotSystem => Failure::NotSystem,
+    Failure::AlreadyRunning => Failure::AlreadyRunning,
+    Failure::Stopped => Failure::Stopped,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,36 +176,7 @@ mod tests {
         let Ok(client) = std::fs::read_to_string(path) else {
             return;
         };
-        let every = [
-            Failure::Closing,
-            Failure::NameInUse,
-            Failure::NotFound,
-            Failure::Booting,
-            Failure::NoLog,
-            Failure::NoAddress,
-            Failure::Leases("x".into()),
-            Failure::BadAgentSocket("/x".into()),
-            Failure::BootTimeout {
-                phase: "epmd",
-                log: String::new(),
-            },
-            Failure::BootFailed {
-                status: atom("oom"),
-                log: String::new(),
-            },
-            Failure::Rootfs("x".into()),
-            Failure::Lxc("start"),
-            Failure::TemplateUnavailable("download".into()),
-            Failure::UnknownTemplate("x".into()),
-            Failure::Dhcp("x".into()),
-            Failure::CreateTimeout,
-            Failure::CreateFailed("x".into()),
-            Failure::Console("x".into()),
-            Failure::NoConsole,
-            Failure::NotSystem,
-            Failure::AlreadyRunning,
-            Failure::Stopped,
-        ];
+        let every = Failure::examples();
         for f in every {
             let mut found = Vec::new();
             atoms(&f.reason(), &mut found);

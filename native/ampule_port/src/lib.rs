@@ -42,6 +42,7 @@
 //!
 //! ## L3 — what the kinds share
 //! - [`error`]: why a request failed, rendered once.
+//! - [`tables`]: the reasons and options the port promises, printed for the client's tests.
 //! - [`registry`]: every container this instance owns, its state and its transitions.
 //! - [`shutdown`]: the start gate the final sweep shuts.
 //! - [`ctx`]: all a kind is given.
@@ -97,6 +98,7 @@ pub mod staging;
 pub mod subnet;
 pub mod sweep;
 pub mod system;
+pub mod tables;
 pub mod teardown;
 pub mod timeline;
 pub mod untrusted;

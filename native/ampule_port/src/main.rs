@@ -18,6 +18,11 @@ const EXIT_UNREADY: u8 = 78;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Not a port run: the tables the client's tests compare with their own (src/tables.rs).
+    if std::env::args().nth(1).as_deref() == Some("--print-tables") {
+        print!("{}", ampule_port::tables::render());
+        return ExitCode::SUCCESS;
+    }
     let settings = Settings::from_args(std::env::args().skip(1));
     // Before any thread exists (setting the environment is not thread-safe).
     let path = std::env::var("PATH").unwrap_or_default();

@@ -114,6 +114,54 @@ pub struct CreateOpts {
     pub timeout: Duration,
 }
 
+/// The bounds of an integer option, inclusive.
+pub type Bounds = (u64, u64);
+
+/// A memory limit: a node does not boot in less than 16 MiB.
+pub const MEMORY: Bounds = (16 * 1024 * 1024, u64::MAX);
+/// A process limit: a node needs 16 (threads count).
+pub const PIDS: Bounds = (16, u64::MAX);
+/// A CPU weight: the kernel takes none below 2.
+pub const CPU_SHARES: Bounds = (2, u64::MAX);
+/// A CPU quota in thousandths of a CPU: a hundredth of one CPU up to 1,024 CPUs.
+pub const CPU_MILLIS: Bounds = (10, 1_024_000);
+/// A deadline in milliseconds: up to an hour.
+pub const DURATION_MS: Bounds = (1, 3_600_000);
+
+/// Every key of `{spawn, Opts}`, with the bounds of the integer ones. A key not here is a
+/// `bad_option`; `--print-tables` prints this table for the client's tests.
+pub const SPAWN_OPTIONS: &[(&str, Option<Bounds>)] = &[
+    ("name", None),
+    ("sandbox", None),
+    ("boot_timeout", Some(DURATION_MS)),
+    ("code_paths", None),
+    ("args", None),
+    ("env", None),
+    ("config", None),
+    ("seccomp", None),
+    ("memory", Some(MEMORY)),
+    ("pids", Some(PIDS)),
+    ("cpu_shares", Some(CPU_SHARES)),
+    ("cpu_millis", Some(CPU_MILLIS)),
+];
+
+/// Every key of `{create, Opts}`, as [`SPAWN_OPTIONS`].
+pub const CREATE_OPTIONS: &[(&str, Option<Bounds>)] = &[
+    ("name", None),
+    ("template", None),
+    ("template_args", None),
+    ("release", None),
+    ("user", None),
+    ("privileged", None),
+    ("persistent", None),
+    ("config", None),
+    ("timeout", Some(DURATION_MS)),
+    ("memory", Some(MEMORY)),
+    ("pids", Some(PIDS)),
+    ("cpu_shares", Some(CPU_SHARES)),
+    ("cpu_millis", Some(CPU_MILLIS)),
+];
+
 /// Why a request term was refused; each maps to an `{error, Reason}` reply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestError {
@@ -178,22 +226,62 @@ pub fn reply(tag: &[u8], result: Out) -> Out {
 }
 
 impl RequestError {
+    /// One error of every variant, for `--print-tables`. No wildcard: a new variant does
+    /// not compile until it is listed. The request they echo is [`RequestError::reason`]'s
+    /// argument.
+    pub fn examples() -> Vec<RequestError> {
+        // What a reason echoes is the client's own (its key, its value): given here as
+        // terms of no atom but the key, a key the client sends (so its atom exists there).
+        let examples = vec![
+            RequestError::Unknown,
+            RequestError::Bad,
+            RequestError::BadOption(bin("key")),
+            RequestError::BadOptionValue("name".into(), int(0)),
+            RequestError::BadConfigKey("x".into()),
+        ];
+        for e in &examples {
+            match e {
+                RequestError::Unknown
+                | RequestError::Bad
+                | RequestError::BadOption(_)
+                | RequestError::BadOptionValue(..)
+                | RequestError::BadConfigKey(_) => {}
+            }
+        }
+        examples
+    }
+
+    /// The atom that heads this error's reason.
+    fn head(&self) -> &'static str {
+        match self {
+            RequestError::Unknown => "unknown_request",
+            RequestError::Bad => "bad_request",
+            RequestError::BadOption(_) => "bad_option",
+            RequestError::BadOptionValue(..) => "bad_option_value",
+            RequestError::BadConfigKey(_) => "bad_config_key",
+        }
+    }
+
+    /// The reason term of this error, with `request` standing for the request as sent.
+    pub fn reason(&self, request: Term) -> Term {
+        let head = atom(self.head());
+        match self {
+            RequestError::Unknown | RequestError::Bad => tuple(vec![head, request]),
+            RequestError::BadOption(k) => tuple(vec![head, k.clone()]),
+            RequestError::BadOptionValue(k, v) => tuple(vec![head, atom(k), v.clone()]),
+            RequestError::BadConfigKey(k) => tuple(vec![head, bin(k)]),
+        }
+    }
+
     /// The reply for this error; `raw_request` is the request as the caller sent it.
     pub fn to_reply(&self, raw_request: &[u8]) -> Out {
         let reason = match self {
-            RequestError::Unknown => Out::Tuple(vec![
-                atom("unknown_request").into(),
+            // The request as it came, byte for byte: it may hold what eetf cannot encode.
+            RequestError::Unknown | RequestError::Bad => Out::Tuple(vec![
+                atom(self.head()).into(),
                 Out::Raw(raw_request.to_vec()),
             ]),
-            RequestError::Bad => Out::Tuple(vec![
-                atom("bad_request").into(),
-                Out::Raw(raw_request.to_vec()),
-            ]),
-            RequestError::BadOption(k) => tuple(vec![atom("bad_option"), k.clone()]).into(),
-            RequestError::BadOptionValue(k, v) => {
-                tuple(vec![atom("bad_option_value"), atom(k), v.clone()]).into()
-            }
-            RequestError::BadConfigKey(k) => tuple(vec![atom("bad_config_key"), bin(k)]).into(),
+            other => other.reason(atom("undefined")).into(),
         };
         Out::Tuple(vec![atom("error").into(), reason])
     }
@@ -395,14 +483,22 @@ fn config_items(key: &str, v: &Term) -> Result<Vec<(String, String)>, RequestErr
 }
 
 fn duration_ms(key: &str, v: &Term) -> Result<Duration, RequestError> {
-    match as_u64(v) {
-        Some(ms) if (1..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-        _ => Err(bad(key, v)),
-    }
+    bounded(key, v, DURATION_MS).map(Duration::from_millis)
 }
 
-fn limit(key: &str, v: &Term, min: u64) -> Result<u64, RequestError> {
-    as_u64(v).filter(|&n| n >= min).ok_or_else(|| bad(key, v))
+fn bounded(key: &str, v: &Term, (min, max): Bounds) -> Result<u64, RequestError> {
+    as_u64(v)
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| bad(key, v))
+}
+
+/// `key` if the table has it, else a `bad_option`.
+fn known<'a>(table: &[(&str, Option<Bounds>)], key: &'a str) -> Result<&'a str, RequestError> {
+    if table.iter().any(|(k, _)| *k == key) {
+        Ok(key)
+    } else {
+        Err(RequestError::BadOption(atom(key)))
+    }
 }
 
 impl Limits {
@@ -410,9 +506,9 @@ impl Limits {
     /// `cpu_millis`), the same for both kinds of container; any other key is a bad option.
     fn set(&mut self, key: &str, v: &Term) -> Result<(), RequestError> {
         match key {
-            "memory" => self.memory = limit(key, v, 16 * 1024 * 1024)?,
-            "pids" => self.pids = limit(key, v, 16)?,
-            "cpu_shares" => self.cpu_shares = limit(key, v, 2)?,
+            "memory" => self.memory = bounded(key, v, MEMORY)?,
+            "pids" => self.pids = bounded(key, v, PIDS)?,
+            "cpu_shares" => self.cpu_shares = bounded(key, v, CPU_SHARES)?,
             "cpu_millis" => self.cpu_millis = cpu_millis(key, v)?,
             _ => return Err(RequestError::BadOption(atom(key))),
         }
@@ -425,10 +521,7 @@ fn cpu_millis(key: &str, v: &Term) -> Result<Option<u64>, RequestError> {
     if as_atom(v) == Some("infinity") {
         return Ok(None);
     }
-    as_u64(v)
-        .filter(|n| (10..=1_024_000).contains(n))
-        .map(Some)
-        .ok_or_else(|| bad(key, v))
+    bounded(key, v, CPU_MILLIS).map(Some)
 }
 
 /// `true` (Ampule's policy), `lxc`, `false`, or the absolute path of a profile file.
@@ -458,7 +551,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         seccomp: Seccomp::Ampule,
     };
     for (k, v) in opts_map(t)? {
-        match k.as_str() {
+        match known(SPAWN_OPTIONS, &k)? {
             "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
             "sandbox" => o.sandbox = Some(sandbox_opts(&k, v)?),
             "boot_timeout" => o.boot_timeout = duration_ms(&k, v)?,
@@ -512,7 +605,7 @@ fn create_opts(t: &Term) -> Result<CreateOpts, RequestError> {
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     for (k, v) in opts_map(t)? {
-        match k.as_str() {
+        match known(CREATE_OPTIONS, &k)? {
             "name" => o.name = Some(as_name(v).ok_or_else(|| bad(&k, v))?),
             "template" => {
                 o.template = as_string(v).filter(|s| word(s)).ok_or_else(|| bad(&k, v))?
@@ -682,6 +775,39 @@ mod tests {
             )])),
             Err(RequestError::BadConfigKey("net.foo".into()))
         );
+    }
+
+    /// Each key of the tables reaches its own arm (a value of no option's type is refused
+    /// as that key's value, not as an unknown option), and its bounds are the arm's.
+    #[test]
+    fn the_option_tables_are_what_the_parser_takes() {
+        let float = Term::from(eetf::Float { value: 0.5 });
+        for (kind, table) in [("spawn", SPAWN_OPTIONS), ("create", CREATE_OPTIONS)] {
+            let request = |k: &str, v: Term| parse(&tuple(vec![atom(kind), map(vec![(k, v)])]));
+            for &(key, bounds) in table {
+                assert_eq!(
+                    request(key, float.clone()),
+                    Err(RequestError::BadOptionValue(key.into(), float.clone())),
+                    "{kind} {key}"
+                );
+                if let Some((min, max)) = bounds {
+                    let n = |n: u64| match i64::try_from(n) {
+                        Ok(i) => int(i),
+                        Err(_) => Term::from(eetf::BigInteger::from(n)),
+                    };
+                    assert!(request(key, n(min)).is_ok(), "{kind} {key} {min}");
+                    assert!(request(key, n(max)).is_ok(), "{kind} {key} {max}");
+                    assert!(request(key, n(min - 1)).is_err(), "{kind} {key} below");
+                    if max < u64::MAX {
+                        assert!(request(key, n(max + 1)).is_err(), "{kind} {key} above");
+                    }
+                }
+            }
+            assert_eq!(
+                request("colour", int(1)),
+                Err(RequestError::BadOption(atom("colour")))
+            );
+        }
     }
 
     #[test]
