@@ -34,6 +34,10 @@ defmodule Ampule.Error do
     * `{:connect_failed, nodename, reason}` - the container booted but this node could not
       reach its node. The container was destroyed.
     * `:owner_exited` - the owner exited while the container booted; it was destroyed.
+    * `{:prepare_failed, why}` - a pool's `prepare:` failed in a container (see
+      "Prepared containers" in `Ampule.Pool`): `why` is `{:application, app, reason}`,
+      `{:module, module, reason}`, or the reason the `run:` call failed. The container
+      was destroyed.
     * `:sandbox_unsupported` - the port program does not make sandboxes (it is older than
       this library: rebuild it with `mix compile --force`).
     * `{:agent_socket, reason}` - a sandbox's agent socket could not be made in the port's
@@ -213,6 +217,7 @@ defmodule Ampule.Error do
           | :name_in_use
           | :not_found
           | :owner_exited
+          | {:prepare_failed, term}
           | {:connect_failed, node, term}
           | {:host_not_ready, atom, String.t()}
           | {:port_not_found, String.t()}
@@ -379,6 +384,21 @@ defmodule Ampule.Error do
 
   def format_error(:owner_exited),
     do: "the container's owner exited while it booted; it was destroyed"
+
+  def format_error({:prepare_failed, {:application, app, reason}}),
+    do:
+      "the pool's prepare: could not start application #{inspect(app)} in the container " <>
+        "(#{inspect(reason)}); the container was destroyed"
+
+  def format_error({:prepare_failed, {:module, module, reason}}),
+    do:
+      "the pool's prepare: could not load module #{inspect(module)} in the container " <>
+        "(#{inspect(reason)}); the container was destroyed"
+
+  def format_error({:prepare_failed, reason}),
+    do:
+      "the pool's prepare: failed in the container: " <>
+        format_error(reason) <> "; the container was destroyed"
 
   def format_error({:host_not_ready, reason, message}),
     do:

@@ -292,4 +292,21 @@ defmodule Ampule.SandboxHelpers do
     send(:sandbox_channel_test_recorder, {:recorded, reason, stacktrace})
     %{}
   end
+
+  @doc """
+  Does a little stdlib work and returns the modules it made the node load (this module
+  is loaded before the count starts).
+  """
+  def newly_loaded_by_work do
+    before = MapSet.new(:code.all_loaded(), &elem(&1, 0))
+    _ = {String.upcase("x"), Enum.sum([1, 2]), Regex.run(~r/a+/, "baa"), Map.new([{1, 2}])}
+    MapSet.new(:code.all_loaded(), &elem(&1, 0)) |> MapSet.difference(before) |> MapSet.to_list()
+  end
+
+  @doc "For a pool's `prepare: [run: ...]`: leaves a mark a test can see."
+  def mark_prepared, do: :persistent_term.put(:ampule_test_prepared, true)
+
+  def prepared?, do: :persistent_term.get(:ampule_test_prepared, false)
+
+  def raise_in_prepare, do: raise(ArgumentError, "prepare went wrong")
 end
