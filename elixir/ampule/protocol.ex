@@ -121,6 +121,7 @@ defmodule Ampule.Protocol do
     :unknown,
     :oom,
     :destroying,
+    :stopping,
     # {bad_term, Detail}
     :empty,
     :bad_version,

@@ -3,7 +3,7 @@
 //! `stop` keeps their disk, `start` boots them again, only `destroy` removes them.
 //!
 //! - States: `Booting` while the template runs and the container starts, `Running`, then
-//!   `Stopped` when its init exits (a halt inside it) or `stop` halted it (`Destroying`
+//!   `Stopped` when its init exits (a halt inside it) or `stop` halted it (`Stopping`
 //!   while the halt runs), `Booting` again on `start`; `Destroying` on `destroy`.
 //! - Who ends it: `destroy`, and end of input: a persistent one is stopped (its disk
 //!   stays), the others are removed like application containers.
@@ -221,10 +221,11 @@ impl Systems {
                 ("init_pid", int(pid as i64)),
             ])),
             Err(failure) => {
+                let failed = |e: &Entry| e.state.can_fail();
                 let _ = self
                     .ctx
                     .registry
-                    .transition(name, State::Stopped, |_| true, |_| ());
+                    .transition(name, State::Stopped, failed, |_| ());
                 Err(failure)
             }
         }
@@ -235,7 +236,7 @@ impl Systems {
     pub async fn stop(&self, name: &str) -> Result<(), Failure> {
         self.ctx
             .registry
-            .transition(name, State::Destroying, |e| e.state.can_stop(), |_| ())
+            .transition(name, State::Stopping, |e| e.state.can_stop(), |_| ())
             .map_err(|r| match r {
                 Refusal::Missing => Failure::NotFound,
                 Refusal::In(..) => Failure::Stopped,
@@ -263,7 +264,7 @@ impl Systems {
         let _ = self
             .ctx
             .registry
-            .transition(name, State::Stopped, |_| true, stopped);
+            .transition(name, State::Stopped, |e| e.state.can_halt(), stopped);
         Ok(())
     }
 
