@@ -118,26 +118,19 @@ impl Systems {
             let (ctx, name, opts) = (self.ctx.clone(), name.to_string(), opts.clone());
             tokio::task::spawn_blocking(move || template::build(&ctx.host, &name, &opts))
         };
-        let built = match tokio::time::timeout(opts.timeout, job).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "template timed out",
-            )),
+        // The template's own error, its task's, or the create's timeout: each a failure of
+        // its own, never an `io::Error` standing for a timeout.
+        let (failure, why) = match tokio::time::timeout(opts.timeout, job).await {
+            Ok(Ok(Ok(()))) => return Ok(()),
+            Ok(Ok(Err(e))) => (Failure::CreateFailed(e.to_string()), e.to_string()),
+            Ok(Err(e)) => (Failure::CreateFailed(e.to_string()), e.to_string()),
+            Err(_) => (Failure::CreateTimeout, "template timed out".to_string()),
         };
         drop(permit);
         drop(one_at_a_time);
-        let Err(e) = built else {
-            return Ok(());
-        };
         let detail = lxc_log_tail(&self.ctx.host.lxcpath.join(name));
-        log::error!(container = name; "creating from {} failed: {e}; {detail}", opts.template);
-        Err(if e.kind() == io::ErrorKind::TimedOut {
-            Failure::CreateTimeout
-        } else {
-            Failure::CreateFailed(e.to_string())
-        })
+        log::error!(container = name; "creating from {} failed: {why}; {detail}", opts.template);
+        Err(failure)
     }
 
     /// Boots a built container and attaches to its console; returns its init's pid.
