@@ -76,6 +76,7 @@ defmodule Ampule.Protocol do
     :running,
     :stopped,
     :destroying,
+    :stopping,
     :undefined,
     :killed,
     :unknown,

@@ -8,6 +8,8 @@ defmodule Ampule.HostileConsoleTest do
   @moduletag :lxc
   @moduletag :hostile
 
+  import Ampule.Test.ConsoleHelpers
+
   alias Ampule.Test.Host
 
   # Numbered lines, so that a lost or reordered byte shows: ~6.9 MB with the tty's \r\n.
@@ -162,49 +164,4 @@ defmodule Ampule.HostileConsoleTest do
   end
 
   defp kib(bytes), do: div(bytes, 1024)
-
-  defp login(container) do
-    read_until(container, "login:")
-    "ubuntu\n" |> Ampule.console(container)
-    read_until(container, "Password:")
-    "ubuntu\n" |> Ampule.console(container)
-    read_until(container, "$ ")
-  end
-
-  # Reads console output until `text`, as an owner that keeps up does: re-arms with @n
-  # on every passive message. Collects iodata; checks for `text` in the new tail only.
-  defp read_until(container, text, timeout \\ 30_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    read_until(container, text, deadline, [], "")
-  end
-
-  defp read_until(container, text, deadline, acc, tail) do
-    if String.contains?(tail, text) do
-      IO.iodata_to_binary(acc)
-    else
-      left = max(deadline - System.monotonic_time(:millisecond), 0)
-
-      receive do
-        {:ampule_console, ^container, bytes} ->
-          tail = binary_part(tail, max(byte_size(tail) - 64, 0), min(byte_size(tail), 64))
-          read_until(container, text, deadline, [acc, bytes], tail <> bytes)
-
-        {:ampule_console_passive, ^container} ->
-          :ok = Ampule.console_active(container, @n)
-          read_until(container, text, deadline, acc, tail)
-      after
-        left -> flunk("no #{inspect(text)} on the console; ends with #{inspect(tail)}")
-      end
-    end
-  end
-
-  defp assert_seq_then_mark(text, n) do
-    [_echo, output] = String.split(text, "MARK-$((6*7))\r\n", parts: 2)
-    [numbers, _prompt] = String.split(output, "MARK-42", parts: 2)
-    lines = String.split(numbers, "\r\n")
-    assert List.last(lines) == ""
-    got = lines |> Enum.drop(-1) |> Enum.map(&String.to_integer/1)
-    first_gap = Enum.zip(got, 1..n) |> Enum.find(fn {a, b} -> a != b end)
-    assert {length(got), first_gap} == {n, nil}
-  end
 end

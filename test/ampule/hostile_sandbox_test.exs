@@ -68,31 +68,8 @@ defmodule Ampule.HostileSandboxTest do
 
   describe "no network" do
     setup do
-      # An "outside host", as in isolation_test.exs: a namespace joined by a veth.
-      n = System.unique_integer([:positive])
-      ns = "ampule-sbx-out-#{n}"
-      {host_if, ns_if} = {"asbx#{n}h", "asbx#{n}o"}
-      {_, 0} = System.cmd("ip", ~w(netns add #{ns}))
-
-      on_exit(fn ->
-        System.cmd("ip", ~w(netns del #{ns}))
-        System.cmd("ip", ~w(link del #{host_if}), stderr_to_stdout: true)
-      end)
-
-      {a, b, c} = Host.outside_net()
-      # The isolation test uses .0/30 of this network; this one takes .4/30.
-      for argv <- [
-            ~w(ip link add #{host_if} type veth peer name #{ns_if} netns #{ns}),
-            ~w(ip addr add #{a}.#{b}.#{c}.5/30 dev #{host_if}),
-            ~w(ip link set #{host_if} up),
-            ~w(ip -n #{ns} addr add #{a}.#{b}.#{c}.6/30 dev #{ns_if}),
-            ~w(ip -n #{ns} link set #{ns_if} up)
-          ] do
-        {out, status} = System.cmd(hd(argv), tl(argv), stderr_to_stdout: true)
-        assert status == 0, out
-      end
-
-      %{netns: "/var/run/netns/#{ns}", outside: {a, b, c, 6}}
+      # An "outside host", as in isolation_test.exs, in the /30 after its.
+      Host.outside_host("asbx", 1)
     end
 
     test "only loopback in the sandbox", %{sandbox: c} do

@@ -31,23 +31,7 @@ defmodule Ampule.IsolationTest do
   describe "network" do
     setup do
       # An "outside host": a network namespace joined to the host by a veth of its own.
-      n = System.unique_integer([:positive])
-      ns = "ampule-test-out-#{n}"
-      {host_if, ns_if} = {"aout#{n}h", "aout#{n}o"}
-      run!(~w(ip netns add #{ns}))
-
-      on_exit(fn ->
-        System.cmd("ip", ~w(netns del #{ns}))
-        System.cmd("ip", ~w(link del #{host_if}), stderr_to_stdout: true)
-      end)
-
-      {a, b, c} = Host.outside_net()
-      run!(~w(ip link add #{host_if} type veth peer name #{ns_if} netns #{ns}))
-      run!(~w(ip addr add #{a}.#{b}.#{c}.1/30 dev #{host_if}))
-      run!(~w(ip link set #{host_if} up))
-      run!(~w(ip -n #{ns} addr add #{a}.#{b}.#{c}.2/30 dev #{ns_if}))
-      run!(~w(ip -n #{ns} link set #{ns_if} up))
-      %{netns: "/var/run/netns/#{ns}", outside: {a, b, c, 2}}
+      Host.outside_host("aout", 0)
     end
 
     for {kind, key} <- @kinds do
@@ -174,12 +158,6 @@ defmodule Ampule.IsolationTest do
 
       assert devices -- allowed == []
     end
-  end
-
-  defp run!(argv) do
-    {out, status} = System.cmd(hd(argv), tl(argv), stderr_to_stdout: true)
-    if status != 0, do: flunk("#{Enum.join(argv, " ")}: #{out}")
-    out
   end
 
   defp subuid_start do

@@ -7,73 +7,21 @@ defmodule Ampule.SystemTest do
   @moduletag :root
   @moduletag :lxc
 
-  # Console output gathered from {:ampule_console, container, bytes} messages until `text`
-  # has been seen, re-arming the console whenever it goes passive.
-  defp await_console(container, text, acc \\ "", timeout \\ 30_000) do
-    if String.contains?(acc, text) do
-      acc
-    else
-      receive do
-        {:ampule_console, ^container, bytes} ->
-          await_console(container, text, acc <> bytes)
-
-        {:ampule_console_passive, ^container} ->
-          :ok = Ampule.console_active(container, 100)
-          await_console(container, text, acc)
-      after
-        timeout -> flunk("no #{inspect(text)} on the console; got #{inspect(acc)}")
-      end
-    end
-  end
-
-  defp login(container) do
-    await_console(container, "login:")
-    "ubuntu\n" |> Ampule.console(container)
-    await_console(container, "Password:")
-    "ubuntu\n" |> Ampule.console(container)
-    await_console(container, "$ ")
-  end
-
-  # The next console message, in mailbox order: `{:data, bytes}` or `:passive`.
-  defp next_console(container, timeout \\ 10_000) do
-    receive do
-      {:ampule_console, ^container, bytes} -> {:data, bytes}
-      {:ampule_console_passive, ^container} -> :passive
-    after
-      timeout -> flunk("no console message within #{timeout} ms")
-    end
-  end
-
-  # `text` holds the echo of `seq 1 N; echo MARK-$((6*7))`, then exactly 1..N, one a line,
-  # then the marker: every byte, in order.
-  defp assert_seq_then_mark(text, n) do
-    [_echo, output] = String.split(text, "MARK-$((6*7))\r\n", parts: 2)
-    [numbers, _prompt] = String.split(output, "MARK-42", parts: 2)
-    lines = String.split(numbers, "\r\n")
-    assert List.last(lines) == ""
-    got = lines |> Enum.drop(-1) |> Enum.map(&String.to_integer/1)
-    first_gap = Enum.zip(got, 1..n) |> Enum.find(fn {a, b} -> a != b end)
-    assert {length(got), first_gap} == {n, nil}
-  end
-
-  defp refute_console(container) do
-    refute_receive {:ampule_console, ^container, _}, 300
-    refute_received {:ampule_console_passive, ^container}
-  end
+  import Ampule.Test.ConsoleHelpers
 
   test "the seed's console example: log in as ubuntu and run ls -al" do
     container = Ampule.create()
-    await_console(container, "login:")
+    read_until(container, "login:")
 
     # default username
     "ubuntu\n" |> Ampule.console(container)
-    await_console(container, "Password:")
+    read_until(container, "Password:")
     # default password
     "ubuntu\n" |> Ampule.console(container)
-    await_console(container, "$ ")
+    read_until(container, "$ ")
     # run a command
     "ls -al\n" |> Ampule.console(container)
-    output = await_console(container, "..")
+    output = read_until(container, "..")
     assert output =~ "ls -al"
 
     assert {:ok, %{state: :running, kind: :system}} = Ampule.info(container)
@@ -87,24 +35,24 @@ defmodule Ampule.SystemTest do
     assert_received {:ampule_progress, ^name, :creating}
     assert_received {:ampule_progress, ^name, :starting}
     assert_received {:ampule_progress, ^name, :running}
-    await_console(container, "login:")
+    read_until(container, "login:")
     "alice\n" |> Ampule.console(container)
-    await_console(container, "Password:")
+    read_until(container, "Password:")
     "s3cret\n" |> Ampule.console(container)
-    await_console(container, "$ ")
+    read_until(container, "$ ")
     "echo kept > ~/note; echo saved-$((1+1))\n" |> Ampule.console(container)
-    await_console(container, "saved-2")
+    read_until(container, "saved-2")
 
     assert :ok = Ampule.stop(container)
     assert {:ok, %{state: :stopped}} = Ampule.info(container)
     assert :ok = Ampule.restart(container)
-    await_console(container, "login:")
+    read_until(container, "login:")
     "alice\n" |> Ampule.console(container)
-    await_console(container, "Password:")
+    read_until(container, "Password:")
     "s3cret\n" |> Ampule.console(container)
-    await_console(container, "$ ")
+    read_until(container, "$ ")
     "cat ~/note\n" |> Ampule.console(container)
-    await_console(container, "kept\r\n")
+    read_until(container, "kept\r\n")
     assert :ok = Ampule.destroy(container)
   end
 
@@ -136,7 +84,7 @@ defmodule Ampule.SystemTest do
     refute_console(container)
 
     :ok = Ampule.console_active(container, true)
-    text = await_console(container, "MARK-42", a <> b <> c <> d)
+    text = read_until(container, "MARK-42", 30_000, a <> b <> c <> d)
     assert_seq_then_mark(text, 20_000)
 
     assert {:error, :not_found} = Ampule.console_active("no-such-container", 1)

@@ -71,13 +71,51 @@ defmodule Ampule.Test.Host do
   end
 
   @doc """
-  The network of the isolation test's "outside host", `{10, 214, N}` for `10.214.N.0/30`,
+  The network of the "outside hosts" (`outside_host/2`), `{10, 214, N}` for `10.214.N.0/24`,
   N the third octet of the suite's subnet: suites on different subnets never share it, and
   no subnet of Ampule's is in 10.214.
   """
   def outside_net do
     {_, _, c, _} = host_address()
     {10, 214, c}
+  end
+
+  @doc """
+  An "outside host", for tests that show what a container cannot reach: a network
+  namespace joined to this host by a veth of its own, not to Ampule's bridge. It takes the
+  `slot`th /30 of `outside_net/0` (the host's end `.4*slot+1`, the namespace's `.4*slot+2`),
+  so that tests running at the same time each have their own; its host-side interface is
+  named `PREFIX<n>h`. Removed when the test (or the `setup_all` process) exits.
+
+  Returns `%{netns: path, outside: ip}`: `netns:` for `:gen_tcp`/`:gen_udp` to listen in
+  it, `outside:` its address. The Rust suite's one is `Lab` in
+  native/ampule_port/tests/common/lab.rs.
+  """
+  def outside_host(prefix, slot) do
+    n = System.unique_integer([:positive])
+    ns = "ampule-out-#{prefix}-#{n}"
+    {host_if, ns_if} = {"#{prefix}#{n}h", "#{prefix}#{n}o"}
+    {a, b, c} = outside_net()
+    {near, far} = {4 * slot + 1, 4 * slot + 2}
+    cmd!(~w(ip netns add #{ns}))
+
+    ExUnit.Callbacks.on_exit(fn ->
+      System.cmd("ip", ~w(netns del #{ns}), stderr_to_stdout: true)
+      System.cmd("ip", ~w(link del #{host_if}), stderr_to_stdout: true)
+    end)
+
+    cmd!(~w(ip link add #{host_if} type veth peer name #{ns_if} netns #{ns}))
+    cmd!(~w(ip addr add #{a}.#{b}.#{c}.#{near}/30 dev #{host_if}))
+    cmd!(~w(ip link set #{host_if} up))
+    cmd!(~w(ip -n #{ns} addr add #{a}.#{b}.#{c}.#{far}/30 dev #{ns_if}))
+    cmd!(~w(ip -n #{ns} link set #{ns_if} up))
+    %{netns: "/var/run/netns/#{ns}", outside: {a, b, c, far}}
+  end
+
+  defp cmd!([program | args] = argv) do
+    {out, status} = System.cmd(program, args, stderr_to_stdout: true)
+    status == 0 || raise "#{Enum.join(argv, " ")}: #{out}"
+    :ok
   end
 
   @doc "Address leases the port holds (files named by address under the state directory)."

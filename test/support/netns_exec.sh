@@ -7,8 +7,9 @@
 # the machine's cgroup hierarchy (so liblxc finds it). `ip netns exec` would mount the
 # sysfs too, but over what is mounted below /sys: the cgroup hierarchies, and on a host
 # with AppArmor the securityfs through which liblxc confines each container (hidden, every
-# start failed in the stock Debian VM: "Incomplete AppArmor support in your kernel"). This
-# is Lab::port's recipe (native/ampule_port/tests/common/lab.rs). CGROUP_DIR is an empty
+# start failed in the stock Debian VM: "Incomplete AppArmor support in your kernel"). The
+# one recipe of both labs: the Elixir cluster lab (test/support/cluster_lab.ex) and the
+# port's own (Lab::port, native/ampule_port/tests/common/lab.rs). CGROUP_DIR is an empty
 # directory the caller made and removes: a tmpfs private to the new mount namespace is
 # mounted there, and the hierarchies and securityfs are bound aside into it while the
 # sysfs is mounted.

@@ -9,12 +9,16 @@
 //! | `Running`, `Stopped` | `Destroying` | `destroy` | `can_destroy` |
 //! | `Running` | `Destroying` | a node's init exits | `can_end` |
 //! | `Running` | `Stopped` | a system container's init exits | `can_end` |
-//! | `Running` | `Destroying` → `Stopped` | a system container's `stop`, while it halts | `can_stop` |
-//! | `Stopped` | `Booting` (→ `Stopped` if it fails) | a system container's `start` | `can_start` |
-//! | any | `Destroying` | a failed boot; end of input (nodes) | — |
+//! | `Running` | `Stopping` | a system container's `stop` | `can_stop` |
+//! | `Stopping` | `Stopped` | the halt `stop` began is over | `can_halt` |
+//! | `Stopped` | `Booting` | a system container's `start` | `can_start` |
+//! | `Booting` | `Destroying` | a node's boot fails | `can_fail` |
+//! | `Booting` | `Stopped` | a system container's `start` fails | `can_fail` |
+//! | all but `Destroying` | `Destroying` | end of input (nodes) | `can_shut_down` |
 //!
-//! A `Destroying` entry is forgotten once its container is removed (a system container that
-//! `stop` halted becomes `Stopped` instead).
+//! A `Destroying` entry is forgotten once its container is removed. A `Stopping` one is
+//! neither destroyed nor stopped again nor ended by its init's exit: the `stop` under way
+//! does all that.
 //!
 //! A name is claimed by a [`Reservation`], which forgets it again if the container is
 //! never made. A destroyed application container's name is free as soon as `destroy`
@@ -39,6 +43,8 @@ use crate::names::Kind;
 pub enum State {
     Booting,
     Running,
+    /// A system container that `stop` is halting (its disk stays).
+    Stopping,
     Stopped,
     Destroying,
 }
@@ -48,6 +54,7 @@ impl State {
         match self {
             State::Booting => "booting",
             State::Running => "running",
+            State::Stopping => "stopping",
             State::Stopped => "stopped",
             State::Destroying => "destroying",
         }
@@ -58,8 +65,9 @@ impl State {
         self == State::Booting
     }
 
-    /// `destroy` takes a running or stopped container; a booting one answers `booting`,
-    /// one being destroyed is gone already.
+    /// `destroy` takes a running or stopped container; a booting one answers `booting`;
+    /// one being destroyed is gone already, and one being stopped is left to its `stop`
+    /// (both answer `not_found`, as before `Stopping` had a name of its own).
     pub fn can_destroy(self) -> bool {
         matches!(self, State::Running | State::Stopped)
     }
@@ -69,8 +77,27 @@ impl State {
         self == State::Running
     }
 
+    /// A stop's halt is over: only the container it was stopping becomes stopped (not one
+    /// that something else took meanwhile).
+    pub fn can_halt(self) -> bool {
+        self == State::Stopping
+    }
+
+    /// A boot that fails undoes only itself: a booting container goes (a node) or is
+    /// stopped again (a system container's `start`); one the end of input took meanwhile
+    /// is the end of input's.
+    pub fn can_fail(self) -> bool {
+        self == State::Booting
+    }
+
+    /// End of input takes every node not being destroyed already.
+    pub fn can_shut_down(self) -> bool {
+        self != State::Destroying
+    }
+
     /// An init's exit ends only a running container (a booting one's spawn sees the exit
-    /// itself; one being destroyed or stopped is ended already).
+    /// itself; one being destroyed or stopped is ended already, and one being stopped is
+    /// its `stop`'s to end).
     pub fn can_end(self) -> bool {
         self == State::Running
     }
@@ -436,11 +463,60 @@ mod tests {
             Entry::new(0, State::Stopped, Detail::System { persistent: true }),
         )]);
         let stop =
-            |reg: &Registry| reg.transition("s", State::Destroying, |e| e.state.can_stop(), |_| ());
+            |reg: &Registry| reg.transition("s", State::Stopping, |e| e.state.can_stop(), |_| ());
         assert_eq!(stop(&reg), Err(Refusal::In(Kind::System, State::Stopped)));
         let start = reg.transition("s", State::Booting, |e| e.state.can_start(), |_| ());
         assert_eq!(start, Ok(()));
         assert_eq!(reg.claim_for_destroy("s").err(), Some(Failure::Booting));
         assert_eq!(reg.claim_for_destroy("t").err(), Some(Failure::NotFound));
+    }
+
+    /// Every predicate against every state: the table in this module's doc, row by row.
+    #[test]
+    fn each_predicate_allows_exactly_the_states_of_the_table() {
+        use State::*;
+        let all = [Booting, Running, Stopping, Stopped, Destroying];
+        type Row = (&'static str, fn(State) -> bool, &'static [State]);
+        let table: [Row; 8] = [
+            ("can_run", State::can_run, &[Booting]),
+            ("can_destroy", State::can_destroy, &[Running, Stopped]),
+            ("can_stop", State::can_stop, &[Running]),
+            ("can_halt", State::can_halt, &[Stopping]),
+            ("can_end", State::can_end, &[Running]),
+            ("can_start", State::can_start, &[Stopped]),
+            ("can_fail", State::can_fail, &[Booting]),
+            (
+                "can_shut_down",
+                State::can_shut_down,
+                &[Booting, Running, Stopping, Stopped],
+            ),
+        ];
+        for (name, can, allowed) in table {
+            for s in all {
+                assert_eq!(can(s), allowed.contains(&s), "{name}({s:?})");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_under_way_is_left_to_itself() {
+        let reg = Registry::new([(
+            "s".to_string(),
+            Entry::new(0, State::Running, Detail::System { persistent: true }),
+        )]);
+        let to =
+            |to: State, can: fn(State) -> bool| reg.transition("s", to, |e| can(e.state), |_| ());
+        assert_eq!(to(State::Stopping, State::can_stop), Ok(()));
+        // Neither a second stop, nor its init's exit, nor destroy takes it from the stop.
+        let stopping = Err(Refusal::In(Kind::System, State::Stopping));
+        assert_eq!(to(State::Stopping, State::can_stop), stopping);
+        assert_eq!(to(State::Stopped, State::can_end), stopping);
+        assert_eq!(reg.claim_for_destroy("s").err(), Some(Failure::NotFound));
+        assert_eq!(to(State::Stopped, State::can_halt), Ok(()));
+        assert_eq!(
+            to(State::Stopped, State::can_halt),
+            Err(Refusal::In(Kind::System, State::Stopped))
+        );
+        assert!(reg.claim_for_destroy("s").is_ok());
     }
 }

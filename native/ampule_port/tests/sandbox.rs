@@ -6,34 +6,11 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use eetf::Term;
-
-fn agents_dir(port: &Port) -> PathBuf {
-    let Term::Tuple(t) = &port.hello else {
-        panic!("hello: {}", port.hello)
-    };
-    PathBuf::from(text(get(&t.elements[2], "agents_dir")))
-}
-
-/// A listener in the port's agents directory, as a client makes one per sandbox.
-fn listen(port: &Port, name: &str) -> (UnixListener, PathBuf) {
-    let path = agents_dir(port).join(format!("{name}.sock"));
-    (UnixListener::bind(&path).unwrap(), path)
-}
-
-fn sandbox_opts(socket: &Path, eval: &str) -> Term {
-    map(vec![
-        (
-            "sandbox",
-            map(vec![("socket", bin(socket.to_string_lossy().as_bytes()))]),
-        ),
-        ("args", list(vec![bin("-eval"), bin(eval)])),
-    ])
-}
 
 /// Reads one `{packet, 4}` frame.
 fn frame(s: &mut UnixStream) -> Vec<u8> {

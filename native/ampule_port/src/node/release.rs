@@ -109,8 +109,14 @@ async fn finish(ctx: &Ctx, name: &str, cgroups_left: bool) {
 /// holds on to (up to [`CGROUPS_LATER`]: a failed boot's answer took 27 s in a CI run):
 /// those are retried behind it.
 pub async fn fail_boot(ctx: &Arc<Ctx>, spec: &NodeSpec, why: Failure) -> Failure {
+    // Refused only when the end of input made it `Destroying` already: removed either way.
     ctx.registry
-        .transition(&spec.name, State::Destroying, |_| true, |_| ())
+        .transition(
+            &spec.name,
+            State::Destroying,
+            |e| e.state.can_fail(),
+            |_| (),
+        )
         .ok();
     let cgroups_left = remove_now(ctx, &spec.name, spec.lease().cloned()).await;
     if cgroups_left {
@@ -163,7 +169,7 @@ pub async fn on_init_exit(ctx: Arc<Ctx>, name: String, pid: i32, oom: Option<Arc
 pub async fn shut_down(ctx: &Ctx, kind: Kind) {
     let victims = ctx
         .registry
-        .transition_all(kind, State::Destroying, |e| e.state != State::Destroying);
+        .transition_all(kind, State::Destroying, |e| e.state.can_shut_down());
     let jobs = victims.into_iter().map(|(name, e)| async move {
         remove(ctx, &name, e.lease().cloned()).await;
     });

@@ -3,7 +3,7 @@
 //! `stop` keeps their disk, `start` boots them again, only `destroy` removes them.
 //!
 //! - States: `Booting` while the template runs and the container starts, `Running`, then
-//!   `Stopped` when its init exits (a halt inside it) or `stop` halted it (`Destroying`
+//!   `Stopped` when its init exits (a halt inside it) or `stop` halted it (`Stopping`
 //!   while the halt runs), `Booting` again on `start`; `Destroying` on `destroy`.
 //! - Who ends it: `destroy`, and end of input: a persistent one is stopped (its disk
 //!   stays), the others are removed like application containers.
@@ -118,26 +118,19 @@ impl Systems {
             let (ctx, name, opts) = (self.ctx.clone(), name.to_string(), opts.clone());
             tokio::task::spawn_blocking(move || template::build(&ctx.host, &name, &opts))
         };
-        let built = match tokio::time::timeout(opts.timeout, job).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "template timed out",
-            )),
+        // The template's own error, its task's, or the create's timeout: each a failure of
+        // its own, never an `io::Error` standing for a timeout.
+        let (failure, why) = match tokio::time::timeout(opts.timeout, job).await {
+            Ok(Ok(Ok(()))) => return Ok(()),
+            Ok(Ok(Err(e))) => (Failure::CreateFailed(e.to_string()), e.to_string()),
+            Ok(Err(e)) => (Failure::CreateFailed(e.to_string()), e.to_string()),
+            Err(_) => (Failure::CreateTimeout, "template timed out".to_string()),
         };
         drop(permit);
         drop(one_at_a_time);
-        let Err(e) = built else {
-            return Ok(());
-        };
         let detail = lxc_log_tail(&self.ctx.host.lxcpath.join(name));
-        log::error!(container = name; "creating from {} failed: {e}; {detail}", opts.template);
-        Err(if e.kind() == io::ErrorKind::TimedOut {
-            Failure::CreateTimeout
-        } else {
-            Failure::CreateFailed(e.to_string())
-        })
+        log::error!(container = name; "creating from {} failed: {why}; {detail}", opts.template);
+        Err(failure)
     }
 
     /// Boots a built container and attaches to its console; returns its init's pid.
@@ -221,10 +214,11 @@ impl Systems {
                 ("init_pid", int(pid as i64)),
             ])),
             Err(failure) => {
+                let failed = |e: &Entry| e.state.can_fail();
                 let _ = self
                     .ctx
                     .registry
-                    .transition(name, State::Stopped, |_| true, |_| ());
+                    .transition(name, State::Stopped, failed, |_| ());
                 Err(failure)
             }
         }
@@ -235,7 +229,7 @@ impl Systems {
     pub async fn stop(&self, name: &str) -> Result<(), Failure> {
         self.ctx
             .registry
-            .transition(name, State::Destroying, |e| e.state.can_stop(), |_| ())
+            .transition(name, State::Stopping, |e| e.state.can_stop(), |_| ())
             .map_err(|r| match r {
                 Refusal::Missing => Failure::NotFound,
                 Refusal::In(..) => Failure::Stopped,
@@ -263,7 +257,7 @@ impl Systems {
         let _ = self
             .ctx
             .registry
-            .transition(name, State::Stopped, |_| true, stopped);
+            .transition(name, State::Stopped, |e| e.state.can_halt(), stopped);
         Ok(())
     }
 

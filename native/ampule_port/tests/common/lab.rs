@@ -18,6 +18,13 @@ pub const HOST: Ipv4Addr = Ipv4Addr::new(10, 213, 60, 1);
 pub const HOST_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 213, 59, 1);
 pub const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 213, 59, 2);
 
+/// The one recipe for running a program in a lab's namespace, shared with the Elixir
+/// cluster lab (`test/support/cluster_lab.ex`).
+const NETNS_EXEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../test/support/netns_exec.sh"
+);
+
 pub struct Lab {
     pub host: String,
     pub outside: String,
@@ -131,35 +138,16 @@ impl Lab {
     /// A port in the lab's host namespace, on the lab's bridge and state directory.
     ///
     /// Not through `ip netns exec`: it mounts a sysfs of the namespace over `/sys`, which
-    /// hides what is mounted below it: the cgroup hierarchies, and on a host with AppArmor
-    /// the securityfs through which liblxc confines each container (without it every start
-    /// failed in the stock Debian VM). Here, in a mount namespace of the port's own, those
-    /// are bound aside (to directories in the lab's state directory, which goes with the
-    /// lab), the namespace's sysfs mounted, and they are bound back; then the
-    /// port is exec'd (`Port::spawn_by` appends `-c 'exec "$0" "$@" ...' PORT ARGS`,
-    /// which the inner shell runs).
+    /// hides what is mounted below it (the cgroup hierarchies, and on a host with AppArmor
+    /// the securityfs through which liblxc confines each container). The recipe that keeps
+    /// them is `test/support/netns_exec.sh`, which the Elixir cluster lab runs too; its
+    /// aside directory is [`Lab::aside`]. It execs `/bin/sh`, to which `Port::spawn_by`
+    /// appends `-c 'exec "$0" "$@" ...' PORT ARGS`.
     pub fn port(&self) -> Port {
-        let enter = format!(
-            "cg={state}/aside-cgroup && sec={state}/aside-security && mkdir -p \"$cg\" \"$sec\" && \
-             mount --rbind /sys/fs/cgroup \"$cg\" && \
-             {{ ! mountpoint -q /sys/kernel/security || mount --rbind /sys/kernel/security \"$sec\"; }} && \
-             exec nsenter --net=/var/run/netns/{ns} /bin/sh -c \
-             'mount -t sysfs sysfs /sys && mount --rbind \"$1\" /sys/fs/cgroup && \
-             {{ ! mountpoint -q \"$2\" || mount --rbind \"$2\" /sys/kernel/security; }} && \
-             shift 2 && exec /bin/sh \"$@\"' enter \"$cg\" \"$sec\" \"$@\"",
-            ns = self.host,
-            state = self.state_dir
-        );
-        let mut prefix = Command::new("unshare");
-        prefix.args([
-            "-m",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &enter,
-            "lab",
-        ]);
+        let aside = self.aside();
+        std::fs::create_dir_all(&aside).expect("make the lab's aside directory");
+        let mut prefix = Command::new(NETNS_EXEC);
+        prefix.args([self.host.as_str(), aside.as_str(), "/bin/sh"]);
         let mut p = Port::spawn_by(
             prefix,
             &[
@@ -173,6 +161,12 @@ impl Lab {
         );
         p.hello = p.next_frame(Duration::from_secs(30)).expect("no hello");
         p
+    }
+
+    /// The empty directory `netns_exec.sh` mounts its tmpfs on, in the port's mount
+    /// namespace only (here it stays empty); removed with the lab.
+    fn aside(&self) -> String {
+        format!("{}.aside", self.state_dir)
     }
 
     /// Runs `expr` (using `Node`) on a probe `erl` in the lab's host namespace.
@@ -328,6 +322,7 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = std::fs::remove_dir_all(&self.state_dir);
+        let _ = std::fs::remove_dir(self.aside());
     }
 }
 

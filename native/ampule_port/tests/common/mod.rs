@@ -2,10 +2,12 @@
 //! a real `erl` to reach the nodes, and counters of what a container can leave behind.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod lab;
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, RwLock, RwLockWriteGuard};
@@ -418,7 +420,7 @@ pub fn eval_by(
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn rand_suffix() -> u64 {
+pub fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -575,4 +577,29 @@ pub fn open_files_limits(pid: &str) -> (u64, u64) {
         .filter_map(|w| w.parse().ok())
         .collect();
     (n[0], n[1])
+}
+
+/// The agents directory the port's hello names (clients make sandbox sockets in it).
+pub fn agents_dir(port: &Port) -> PathBuf {
+    let Term::Tuple(t) = &port.hello else {
+        panic!("hello: {}", port.hello)
+    };
+    PathBuf::from(text(get(&t.elements[2], "agents_dir")))
+}
+
+/// A listener in the port's agents directory, as a client makes one per sandbox.
+pub fn listen(port: &Port, name: &str) -> (UnixListener, PathBuf) {
+    let path = agents_dir(port).join(format!("{name}.sock"));
+    (UnixListener::bind(&path).unwrap(), path)
+}
+
+/// `{spawn, Opts}` options of a sandbox whose node runs `eval`, reaching `socket`.
+pub fn sandbox_opts(socket: &Path, eval: &str) -> Term {
+    map(vec![
+        (
+            "sandbox",
+            map(vec![("socket", bin(socket.to_string_lossy().as_bytes()))]),
+        ),
+        ("args", list(vec![bin("-eval"), bin(eval)])),
+    ])
 }
