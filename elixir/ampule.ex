@@ -323,6 +323,10 @@ defmodule Ampule do
     * `:sandbox` - `true` for a sandbox: a node that is not distributed, without network,
       reached through an agent and trusted with nothing (see `Ampule.Sandbox`); default
       `false`, or `config :ampule, sandbox: true`
+    * `:prepare` - what the container does once booted, before `start/1` returns:
+      `applications:` to start, `modules:` to load, `run:` an MFA to call (see "Prepared
+      containers" in `Ampule.Pool`, where it pays most); a failure destroys the container
+      and returns `{:error, {:prepare_failed, why}}`. Default: nothing
     * `:max_result` - a sandbox's largest result in bytes, encoded or decoded; a larger
       one is refused with `{:result_too_large, max}` (default 64 MiB, at most
       4,294,967,278). Only with `sandbox: true`: a distribution container's results are

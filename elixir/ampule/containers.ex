@@ -27,11 +27,36 @@ defmodule Ampule.Containers do
   end
 
   defp start_here(opts) do
-    case Options.spawn!(opts) do
-      {owner, request, {:sandbox, max_result}} -> Ampule.Sandbox.start(owner, request, max_result)
-      {owner, request, :distribution} -> Distribution.start_container(owner, request)
+    # `prepare:` is this side's, done once the container is up (see Ampule.Prepare).
+    {prepare, opts} = Keyword.pop(opts, :prepare)
+    spec = Ampule.Prepare.validate!(prepare)
+
+    started =
+      case Options.spawn!(opts) do
+        {owner, request, {:sandbox, max}} -> Ampule.Sandbox.start(owner, request, max)
+        {owner, request, :distribution} -> Distribution.start_container(owner, request)
+      end
+
+    prepared(started, spec, Keyword.get(opts, :boot_timeout, 15_000))
+  end
+
+  @doc false
+  # A booted container, prepared with `spec` (nil: as it is); one whose preparation
+  # fails is destroyed.
+  @spec prepared({:ok, Container.t()} | {:error, term}, Ampule.Prepare.spec() | nil, timeout) ::
+          {:ok, Container.t()} | {:error, term}
+  def prepared({:ok, container}, spec, timeout) when spec != nil do
+    case Ampule.Prepare.container(container, spec, timeout) do
+      :ok ->
+        {:ok, container}
+
+      {:error, _} = error ->
+        _ = destroy(container)
+        error
     end
   end
+
+  def prepared(result, _spec, _timeout), do: result
 
   defp start_on(host, opts) do
     {owner, request, _kind} = Options.spawn!(opts)

@@ -24,7 +24,8 @@ defmodule Ampule.Options do
     seccomp: nil,
     owner: :self,
     sandbox: :config,
-    max_result: nil
+    max_result: nil,
+    prepare: nil
   ]
 
   # A sandbox's default result limit, and the largest one: a frame's length is 32 bits
@@ -280,6 +281,8 @@ defmodule Ampule.Options do
   defp value!(:boot_timeout, t) when is_integer(t), do: bounded!(:boot_timeout, t, :spawn)
   defp value!(:sandbox, :config), do: Application.get_env(:ampule, :sandbox, false) |> sandbox!()
   defp value!(:sandbox, b), do: sandbox!(b)
+  defp value!(:prepare, spec), do: Ampule.Prepare.validate!(spec)
+
   defp value!(:max_result, nil), do: nil
 
   defp value!(:max_result, n) when is_integer(n) and n > 0 and n <= @max_max_result,

@@ -33,7 +33,8 @@ defmodule Ampule.Pool do
     * `:prepare` - what each container does before any caller gets it (see "Prepared
       containers"): `applications:`, `modules:`, `run:`. Default: nothing
     * every option of `Ampule.start/1` (`:sandbox`, `:memory`, `:boot_timeout`, ...)
-      except `:owner` and `:name`: the pool owns its containers
+      except `:owner` and `:name`: the pool owns its containers (`:prepare` is the
+      pool's own, below)
 
   ## Lifetime
 
@@ -286,19 +287,8 @@ defmodule Ampule.Pool do
   defp first_prepared(state),
     do: prepared(Ampule.Containers.start([owner: self()] ++ state.spawn_opts), state)
 
-  # A booted container, prepared; one whose preparation fails is destroyed.
-  defp prepared({:ok, container}, %{prepare: spec} = state) when spec != nil do
-    case Ampule.Prepare.container(container, spec, state.prepare_timeout) do
-      :ok ->
-        {:ok, container}
-
-      {:error, _} = error ->
-        _ = Ampule.Containers.destroy(container)
-        error
-    end
-  end
-
-  defp prepared(result, _state), do: result
+  defp prepared(started, state),
+    do: Ampule.Containers.prepared(started, state.prepare, state.prepare_timeout)
 
   @impl GenServer
   def handle_call({:checkout, caller}, from, state) do
