@@ -31,7 +31,7 @@ defmodule Bench.Sides do
     t2 = System.monotonic_time(:microsecond)
     :peer.stop(pid)
     t3 = System.monotonic_time(:microsecond)
-    wait_gone(os_pid)
+    Release.wait_gone(os_pid)
     {t1 - t0 + (t3 - t2), cpu}
   end
 
@@ -48,22 +48,7 @@ defmodule Bench.Sides do
   def peer_stop({pid, node}) do
     os_pid = peer_os_pid(node)
     :peer.stop(pid)
-    wait_gone(os_pid)
-  end
-
-  # Until the process has exited: gone, or a zombie (its parent, erl_child_setup, reaps
-  # it up to two seconds later; a zombie uses no CPU).
-  def wait_gone(os_pid) do
-    case File.read("/proc/#{os_pid}/stat") do
-      {:ok, stat} ->
-        if not String.contains?(stat, ") Z ") do
-          Process.sleep(1)
-          wait_gone(os_pid)
-        end
-
-      {:error, _} ->
-        :ok
-    end
+    Release.wait_gone(os_pid)
   end
 
   # Timed: spawn, rpc, destroy. `destroy` returns once the node is dead and releases the

@@ -197,6 +197,21 @@ defmodule Bench.Memory do
 end
 
 defmodule Bench.Release do
+  # Until an OS process (a `:peer` node, a local `elixir`) has exited: gone, or a zombie
+  # (its parent reaps it up to two seconds later; a zombie uses no CPU).
+  def wait_gone(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} ->
+        if not String.contains?(stat, ") Z ") do
+          Process.sleep(1)
+          wait_gone(os_pid)
+        end
+
+      {:error, _} ->
+        :ok
+    end
+  end
+
   # Until the port has released a destroyed container: `destroy` answers when the node is
   # dead; its cgroups, directory and (distribution) address go right behind. Waiting
   # (untimed) keeps one sample's teardown from stealing CPU from the next.

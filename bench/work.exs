@@ -116,7 +116,7 @@ defmodule Bench.Work do
     cpu = task_cpu_us(os_pid)
     :peer.stop(pid)
     wall = System.monotonic_time(:microsecond) - t0
-    wait_gone(os_pid)
+    Release.wait_gone(os_pid)
     %{result: result, wall: wall, cpu: cpu}
   end
 
@@ -136,19 +136,6 @@ defmodule Bench.Work do
     end)
     |> Enum.sum()
     |> div(1000)
-  end
-
-  defp wait_gone(os_pid) do
-    case File.read("/proc/#{os_pid}/stat") do
-      {:ok, stat} ->
-        unless String.contains?(stat, ") Z ") do
-          Process.sleep(1)
-          wait_gone(os_pid)
-        end
-
-      {:error, _} ->
-        :ok
-    end
   end
 
   # A cold container: spawn, grade, destroy timed; its release awaited untimed. CPU is its

@@ -195,16 +195,7 @@ defmodule Ampule.Error do
           | :noconnection
           | :oom
           | {:spawn_failed, term}
-          | {:result_refused,
-             :atoms
-             | :fun
-             | :pid
-             | :port
-             | :reference
-             | :integer
-             | :re_pattern
-             | :struct
-             | {:struct, module}}
+          | {:result_refused, Ampule.Sandbox.Decode.refusal()}
           | {:result_too_large, pos_integer}
           | {:result_budget, pos_integer}
           | {:protocol, atom}

@@ -26,16 +26,13 @@ defmodule Ampule.Sandbox.Decode do
   # in that process; and the caller waits for all of it no longer than its call's
   # deadline, after which the process is killed: decoding counts inside the timeout.
 
+  @typedoc "What a result may not hold (`{:result_refused, refusal}` to the caller)."
+  @type refusal ::
+          :atoms | :fun | :pid | :port | :reference | :integer | Ampule.Sandbox.Inert.refusal()
+
   @type outcome ::
           {:ok, term}
-          | {:refused,
-             :atoms
-             | :fun
-             | :pid
-             | :port
-             | :reference
-             | :integer
-             | Ampule.Sandbox.Inert.refusal()}
+          | {:refused, refusal}
           | :too_large
           | :timeout
           | {:error, :bad_term}
