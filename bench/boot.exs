@@ -7,30 +7,45 @@
 # said hello; a distribution node has completed the handshake and has Ampule.Remote),
 # then the container's cgroup CPU time at ready and 150 ms later (what a boot costs in
 # all: a refill of a pool), its cgroup's peak memory and the PSS of its processes, then
-# one small call (the idea must not break it), destroy, and an untimed wait for the
-# release.
+# 200 small calls (the idea must not break them), then real work: one project of
+# bench/corpus graded in it (bench/work/grader.ex: `ExUnit.start`, the module and its
+# tests compiled, the tests run), its wall time and its cgroup's CPU, and its counts
+# checked against the same grading in a stock sandbox; then destroy, and an untimed wait
+# for the release. An idea is judged on the sum, boot plus work (issue 21): a flag that
+# saves a boot a few milliseconds of CPU and costs a compile a quarter more is no win.
 #
 # Environment: BOOT_N (pairs per idea, 20), BOOT_IDEAS (comma-separated names: only
-# those), BOOT_MODES (sandbox,distribution).
+# those), BOOT_MODES (sandbox,distribution), BOOT_BASE (`lean`: A is Ampule's default
+# boot instead of a stock node), BOOT_WORK (comma-separated projects of bench/corpus,
+# graded in turn, pair by pair, so that both sides of a pair grade the same one; `none`
+# for boot alone).
 
 Code.require_file("support.exs", __DIR__)
 Bench.Env.apply()
 
 alias Bench.{Cgroup, Memory, Stats}
 
+Bench.Grading.compile!()
+
 defmodule Bench.Boot do
-  # `{lean, opts}`: Ampule's lean boot (Ampule.Boot) on or off, and spawn options.
-  def sample({lean, opts}) do
+  @grade_timeout 300_000
+
+  # `{lean, opts}`: Ampule's lean boot (Ampule.Boot) on or off, and spawn options; `work`:
+  # the project to grade once the container is up (nil: none). `paths:` among the options
+  # is the bench's, not Ampule's: `:otp_first` or `:host_first` puts the container's
+  # code path in that order after its boot, before the work.
+  def sample({lean, opts}, work) do
     Application.put_env(:ampule, :lean_boot, lean)
+    {paths, opts} = Keyword.pop(opts, :paths)
     t0 = System.monotonic_time(:microsecond)
 
     case Ampule.start([owner: false] ++ opts) do
-      {:ok, c} -> measure(c, t0)
+      {:ok, c} -> measure(c, t0, paths, work)
       {:error, reason} -> %{failed: reason, ok: false}
     end
   end
 
-  defp measure(c, t0) do
+  defp measure(c, t0, paths, work) do
     wall = System.monotonic_time(:microsecond) - t0
     cpu_ready = Cgroup.cpu_us(c.name)
     Process.sleep(150)
@@ -47,6 +62,8 @@ defmodule Bench.Boot do
 
     ok = Enum.all?(rtts, fn {_, r} -> r == 2 end)
     rtt = rtts |> Enum.map(&elem(&1, 0)) |> Stats.median()
+    order_paths(c, paths)
+    {work_wall, work_cpu, graded} = grade(c, work)
     Ampule.destroy(c)
     :ok = Bench.Release.wait(c)
 
@@ -57,8 +74,33 @@ defmodule Bench.Boot do
       peak: peak,
       pss: pss,
       rtt: rtt,
-      ok: ok
+      work_wall: work_wall,
+      work_cpu: work_cpu,
+      sum_wall: wall + work_wall,
+      sum_cpu: cpu_settled + work_cpu,
+      ok: ok and graded
     }
+  end
+
+  defp order_paths(_c, nil), do: :ok
+
+  defp order_paths(c, order) do
+    root = Ampule.call({:code, :root_dir, []}, c, 5_000)
+    path = Ampule.call({:code, :get_path, []}, c, 5_000)
+    {otp, host} = Enum.split_with(path, &(&1 == ~c"." or List.starts_with?(&1, root)))
+    new = if order == :host_first, do: host ++ otp, else: otp ++ host
+    true = Ampule.call({:code, :set_path, [new]}, c, 5_000)
+  end
+
+  # The project graded in the container: its wall time, its cgroup's CPU, and whether it
+  # gave the corpus's known counts.
+  defp grade(_c, nil), do: {0, 0, true}
+
+  defp grade(c, p) do
+    cpu0 = Cgroup.cpu_us(c.name)
+    {us, result} = :timer.tc(fn -> Ampule.call(Bench.Grading.mfa(p), c, @grade_timeout) end)
+    cpu = Cgroup.cpu_us(c.name) - cpu0
+    {us, cpu, Map.take(result, [:total, :failures]) == p.expected}
   end
 
   defp call(c) do
@@ -67,16 +109,18 @@ defmodule Bench.Boot do
     _ -> :failed
   end
 
-  # n pairs, alternating the order.
-  def ab(a, b, n) do
+  # n pairs, alternating the order; pair i grades project i of `work` (round robin).
+  def ab(a, b, n, work) do
     Enum.reduce(1..n, {[], []}, fn i, {as, bs} ->
+      p = if work == [], do: nil, else: Enum.at(work, rem(i - 1, length(work)))
+
       if rem(i, 2) == 1 do
-        x = sample(a)
-        y = sample(b)
+        x = sample(a, p)
+        y = sample(b, p)
         {[x | as], [y | bs]}
       else
-        y = sample(b)
-        x = sample(a)
+        y = sample(b, p)
+        x = sample(a, p)
         {[x | as], [y | bs]}
       end
     end)
@@ -101,6 +145,17 @@ alias Bench.Boot
 
 n = String.to_integer(System.get_env("BOOT_N", "20"))
 only = System.get_env("BOOT_IDEAS", "") |> String.split(",", trim: true)
+lean_base = System.get_env("BOOT_BASE") == "lean"
+
+# Mixed on purpose: compile-heavy with macros, String and Enum, processes.
+work_names =
+  case System.get_env("BOOT_WORK", "unit_conv,word_freq,router_dsl,counter_server,roman") do
+    "none" -> []
+    names -> String.split(names, ",", trim: true)
+  end
+
+work = Enum.filter(Bench.Grading.corpus(:all), &(&1.name in work_names))
+length(work) == length(work_names) || raise "BOOT_WORK names a project not in bench/corpus"
 
 modes =
   System.get_env("BOOT_MODES", "sandbox,distribution")
@@ -166,13 +221,38 @@ ideas = [
    {:lean, [args: ~w(+sbwtdio short)]}, both},
   {"leanspin",
    "the lean boot, but schedulers spin as stock (`+sbwt medium +sbwtdcpu short +sbwtdio short` after it)",
-   {:lean, [args: ~w(+sbwt medium +sbwtdcpu short +sbwtdio short)]}, both}
+   {:lean, [args: ~w(+sbwt medium +sbwtdcpu short +sbwtdio short)]}, both},
+  {"leanmcs", "the lean boot with the stock segment cache (`+MMmcs 10` after it)",
+   {:lean, [args: ~w(+MMmcs 10)]}, both},
+  {"cpus2", "the lean boot with a quota of two CPUs (`cpus: 2`: two schedulers)",
+   {:lean, [cpus: 2]}, both},
+  {"otpfirst", "the lean boot, OTP's directories first on the code path after the boot",
+   {:lean, [paths: :otp_first]}, both},
+  {"hostfirst",
+   "the lean boot, Elixir's and the project's directories first on the code path after the boot",
+   {:lean, [paths: :host_first]}, both},
+  {"leanwork",
+   "the lean boot for work: host directories first, schedulers spinning as stock, `+MMmcs 10`",
+   {:lean, [paths: :host_first, args: ~w(+sbwt medium +sbwtdcpu short +sbwtdio short +MMmcs 10)]},
+   both}
 ]
 
 ideas = if only == [], do: ideas, else: Enum.filter(ideas, fn {k, _, _, _} -> k in only end)
 
-# Warm up (page cache, the port's first container, distribution).
-for mode <- modes, lean <- [false, true], do: Boot.sample({lean, [sandbox: mode == :sandbox]})
+# Warm up (page cache, the port's first container, distribution), and each project's
+# counts as a stock sandbox gives them: every sample must give the same.
+for mode <- modes,
+    lean <- [false, true],
+    do: Boot.sample({lean, [sandbox: mode == :sandbox]}, nil)
+
+work =
+  for p <- work do
+    {:ok, c} = Ampule.start(owner: false, sandbox: true)
+    result = Ampule.call(Bench.Grading.mfa(p), c, 300_000)
+    Ampule.destroy(c)
+    :ok = Bench.Release.wait(c)
+    Map.put(p, :expected, Map.take(result, [:total, :failures]))
+  end
 
 rows =
   for mode <- modes, {key, what, change, for_modes} <- ideas, mode in for_modes do
@@ -187,20 +267,32 @@ rows =
         opts -> {false, base ++ opts}
       end
 
-    a = if System.get_env("BOOT_BASE") == "lean", do: {true, base}, else: {false, base}
-    {as, bs} = Boot.ab(a, b, n)
+    a = {lean_base, base}
+    {as, bs} = Boot.ab(a, b, n, work)
     ok = Enum.all?(bs, & &1.ok) and Enum.all?(as, & &1.ok)
     {mode, key, what, as, bs, ok, load}
   end
 
 Application.delete_env(:ampule, :lean_boot)
 
+base_name =
+  if lean_base,
+    do: "Ampule's default boot (the lean boot)",
+    else: "a stock node (`config :ampule, lean_boot: false`)"
+
+work_line =
+  if work == [],
+    do: "No work graded (BOOT_WORK=none).",
+    else:
+      "Work: one project graded per sample, in turn: #{Enum.map_join(work, ", ", & &1.name)}; " <>
+        "boot + work is the wall time to ready plus the grading's, and the CPU incl. 150 ms after plus the grading's."
+
 header = """
 Boot A/B, #{n} alternating pairs per idea, medians (B / A ratio). #{Bench.Env.machine()}.
-A: a stock node (`config :ampule, lean_boot: false`); B: the idea.
+A: #{base_name}; B: the idea. #{work_line}
 
-| mode | idea | wall to ready A → B | CPU at ready | CPU incl. 150 ms after | cgroup peak | PSS | call round trip | calls work | load |
-|---|---|---|---|---|---|---|---|---|---|
+| mode | idea | wall to ready A → B | CPU at ready | CPU incl. 150 ms after | cgroup peak | PSS | call round trip | work, wall | work, CPU | boot + work, wall | boot + work, CPU | calls work | load |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 
 lines =
@@ -217,7 +309,7 @@ lines =
           "yes"
 
         {false, nil} ->
-          "**no** (a call failed)"
+          "**no** (a call failed, or a grading gave other counts)"
 
         {_, {k, reason}} ->
           "**no**: #{k}/#{length(bs)} boots failed (`#{inspect(reason, limit: 4, printable_limit: 60)}`)"
@@ -227,6 +319,8 @@ lines =
       "#{cell.(:cpu, &"#{Stats.ms(&1)} ms")} | #{cell.(:cpu_settled, &"#{Stats.ms(&1)} ms")} | " <>
       "#{cell.(:peak, &"#{Stats.mib(&1)} MiB")} | #{cell.(:pss, &"#{Stats.mib(&1)} MiB")} | " <>
       "#{cell.(:rtt, &"#{&1} µs")} | " <>
+      "#{cell.(:work_wall, &"#{Stats.ms(&1)} ms")} | #{cell.(:work_cpu, &"#{Stats.ms(&1)} ms")} | " <>
+      "#{cell.(:sum_wall, &"#{Stats.ms(&1)} ms")} | #{cell.(:sum_cpu, &"#{Stats.ms(&1)} ms")} | " <>
       "#{works} | #{load} |"
   end
 

@@ -1,4 +1,4 @@
-# Helpers shared by bench/run.exs and bench/boot.exs.
+# Helpers shared by the benches (bench/run.exs, boot.exs, work.exs).
 
 defmodule Bench.Env do
   # `script/bench` runs with MIX_ENV=prod, which reads no test configuration: honour the
@@ -257,4 +257,44 @@ defmodule Bench.Release do
       true -> Process.sleep(2) && wait_none(deadline)
     end
   end
+end
+
+defmodule Bench.Grading do
+  # Real work for a node: grading a project of bench/corpus (a module and its ExUnit
+  # tests) with bench/work/grader.ex. The grader is compiled to disk, in a directory of
+  # this build added to the code path, which Ampule mounts into every container and the
+  # benches hand to every `:peer` and local `elixir`: code of a script lives only in this
+  # node's memory and cannot travel.
+
+  def compile! do
+    ebin = Path.join(Mix.Project.build_path(), "bench_work/ebin")
+    File.rm_rf!(ebin)
+    File.mkdir_p!(ebin)
+    sources = Path.wildcard(Path.join(__DIR__, "work/*.ex"))
+    {:ok, _modules, []} = Kernel.ParallelCompiler.compile_to_path(sources, ebin)
+    true = Code.prepend_path(ebin)
+    ebin
+  end
+
+  @doc "The first `n` projects (`:all` for every one), sorted by name."
+  def corpus(n) do
+    Path.join(__DIR__, "corpus/*/lib.ex")
+    |> Path.wildcard()
+    |> Enum.sort()
+    |> then(&if(n == :all, do: &1, else: Enum.take(&1, n)))
+    |> Enum.map(fn lib ->
+      dir = Path.dirname(lib)
+      test = Path.join(dir, "lib_test.exs")
+
+      %{
+        name: Path.basename(dir),
+        lib: File.read!(lib),
+        test: File.read!(test),
+        lib_path: lib,
+        test_path: test
+      }
+    end)
+  end
+
+  def mfa(p), do: {Bench.Work.Grader, :grade, [p.lib, p.test]}
 end

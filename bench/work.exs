@@ -17,17 +17,8 @@
 Code.require_file("support.exs", __DIR__)
 Bench.Env.apply()
 
-# The grader and the probe, compiled where containers can load them: a directory of this
-# build, added to the code path, which Ampule mounts into every container and hands to
-# every `:peer` and local `elixir` below.
-ebin = Path.join(Mix.Project.build_path(), "bench_work/ebin")
-File.rm_rf!(ebin)
-File.mkdir_p!(ebin)
-
-{:ok, _modules, []} =
-  Kernel.ParallelCompiler.compile_to_path(Path.wildcard(Path.join(__DIR__, "work/*.ex")), ebin)
-
-true = Code.prepend_path(ebin)
+# The grader and the probe, where containers, `:peer` nodes and local `elixir`s load them.
+ebin = Bench.Grading.compile!()
 
 defmodule Bench.Work do
   alias Bench.{Cgroup, Release}
@@ -39,27 +30,9 @@ defmodule Bench.Work do
   def pool, do: @pool
   def prepared_pool, do: @prepared_pool
 
-  # {name, lib source, test source, lib path, test path}, sorted by name.
-  def corpus(n) do
-    Path.join(__DIR__, "corpus/*/lib.ex")
-    |> Path.wildcard()
-    |> Enum.sort()
-    |> Enum.take(n)
-    |> Enum.map(fn lib ->
-      dir = Path.dirname(lib)
-      test = Path.join(dir, "lib_test.exs")
+  def corpus(n), do: Bench.Grading.corpus(n)
 
-      %{
-        name: Path.basename(dir),
-        lib: File.read!(lib),
-        test: File.read!(test),
-        lib_path: lib,
-        test_path: test
-      }
-    end)
-  end
-
-  defp mfa(p), do: {Bench.Work.Grader, :grade, [p.lib, p.test]}
+  defp mfa(p), do: Bench.Grading.mfa(p)
 
   # Each side grades project `p` and returns %{result, wall (µs), cpu (µs)}.
 

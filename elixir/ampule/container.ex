@@ -52,8 +52,12 @@ defmodule Ampule.Container do
   bind-mounted read-only at the same place and added with `-pz`, after OTP's own
   directories: a node loads some hundred OTP modules as it boots, and each used to be
   looked for in every one of these first (a sandbox's spawn took 126 ms with them before
-  OTP's, 108 ms after, medians on the machine of docs/benchmarks.md). So a module of
-  yours named like one of OTP's does not replace it in a container. Elixir's standard
+  OTP's, 108 ms after, medians on the machine of docs/benchmarks.md). Once booted, and
+  before any of your code runs, the node puts them before OTP's (`ampule_code_path`), as
+  a local `elixir` or `mix` has them: real work loads Elixir's modules by the hundred,
+  and each was looked for in OTP's 37 directories first (docs/benchmarks.md, "Real
+  work"). So, as locally, a module of yours named like one of OTP's that the boot did not
+  load replaces it in a container. Elixir's standard
   library works inside, a module of your project can be called there, and an anonymous
   function sent with `Node.spawn/2` runs there, whether it was compiled in a module or made
   by `Code.eval_string/1` or iex. Code compiled only into this VM's memory (an `.exs`

@@ -114,8 +114,10 @@ defmodule Ampule.Options do
   Validates spawn options. Returns `{owner, request, kind}`: the owner pid (or nil), the
   map sent to the port, and `:distribution` or `{:sandbox, max_result}`.
 
-  A sandbox's node starts its agent (`-run ampule_agent start`), and Ampule's own ebin is
-  always on its code path (even with `host_code_paths: false`): the agent lives there.
+  Ampule's own ebin is always on a container's code path (even with `host_code_paths:
+  false`): after its boot, every node puts its own code directories before OTP's
+  (`-s ampule_code_path promote`), and a sandbox's node then starts its agent
+  (`-run ampule_agent start`).
   """
   @spec spawn!(keyword) :: {pid | nil, map, :distribution | {:sandbox, pos_integer}}
   def spawn!(opts) do
@@ -141,13 +143,27 @@ defmodule Ampule.Options do
     # which override them.
     {boot_paths, boot_args} = Ampule.Boot.args(opts[:cpus], opts[:args])
 
+    # Ampule's ebin: the agent must be there; a distribution node does without it (and
+    # without the promotion) when Ampule runs from an archive, as in an escript.
+    {ampule_paths, promote} =
+      case {kind, ampule_ebin()} do
+        {_, {:ok, dir}} ->
+          {[dir], ["-s", "ampule_code_path", "promote"]}
+
+        {:distribution, :error} ->
+          {[], []}
+
+        {_sandbox, :error} ->
+          raise "Ampule's ebin, where the sandbox agent lives, is not a directory"
+      end
+
     code_paths =
       if(opts[:host_code_paths], do: Distribution.host_code_paths(), else: []) ++
-        opts[:code_paths] ++
-        if(kind == :distribution, do: [], else: [agent_path()]) ++ boot_paths
+        opts[:code_paths] ++ ampule_paths ++ boot_paths
 
     args =
       boot_args ++
+        promote ++
         case {kind, opts[:hidden]} do
           {{:sandbox, _}, _hidden} -> ["-run", "ampule_agent", "start" | opts[:args]]
           {:distribution, true} -> ["-hidden" | opts[:args]]
@@ -174,11 +190,15 @@ defmodule Ampule.Options do
     {opts[:owner], request, kind}
   end
 
-  # The directory of the agent's module: Ampule's own ebin.
-  defp agent_path do
-    case :code.which(:ampule_agent) do
-      path when is_list(path) -> path |> Path.dirname() |> Path.expand()
-      other -> raise "the sandbox agent (ampule_agent) is not on the code path: #{inspect(other)}"
+  # Ampule's own ebin, where the modules that run in every container live (the agent,
+  # ampule_code_path).
+  defp ampule_ebin do
+    with path when is_list(path) <- :code.which(:ampule_code_path),
+         dir = path |> Path.dirname() |> Path.expand(),
+         true <- File.dir?(dir) do
+      {:ok, dir}
+    else
+      _ -> :error
     end
   end
 

@@ -133,11 +133,21 @@ defmodule Ampule.ContainersTest do
     c = Ampule.spawn()
     assert Ampule.call({Ampule.RemoteHelpers, :elixir_inside, [["x"]]}, c) == "X"
 
-    # After OTP's own directories (-pz): a boot finds each OTP module where it lives first.
-    path = Ampule.call({:code, :get_path, []}, c)
-    kernel = Enum.find_index(path, &(&1 == :code.lib_dir(:kernel, :ebin)))
-    elixir = Enum.find_index(path, &(&1 == :code.lib_dir(:elixir, :ebin)))
-    assert kernel < elixir
+    # Given after OTP's own directories (-pz), so that a boot finds each OTP module where
+    # it lives first; put before them once the node has booted, in both kinds, so that
+    # Elixir's modules are found first (ampule_code_path).
+    elixir_ebin = Path.expand(to_string(:code.lib_dir(:elixir, :ebin)))
+    kernel_ebin = Path.expand(to_string(:code.lib_dir(:kernel, :ebin)))
+
+    for node <- [c, Ampule.spawn(sandbox: true)] do
+      assert {:ok, [pz | _]} = Ampule.call({:init, :get_argument, [:pz]}, node)
+      assert elixir_ebin in Enum.map(pz, &to_string/1)
+
+      path = Ampule.call({:code, :get_path, []}, node) |> Enum.map(&Path.expand(to_string(&1)))
+      kernel = Enum.find_index(path, &(&1 == kernel_ebin))
+      elixir = Enum.find_index(path, &(&1 == elixir_ebin))
+      assert elixir < kernel
+    end
 
     # Without the host's code paths, Ampule still loads what it needs to run calls.
     bare = Ampule.spawn(host_code_paths: false)

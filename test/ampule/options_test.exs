@@ -59,18 +59,21 @@ defmodule Ampule.OptionsTest do
 
     assert owner == self()
     {boot_paths, boot_args} = Ampule.Boot.args(nil, ["-kernel", "foo"])
+    ampule_ebin = :code.which(:ampule_code_path) |> Path.dirname() |> Path.expand()
+    promote = ["-s", "ampule_code_path", "promote"]
 
     assert request == %{
              name: "box_1",
              boot_timeout: 5_000,
              env: [{"LANG", "C.UTF-8"}],
-             args: boot_args ++ ["-hidden", "-kernel", "foo"],
-             code_paths: ["/tmp"] ++ boot_paths,
+             args: boot_args ++ promote ++ ["-hidden", "-kernel", "foo"],
+             code_paths: ["/tmp", ampule_ebin] ++ boot_paths,
              config: [],
              memory: 64 * 1024 * 1024
            }
 
-    assert {nil, %{args: ^boot_args}, :distribution} = Options.spawn!(owner: false, hidden: false)
+    assert {nil, %{args: args}, :distribution} = Options.spawn!(owner: false, hidden: false)
+    assert args == boot_args ++ promote
   end
 
   test "nodes boot lean: flags before the caller's arguments, which override them" do
@@ -105,7 +108,9 @@ defmodule Ampule.OptionsTest do
 
     try do
       assert {[], []} = Ampule.Boot.args(nil, [])
-      assert {_, %{args: ["-hidden"]}, _} = Options.spawn!(host_code_paths: false)
+
+      assert {_, %{args: ["-s", "ampule_code_path", "promote", "-hidden"]}, _} =
+               Options.spawn!(host_code_paths: false)
     after
       Application.delete_env(:ampule, :lean_boot)
     end
@@ -169,7 +174,13 @@ defmodule Ampule.OptionsTest do
              Options.spawn!(sandbox: true, host_code_paths: false, args: ["+S", "1"])
 
     {boot_paths, boot_args} = Ampule.Boot.args(nil, ["+S", "1"])
-    assert request.args == boot_args ++ ["-run", "ampule_agent", "start", "+S", "1"]
+    promote = ["-s", "ampule_code_path", "promote"]
+    assert request.args == boot_args ++ promote ++ ["-run", "ampule_agent", "start", "+S", "1"]
+    assert request.code_paths == [agent_dir | boot_paths]
+
+    # A distribution node promotes its code paths too, from the same ebin.
+    {_, request, :distribution} = Options.spawn!(host_code_paths: false, args: ["+S", "1"])
+    assert request.args == boot_args ++ promote ++ ["-hidden", "+S", "1"]
     assert request.code_paths == [agent_dir | boot_paths]
 
     assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)

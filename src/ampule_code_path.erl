@@ -1,0 +1,33 @@
+%% Puts a container's own code directories (Elixir's libraries, the caller's project,
+%% Ampule's ebin: everything outside the OTP root) before OTP's once its node has booted.
+%%
+%% A container's node gets those directories with `-pz`, after OTP's, because its boot
+%% loads some hundred OTP modules and each would otherwise be looked for in every one of
+%% them first. After the boot the balance turns: in interactive mode every module loaded
+%% on first use is looked for in the code path's directories in order, one failed open
+%% per directory, and real work loads Elixir's modules by the hundred (the compiler,
+%% ExUnit, Enum, String...), each after the 37 directories of OTP. So the node's first
+%% act after its boot (`-s ampule_code_path promote`, before anything of the caller's
+%% runs) is to put them first, as a local `elixir` or `mix` has them.
+-module(ampule_code_path).
+
+-export([promote/0]).
+
+promote() ->
+    Root = code:root_dir(),
+    {Otp, Own} = lists:partition(
+        fun(Dir) -> Dir =:= "." orelse lists:prefix(Root ++ "/", Dir) end,
+        code:get_path()
+    ),
+    case Own of
+        [] -> ok;
+        _ -> true = code:set_path(pwd_first(Otp, Own))
+    end,
+    ok.
+
+%% "." (the node's working directory) stays first, where interactive mode puts it.
+pwd_first(Otp, Own) ->
+    case lists:member(".", Otp) of
+        true -> ["." | Own] ++ lists:delete(".", Otp);
+        false -> Own ++ Otp
+    end.
