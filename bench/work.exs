@@ -153,10 +153,7 @@ defmodule Bench.Work do
     end
   end
 
-  # HOOK (issue 21, item 4): a prepared pool, `Ampule.Pool` with `prepare:`, does not exist
-  # yet. These are the options the issue asks for; while the pool refuses them (an
-  # ArgumentError naming the option), the prepared side is left out of the report with the
-  # reason, and it is measured as soon as the option exists, with no change here.
+  # The prepared pool's `prepare:` (Ampule.Pool): what a grading and the first calls load.
   def prepare_opts do
     [
       applications: [:elixir, :ex_unit],
@@ -178,22 +175,15 @@ defmodule Bench.Work do
   def start_pools do
     {:ok, _} = Ampule.Pool.start_link(name: @pool, size: 2, sandbox: true)
 
-    prepared =
-      try do
-        Ampule.Pool.start_link(
-          name: @prepared_pool,
-          size: 2,
-          sandbox: true,
-          prepare: prepare_opts()
-        )
-      rescue
-        e in ArgumentError -> {:error, Exception.message(e)}
-      end
+    {:ok, _} =
+      Ampule.Pool.start_link(
+        name: @prepared_pool,
+        size: 2,
+        sandbox: true,
+        prepare: prepare_opts()
+      )
 
-    case prepared do
-      {:ok, _} -> {[@pool, @prepared_pool], nil}
-      {:error, reason} -> {[@pool], "not measured: #{inspect(reason)}"}
-    end
+    [@pool, @prepared_pool]
   end
 
   # Until every pool holds its 2 idle containers and nothing else is being released:
@@ -244,19 +234,19 @@ Work.container(warm, sandbox: true)
 Work.peer(warm)
 Work.local(warm, ebin)
 
-{pools, prepared_note} = Work.start_pools()
-prepared? = prepared_note == nil
+pools = Work.start_pools()
 
-sides =
-  [
-    local: fn p -> Work.local(p, ebin) end,
-    peer: &Work.peer/1,
-    sandbox: &Work.container(&1, sandbox: true),
-    sandbox_stock: &Work.stock(&1, sandbox: true),
-    dist: &Work.container(&1, []),
-    dist_stock: &Work.stock(&1, []),
-    pool: &Work.pooled(&1, Work.pool())
-  ] ++ if(prepared?, do: [pool_prepared: &Work.pooled(&1, Work.prepared_pool())], else: [])
+sides = [
+  local: fn p -> Work.local(p, ebin) end,
+  peer: &Work.peer/1,
+  sandbox: &Work.container(&1, sandbox: true),
+  sandbox_stock: &Work.stock(&1, sandbox: true),
+  sandbox_cpus2: &Work.container(&1, sandbox: true, cpus: 2),
+  dist: &Work.container(&1, []),
+  dist_stock: &Work.stock(&1, []),
+  pool: &Work.pooled(&1, Work.pool()),
+  pool_prepared: &Work.pooled(&1, Work.prepared_pool())
+]
 
 side_names = Keyword.keys(sides)
 
@@ -283,7 +273,7 @@ section.("grading, in flight")
 
 # The whole corpus with k gradings in flight (Task.async_stream), each side in turn; the
 # stock sides are left out (their boot flag is global and a concurrent round would mix).
-flight_sides = Keyword.drop(sides, [:sandbox_stock, :dist_stock])
+flight_sides = Keyword.drop(sides, [:sandbox_stock, :sandbox_cpus2, :dist_stock])
 
 concurrent =
   for rep <- 1..reps, k <- flight, {side, f} <- Work.rotate(flight_sides, rep) do
@@ -317,24 +307,18 @@ probes = [
   {"a module of the caller's project", {Bench.Work.Probe, :own, [42]}}
 ]
 
-first_kinds =
-  [
-    # The call alone, into a sandbox just booted (the boot untimed).
-    cold: fn mfa ->
-      c = Ampule.spawn(sandbox: true)
-      us = Stats.time(fn -> Ampule.call(mfa, c) end)
-      Ampule.destroy(c)
-      :ok = Bench.Release.wait(c)
-      us
-    end,
-    pooled: fn mfa -> Stats.time(fn -> Ampule.call(mfa, pool: Work.pool()) end) end
-  ] ++
-    if(prepared?,
-      do: [
-        prepared: fn mfa -> Stats.time(fn -> Ampule.call(mfa, pool: Work.prepared_pool()) end) end
-      ],
-      else: []
-    )
+first_kinds = [
+  # The call alone, into a sandbox just booted (the boot untimed).
+  cold: fn mfa ->
+    c = Ampule.spawn(sandbox: true)
+    us = Stats.time(fn -> Ampule.call(mfa, c) end)
+    Ampule.destroy(c)
+    :ok = Bench.Release.wait(c)
+    us
+  end,
+  pooled: fn mfa -> Stats.time(fn -> Ampule.call(mfa, pool: Work.pool()) end) end,
+  prepared: fn mfa -> Stats.time(fn -> Ampule.call(mfa, pool: Work.prepared_pool()) end) end
+]
 
 first =
   for i <- 1..n_first,
@@ -371,6 +355,7 @@ side_label = %{
   peer: "`:peer` node",
   sandbox: "cold sandbox",
   sandbox_stock: "cold sandbox, `lean_boot: false`",
+  sandbox_cpus2: "cold sandbox, `cpus: 2` (the default quota is one CPU)",
   dist: "cold distribution container",
   dist_stock: "cold distribution container, `lean_boot: false`",
   pool: "pooled sandbox (pool of 2, no preparation)",
@@ -455,7 +440,7 @@ Each phase as the grader timed it inside the node, summed over the corpus (media
 
 ### First calls into a pristine sandbox
 
-One call, p50 of #{n_first}: `cold` into a sandbox just booted (the boot untimed); `pooled` through a full pool of 2 (taking the container, the call, giving it back)#{if prepared?, do: "; `prepared` through a pool with `prepare:`", else: ""}.#{if prepared_note, do: " Prepared pool: #{prepared_note}.", else: ""}
+One call, p50 of #{n_first}: `cold` into a sandbox just booted (the boot untimed); `pooled` through a full pool of 2 (taking the container, the call, giving it back); `prepared` through a pool with `prepare:`.
 
 | call | #{Enum.map_join(first_kinds, " | ", fn {k, _} -> to_string(k) end)} |
 |---|#{Enum.map_join(first_kinds, "", fn _ -> "---|" end)}
