@@ -8,26 +8,15 @@
 %% per directory, and real work loads Elixir's modules by the hundred (the compiler,
 %% ExUnit, Enum, String...), each after the 37 directories of OTP. So the node's first
 %% act after its boot (`-s ampule_code_path promote`, before anything of the caller's
-%% runs) is to put them first, as a local `elixir` or `mix` has them.
+%% runs) is to put them first, as `erl -pa` (and so a local `elixir` or `mix`) has them.
 -module(ampule_code_path).
 
 -export([promote/0]).
 
 promote() ->
-    Root = code:root_dir(),
-    {Otp, Own} = lists:partition(
-        fun(Dir) -> Dir =:= "." orelse lists:prefix(Root ++ "/", Dir) end,
-        code:get_path()
-    ),
-    case Own of
-        [] -> ok;
-        _ -> true = code:set_path(pwd_first(Otp, Own))
-    end,
-    ok.
-
-%% "." (the node's working directory) stays first, where interactive mode puts it.
-pwd_first(Otp, Own) ->
-    case lists:member(".", Otp) of
-        true -> ["." | Own] ++ lists:delete(".", Otp);
-        false -> Own ++ Otp
-    end.
+    Root = code:root_dir() ++ "/",
+    Own = [Dir || Dir <- code:get_path(), Dir =/= ".", not lists:prefix(Root, Dir)],
+    %% add_pathsa/1 moves each directory (in reverse, so the order is kept) and checks
+    %% only those: set_path/1 would check all 45 or so, each a file operation on a dirty
+    %% I/O scheduler, which cost a booting node 6-18 ms under load (2-9 quiet).
+    ok = code:add_pathsa(lists:reverse(Own)).
