@@ -18,7 +18,7 @@
 # those), BOOT_MODES (sandbox,distribution), BOOT_BASE (`lean`: A is Ampule's default
 # boot instead of a stock node), BOOT_WORK (comma-separated projects of bench/corpus,
 # graded in turn, pair by pair, so that both sides of a pair grade the same one; `none`
-# for boot alone).
+# for boot alone), BENCH_CPU_SHARES (bench/support.exs).
 
 Code.require_file("support.exs", __DIR__)
 Bench.Env.apply()
@@ -263,7 +263,7 @@ rows =
   for mode <- modes, {key, what, change, for_modes} <- ideas, mode in for_modes do
     load = Bench.Env.load()
     IO.puts(:stderr, "#{mode} #{key} (load #{load})")
-    base = [sandbox: mode == :sandbox]
+    base = [sandbox: mode == :sandbox] ++ Bench.Env.spawn_opts()
 
     b =
       case change do

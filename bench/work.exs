@@ -12,7 +12,8 @@
 # Sizes (environment): BENCH_WORK_PROJECTS (projects of the corpus, all by default),
 # BENCH_WORK_REPS (repetitions of each grading, 3), BENCH_WORK_FLIGHT ("2,4": gradings in
 # flight for the concurrent rounds; "" for none), BENCH_WORK_FIRST (samples of each first
-# call, 10). AMPULE_BRIDGE, AMPULE_SUBNET and AMPULE_STATE_DIR as for the suite.
+# call, 10). AMPULE_BRIDGE, AMPULE_SUBNET and AMPULE_STATE_DIR as for the suite;
+# BENCH_CPU_SHARES (bench/support.exs) for a machine that other work shares.
 
 Code.require_file("support.exs", __DIR__)
 Bench.Env.apply()
@@ -115,7 +116,7 @@ defmodule Bench.Work do
   # cgroup's, boot included, as for the local and :peer sides.
   def container(p, opts) do
     t0 = System.monotonic_time(:microsecond)
-    c = Ampule.spawn(opts)
+    c = Ampule.spawn(opts ++ Bench.Env.spawn_opts())
     result = Ampule.call(mfa(p), c, @grade_timeout)
     cpu = Cgroup.cpu_us(c.name)
     Ampule.destroy(c)
@@ -173,14 +174,12 @@ defmodule Bench.Work do
   end
 
   def start_pools do
-    {:ok, _} = Ampule.Pool.start_link(name: @pool, size: 2, sandbox: true)
+    shares = Bench.Env.spawn_opts()
+    {:ok, _} = Ampule.Pool.start_link([name: @pool, size: 2, sandbox: true] ++ shares)
 
     {:ok, _} =
       Ampule.Pool.start_link(
-        name: @prepared_pool,
-        size: 2,
-        sandbox: true,
-        prepare: prepare_opts()
+        [name: @prepared_pool, size: 2, sandbox: true, prepare: prepare_opts()] ++ shares
       )
 
     [@pool, @prepared_pool]
@@ -310,7 +309,7 @@ probes = [
 first_kinds = [
   # The call alone, into a sandbox just booted (the boot untimed).
   cold: fn mfa ->
-    c = Ampule.spawn(sandbox: true)
+    c = Ampule.spawn([sandbox: true] ++ Bench.Env.spawn_opts())
     us = Stats.time(fn -> Ampule.call(mfa, c) end)
     Ampule.destroy(c)
     :ok = Bench.Release.wait(c)
