@@ -20,8 +20,9 @@ defmodule Bench.Env do
 
   # BENCH_CPU_SHARES=N gives the bench's containers `cpu_shares: N` (cgroup v1's most is
   # 262144 against 1024 for everyone else): with the bench itself run under `nice -n -19`,
-  # a bench on a machine that other work shares takes the CPU first, as on a quiet one.
-  # Shares decide only between runnable groups, so on a quiet machine they change nothing.
+  # a bench on a machine that other work shares takes the CPU first. It does not make the
+  # machine quiet (a sandbox's boot still took ~3x its quiet time beside two test suites):
+  # quote such runs as under load. On a quiet machine shares change nothing.
   def spawn_opts do
     case System.get_env("BENCH_CPU_SHARES") do
       nil -> []
