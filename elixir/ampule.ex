@@ -277,6 +277,38 @@ defmodule Ampule do
     do: Call.await(call, Options.timeout!(timeout, :timeout))
 
   @doc """
+  Evaluates Elixir source text in a sandbox and returns what it gave: an
+  `Ampule.Eval.Success` (the value, its `inspect/2` text made in the sandbox, and what it
+  printed) or an `Ampule.Eval.Failure` (its type, a message as iex shows it, and what it
+  printed until then).
+
+      Ampule.eval_string(~S[IO.puts("Hello world!")])
+      #=> %Ampule.Eval.Success{value: :ok, inspected: ":ok", stdio: "Hello world!\\n"}
+
+      Ampule.eval_string("1 +", timeout: 1_000).type
+      #=> :parsing
+
+  In a fresh sandbox by default (with `start/1`'s options), in a pool's (`pool:`), or in
+  a sandbox you hold (`container:`), which keeps bindings and modules from one
+  evaluation to the next as iex does. Limits: `:timeout`, `:max_heap_size`,
+  `:max_reductions`, `:max_output` and `start/1`'s `:memory`. See `Ampule.Eval` for the
+  options, sessions, and what crosses back.
+  """
+  @spec eval_string(String.t(), keyword) :: Ampule.Eval.Success.t() | Ampule.Eval.Failure.t()
+  def eval_string(source, opts \\ []), do: Ampule.Eval.string(source, opts)
+
+  @doc """
+  As `eval_string/2`, for Elixir's quoted form (`quote do ... end`,
+  `Code.string_to_quoted!/1`): the quoted form travels to the sandbox, which evaluates
+  it there.
+
+      Ampule.eval_quoted(quote(do: Enum.sum(1..10)), pool: MyApp.Sandboxes).value
+      #=> 55
+  """
+  @spec eval_quoted(Macro.t(), keyword) :: Ampule.Eval.Success.t() | Ampule.Eval.Failure.t()
+  def eval_quoted(quoted, opts \\ []), do: Ampule.Eval.quoted(quoted, opts)
+
+  @doc """
   Runs `{module, function, args}` in each of `containers` at the same time and returns
   their results in the same order, each `{:ok, result}` or `{:error, reason}` as in
   `yield/2`.
