@@ -28,9 +28,8 @@ defmodule Ampule.Eval do
       options (`:memory`, `:cpus`, `:pids`, `:boot_timeout`, `:prepare`, ...) and
       destroyed after it, whatever happened;
     * `pool: name`: in a sandbox of an `Ampule.Pool` of sandboxes, handed out pristine
-      and destroyed after the evaluation (a pool with `prepare: [applications:
-      [:elixir]]` saves the evaluation most of its start, see "Prepared containers" in
-      `Ampule.Pool`);
+      and destroyed after the evaluation (a pool with `prepare: Ampule.Eval.prepare()`
+      has `:elixir` started and the compiler loaded ahead, see `prepare/0`);
     * `container: sandbox`: in a sandbox you hold (`Ampule.spawn(sandbox: true)`), which
       is then a **session**, as iex is or `Dune.Session`: the bindings, aliases, imports
       and requires of one evaluation are there in the next, and so are the modules it
@@ -143,6 +142,22 @@ defmodule Ampule.Eval do
   @overhead @max_inspected + 1_024
 
   @type result :: Success.t() | Failure.t()
+
+  @doc """
+  A pool's `prepare:` for evaluations: `:elixir` started, and one small module compiled
+  and called through the evaluator, so that a pooled evaluation pays for its own source
+  and not for loading the compiler (see "Prepared containers" in `Ampule.Pool`).
+
+      {Ampule.Pool, name: MyApp.Playground, size: 4, sandbox: true, prepare: Ampule.Eval.prepare()}
+  """
+  @spec prepare() :: keyword
+  def prepare do
+    [
+      applications: [:elixir],
+      modules: [Inside, Ampule.Eval.Session],
+      run: {Inside, :warm, []}
+    ]
+  end
 
   @doc false
   @spec string(String.t(), keyword) :: result

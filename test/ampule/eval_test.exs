@@ -180,7 +180,7 @@ defmodule Ampule.EvalTest do
       start_supervised!({Ampule.Pool, name: plain, size: 1, sandbox: true}, id: plain)
 
       start_supervised!(
-        {Ampule.Pool, name: prepared, size: 1, sandbox: true, prepare: [applications: [:elixir]]},
+        {Ampule.Pool, name: prepared, size: 1, sandbox: true, prepare: Ampule.Eval.prepare()},
         id: prepared
       )
 

@@ -125,6 +125,32 @@ defmodule Ampule.Eval.Inside do
 
   defp died(reason, _request), do: {:error, :exit, bound("** (exit) " <> safe_inspect(reason))}
 
+  @doc """
+  For a pool's `prepare:` (Ampule.Eval.prepare/0): one evaluation of a small module and
+  a call, so that the compiler's and the evaluator's modules are loaded before any
+  caller's source; the module is then removed.
+  """
+  def warm do
+    request = %{
+      language: :elixir,
+      source:
+        "defmodule Ampule.Eval.Warm do\n  def x(a), do: a + 1\nend\n\nAmpule.Eval.Warm.x(1)",
+      quoted: nil,
+      session: nil,
+      file: "nofile",
+      inspect: [],
+      max_inspected: 1024,
+      max_heap_size: nil,
+      max_reductions: nil,
+      max_value: 1024
+    }
+
+    {:ok, "2", _value} = eval(request)
+    :code.purge(Ampule.Eval.Warm)
+    :code.delete(Ampule.Eval.Warm)
+    :ok
+  end
+
   ## The evaluator
 
   defp evaluate(%{language: :erlang} = request) do
