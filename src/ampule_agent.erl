@@ -215,8 +215,9 @@ end_output(Id, Calls) ->
     case maps:take({gl, Id}, Calls) of
         {Gl, Rest} ->
             {Drain, Router} = get(ampule_output),
-            _ = [group_leader(Drain, P) || P <- processes(),
-                                           process_info(P, group_leader) =:= {group_leader, Gl}],
+            %% A process may exit between the two looks: group_leader/2 then raises.
+            _ = [catch group_leader(Drain, P) || P <- processes(),
+                                                 process_info(P, group_leader) =:= {group_leader, Gl}],
             %% Once the router has let it go, nothing more reaches it from there.
             RouterRef = erlang:monitor(process, Router),
             Router ! {remove, Gl, self(), RouterRef},

@@ -114,8 +114,25 @@ defmodule Ampule.HostileEvalTest do
   end
 
   test "inspect runs in the sandbox, under the evaluation's limits", ctx do
-    # Printing a bignum is quadratic: 2^4,000,000 would take this node minutes.
-    assert %Failure{type: :timeout} = eval("Integer.pow(2, 4_000_000)", ctx, timeout: 500)
+    source = "Enum.to_list(1..5_000_000)"
+
+    assert %Failure{type: :timeout} = eval(source, ctx, timeout: 500, inspect: [limit: :infinity])
+
+    assert %Failure{type: :memory} =
+             eval("Enum.to_list(1..200_000)", ctx,
+               inspect: [limit: :infinity],
+               max_heap_size: 1_000_000
+             )
+
+    # Printing a bignum is quadratic, and one long BIF call that holds the sandbox's only
+    # scheduler: the evaluation times out, and its sandbox, which cannot answer the kill
+    # while the BIF runs, is destroyed as unresponsive. This node never prints it.
+    alone = Ampule.spawn(sandbox: true)
+
+    assert %Failure{type: :timeout} =
+             Ampule.eval_string("Integer.pow(2, 4_000_000)", container: alone, timeout: 500)
+
+    Ampule.destroy(alone)
   end
 
   test "an answer forged by the source (it redefined the evaluator) is data checked here" do
