@@ -116,6 +116,25 @@ defmodule Ampule.SandboxOutputTest do
     end
   end
 
+  test "a receiver that exits: the rest of the output is dropped, the call runs on",
+       %{sandbox: c} do
+    test = self()
+
+    receiver =
+      spawn(fn ->
+        receive do
+          {:ampule_output, _call, data} -> send(test, {:took, byte_size(data)})
+        end
+      end)
+
+    ref = Process.monitor(receiver)
+    opts = [output: {:stream, receiver}, max_output: 4 * @mib]
+    call = Ampule.async_call({Out, :print_counted, [name(), 4 * @mib, @kib]}, c, opts)
+    assert_receive {:took, _}, 5_000
+    assert_receive {:DOWN, ^ref, :process, ^receiver, :normal}
+    assert Ampule.yield(call, 30_000) == {:ok, :printed}
+  end
+
   test "a stream in counts: passive when spent, re-armed with output_active/2", %{sandbox: c} do
     waiter = name()
 
