@@ -123,7 +123,8 @@ defmodule Ampule do
       reason `:timeout` is raised.
     * `:pool` - take the container from this `Ampule.Pool` instead of making one: it is
       handed out pristine, runs this call alone and is destroyed after it (see
-      `Ampule.Pool`); only `:timeout` may go with it
+      `Ampule.Pool`); only `:timeout`, `:output` and `:max_output` may go with it
+    * `:output`, `:max_output` - what the call prints, in a sandbox (see `call/3`)
     * every option of `start/1` (`:on`, `:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
   @spec call(callable, Container.t() | keyword) :: term

@@ -199,6 +199,9 @@ defmodule Ampule.SandboxOutputTest do
     assert Ampule.Call.capture(c, {:erlang, :+, [1, 1]}, []) == {{:ok, 2}, ""}
     assert Ampule.call({Out, :alive?, [orphan]}, c)
     assert Process.info(self(), :messages) == {:messages, []}
+    # Nor the log: their bytes are dropped.
+    {:ok, log} = Ampule.Port.request({:log_tail, c.name})
+    refute log =~ "orphan"
 
     assert Ampule.call({Out, :alive?, [orphan, true]}, c)
     assert Ampule.call({Out, :alive?, [captured, true]}, c)
