@@ -195,7 +195,7 @@ kill(Socket, Id, Calls) ->
 %% bytes up to the limit). A result that beat the kill is dropped: the call failed.
 output_limit(Socket, Id, Calls) ->
     case maps:take(Id, Calls) of
-        {{Pid, Ref, _Max}, Rest} ->
+        {{Pid, Ref, _Max}, Rest} when is_map_key({gl, Id}, Rest) ->
             exit(Pid, kill),
             receive {'DOWN', Ref, process, _, _} -> ok end,
             receive {ampule_result, Id, _} -> ok after 0 -> ok end,
@@ -251,7 +251,8 @@ send(Socket, Frame) ->
 %% The channel is gone: so is the node (the host destroys the sandbox anyway). The
 %% reason goes to the node's output (its boot.log), for whoever reads it.
 closed(Why) ->
-    io:format(standard_error, "ampule_agent: channel closed (~0tP); halting~n", [Why, 10]),
+    %% Code in the sandbox may have taken standard_error away: the halt comes regardless.
+    catch io:format(standard_error, "ampule_agent: channel closed (~0tP); halting~n", [Why, 10]),
     erlang:halt(0, [{flush, false}]).
 
 call(Agent, Id, Max, Term) ->

@@ -81,20 +81,36 @@ defmodule Ampule.Call do
 
   @doc false
   # `Ampule.call/3`: the result, or the function's raise/throw/exit again here, or
-  # Ampule.Error for Ampule's own failure.
+  # Ampule.Error for Ampule's own failure. With options (`:timeout`, `:output`,
+  # `:max_output`), `output: :capture` makes it `{value, output}`.
   @spec call!(term, Container.t(), term) :: term
-  def call!(what, %Container{} = container, timeout) do
+  def call!(what, %Container{} = container, opts) when is_list(opts) do
+    {timeout, opts} = Keyword.pop(opts, :timeout, @default_timeout)
+    call!(what, container, timeout, output!(opts))
+  end
+
+  def call!(what, %Container{} = container, timeout), do: call!(what, container, timeout, nil)
+
+  defp call!(what, container, timeout, output) do
     what = callable!(what)
     timeout = Ampule.Options.timeout!(timeout, :timeout)
 
-    case await(async(container, what), timeout) do
-      {:ok, value} -> value
-      {:error, {:exception, exception, stacktrace}} -> reraise exception, stacktrace
-      {:error, {:throw, value}} -> throw(value)
-      {:error, {:exit, reason}} -> exit(reason)
-      {:error, reason} -> raise Ampule.Error, reason: reason, container: container.name
+    case {output, await(async(container, what, output), timeout)} do
+      {%{capture?: true}, {result, printed}} -> {value!(result, container), printed}
+      {_, result} -> value!(result, container)
     end
   end
+
+  defp value!({:ok, value}, _container), do: value
+
+  defp value!({:error, {:exception, exception, stacktrace}}, _container),
+    do: reraise(exception, stacktrace)
+
+  defp value!({:error, {:throw, value}}, _container), do: throw(value)
+  defp value!({:error, {:exit, reason}}, _container), do: exit(reason)
+
+  defp value!({:error, reason}, container),
+    do: raise(Ampule.Error, reason: reason, container: container.name)
 
   @doc false
   # `Ampule.multicall/3`: one deadline for all.
@@ -119,11 +135,14 @@ defmodule Ampule.Call do
   end
 
   defp fresh_call(what, opts) do
+    {output_opts, opts} = Keyword.split(opts, [:output, :max_output])
     {timeout, spawn_opts} = Ampule.Options.call!(opts, @default_timeout)
+    # Checked before a container is made for it.
+    _ = output!(output_opts)
     container = Ampule.Containers.spawn!(spawn_opts)
 
     try do
-      call!(what, container, timeout)
+      call!(what, container, [timeout: timeout] ++ output_opts)
     rescue
       error in Ampule.Error ->
         reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__
@@ -137,16 +156,19 @@ defmodule Ampule.Call do
   defp pooled_call(what, pool, opts) do
     {timeout, rest} = Keyword.pop(opts, :timeout, @default_timeout)
     timeout = Ampule.Options.timeout!(timeout, :timeout)
+    {output_opts, rest} = Keyword.split(rest, [:output, :max_output])
+    _ = output!(output_opts)
 
     if rest != [] do
       raise ArgumentError,
-            "with :pool, the only other option of a call is :timeout (the pool makes its " <>
-              "containers with its own options), got: #{inspect(Keyword.keys(rest))}"
+            "with :pool, the only other options of a call are :timeout, :output and " <>
+              ":max_output (the pool makes its containers with its own options), got: " <>
+              "#{inspect(Keyword.keys(rest))}"
     end
 
     Ampule.Pool.with_container(pool, fn container ->
       try do
-        call!(what, container, timeout)
+        call!(what, container, [timeout: timeout] ++ output_opts)
       rescue
         error in Ampule.Error ->
           reraise %{error | reason: node_gone_reason(error.reason, container)}, __STACKTRACE__

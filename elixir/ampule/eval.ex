@@ -111,7 +111,11 @@ defmodule Ampule.Eval do
     * `:inspect` - options of `inspect/2` for `inspected` (default `limit: 50,
       printable_limit: 4096, pretty: true, width: 80`)
     * `:stream` - a pid that also gets the output while the evaluation runs, as
-      `Ampule.Call.capture/3` sends it
+      `{:ampule_output, call, bytes}` messages (Livebook's way), `:active` of them at a
+      time (default 100, or `true` for no bound): then `{:ampule_output_passive, call}`,
+      and the evaluation's printing waits until `Ampule.output_active(call, n)` re-arms
+      it, as a console's flow does (see `Ampule.async_call/3`). `stdio` still has all of
+      it
 
   A bad option raises `ArgumentError`. When Ampule itself cannot evaluate (a cold
   sandbox does not boot, a pool has no sandbox within its checkout timeout), the call
@@ -130,6 +134,7 @@ defmodule Ampule.Eval do
     :file,
     :inspect,
     :stream,
+    :active,
     :timeout,
     :max_heap_size,
     :max_reductions,
@@ -229,7 +234,7 @@ defmodule Ampule.Eval do
 
     capture =
       [timeout: config.timeout, max_output: config.max_output] ++
-        if(config.stream, do: [stream: config.stream], else: [])
+        if(config.stream, do: [stream: config.stream, active: config.active], else: [])
 
     {result, stdio} = Call.capture(container, {Inside, :eval, [request]}, capture)
     outcome(result, stdio, container, config, deadline)
@@ -335,6 +340,7 @@ defmodule Ampule.Eval do
       file: string!(opts, :file, "nofile"),
       inspect: inspect!(Keyword.get(opts, :inspect, [])),
       stream: pid!(opts[:stream]),
+      active: Keyword.get(opts, :active),
       timeout: Ampule.Options.timeout!(Keyword.get(opts, :timeout, 5_000), :timeout),
       max_heap_size: positive!(opts, :max_heap_size),
       max_reductions: positive!(opts, :max_reductions),

@@ -134,6 +134,27 @@ defmodule Ampule.EvalTest do
     end
   end
 
+  test "stream: a pid gets the output while the evaluation runs, and stdio has it too", ctx do
+    source = ~S[IO.puts("first"); IO.puts(:stderr, "second"); :done]
+
+    assert %Success{value: :done, stdio: "first\nsecond\n"} =
+             eval(source, ctx, stream: self(), active: true)
+
+    # The stream's messages, all in the mailbox by the answer, make up the same bytes.
+    streamed =
+      fn ->
+        receive do
+          {:ampule_output, _call, bytes} -> bytes
+        after
+          0 -> nil
+        end
+      end
+      |> Stream.repeatedly()
+      |> Enum.take_while(& &1)
+
+    assert Enum.join(streamed) == "first\nsecond\n"
+  end
+
   describe "sessions" do
     test "a held sandbox keeps modules, bindings and aliases from one evaluation to the next",
          ctx do

@@ -151,7 +151,9 @@ defmodule Ampule.Sandbox.Channel do
            sending: nil,
            # Calls whose output comes here: id => %{capture?, stream, handle, flow,
            # total, unacked, max}.
-           outputs: %{}
+           outputs: %{},
+           # Monitors of stream receivers: monitor => id.
+           streams: %{}
          }}
 
       {:error, reason} ->
@@ -324,6 +326,23 @@ defmodule Ampule.Sandbox.Channel do
   def handle_info({:DOWN, ref, :process, _pid, _reason}, %{starter: ref} = state),
     do: {:stop, :normal, state}
 
+  def handle_info({:DOWN, monitor, :process, _pid, _reason}, state)
+      when is_map_key(state.streams, monitor) do
+    # A stream's receiver exited: the rest of that output is discarded (acknowledged as it
+    # comes, as a console's without an owner); the call runs on.
+    {id, streams} = Map.pop(state.streams, monitor)
+    state = %{state | streams: streams}
+
+    case state.outputs do
+      %{^id => out} ->
+        {_count, held} = Console.waiting(out.flow)
+        ack(id, held, %{out | stream: nil, flow: Console.new(false)}, state)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info({:DOWN, monitor, :process, _pid, _reason}, state) do
     # A caller exited with its call in flight: kill the call; its answer goes nowhere.
     case Map.pop(state.callers, monitor) do
@@ -356,7 +375,7 @@ defmodule Ampule.Sandbox.Channel do
       {{ref, monitor}, pending} ->
         if monitor, do: Process.demonitor(monitor, [:flush])
         {out, outputs} = Map.pop(state.outputs, id)
-        if out, do: flush_stream(out)
+        streams = if out, do: flush_stream(out, state.streams), else: state.streams
         if ref, do: send(ref, {ref, answer})
         # A large result's bytes are the caller's now (it counts them again to decode).
         {budgeted, announced} = Map.pop(state.announced, id)
@@ -366,6 +385,7 @@ defmodule Ampule.Sandbox.Channel do
           state
           | pending: pending,
             outputs: outputs,
+            streams: streams,
             callers: Map.delete(state.callers, monitor),
             announced: announced,
             granted: :queue.filter(&(&1 != id), state.granted),
@@ -381,9 +401,12 @@ defmodule Ampule.Sandbox.Channel do
   ## Output
 
   defp watch_output(id, output, state) do
+    monitor = if output.stream, do: Process.monitor(output.stream)
+
     out = %{
       capture?: output.capture?,
       stream: output.stream,
+      monitor: monitor,
       handle: output.handle,
       flow: Console.new(output.active),
       total: 0,
@@ -391,7 +414,8 @@ defmodule Ampule.Sandbox.Channel do
       max: output.max
     }
 
-    %{state | outputs: Map.put(state.outputs, id, out)}
+    streams = if monitor, do: Map.put(state.streams, monitor, id), else: state.streams
+    %{state | outputs: Map.put(state.outputs, id, out), streams: streams}
   end
 
   # Output of call `id`, from the agent (untrusted: see the module's comment).
@@ -467,12 +491,19 @@ defmodule Ampule.Sandbox.Channel do
   end
 
   # The call is answered: what its receiver has not taken yet goes now (at most a window).
-  defp flush_stream(%{stream: stream, flow: flow, handle: handle}) when stream != nil do
-    {outs, _flow} = Console.set_active(flow, true)
-    for {:data, data} <- outs, do: send(stream, {:ampule_output, handle, data})
-  end
+  defp flush_stream(%{stream: stream, flow: flow, handle: handle} = out, streams) do
+    if stream do
+      {outs, _flow} = Console.set_active(flow, true)
+      for {:data, data} <- outs, do: send(stream, {:ampule_output, handle, data})
+    end
 
-  defp flush_stream(_out), do: :ok
+    if out.monitor do
+      Process.demonitor(out.monitor, [:flush])
+      Map.delete(streams, out.monitor)
+    else
+      streams
+    end
+  end
 
   # A result over the eager size: within the limit, for a call waiting, announced once.
   defp announced(id, size, state) do
