@@ -43,11 +43,34 @@ defmodule Ampule do
       Ampule.call(fn -> Enum.sum(1..10) end, container)
       #=> 55
 
+  ## Running untrusted source
+
+  Source text from someone you do not trust (a playground, a grader, a bot) goes to
+  `eval_string/2` or `eval_quoted/2`, which evaluate it in a sandbox and hand back data,
+  in the manner of Dune:
+
+      Ampule.eval_string(~S[IO.puts("Hello world!")])
+      #=> %Ampule.Eval.Success{value: :ok, inspected: ":ok", stdio: "Hello world!\\n"}
+
+      Ampule.eval_string("List.duplicate(:spam, 100_000)", max_heap_size: 50_000).type
+      #=> :memory
+
+  A fresh sandbox by default, a pool's with `pool:`, or one you hold with `container:`,
+  which is then a session (bindings and modules kept, as in iex). Each limit passed is a
+  failure type of its own (`:timeout`, `:memory`, `:reductions`, `:output_limit`), beside
+  the source's own (`:parsing`, `:compile_error`, `:exception`, `:throw`, `:exit`).
+  Nothing is refused by name, as Dune must: the isolation is the kernel's (`File.cwd!()`
+  shows the sandbox's directory). What comes back is text made in the sandbox
+  (`inspected`, `message`, `stdio`), bounded and trusted for nothing, and the value only
+  when it may cross under a sandbox's rules: `{:ok, :hello_world}` comes back as its
+  `inspected` text, with `value: nil`, and does not make the atom here. See `Ampule.Eval`.
+
   ## Where to read on
 
     * `Ampule.Container` - what a container is, its node, the code it sees, closures,
       owners and orphan containers, timeouts
     * `Ampule.Sandbox` - sandboxes: containers for code you do not trust
+    * `Ampule.Eval` - untrusted source text evaluated in sandboxes, sessions, limits
     * `Ampule.Pool` and `map/3` - containers booted ahead, and many calls at once
     * `Ampule.Cluster` - containers on other hosts of an Erlang cluster
     * `Ampule.SystemContainer` - whole distributions from LXC templates, and console

@@ -11,7 +11,7 @@ defmodule Ampule.Eval do
       #=>   limit of 50000 words (max_heap_size) and was stopped", stdio: ""}
 
       Ampule.eval_string("File.cwd!()")
-      #=> %Ampule.Eval.Success{value: "/", inspected: ~S["/"], stdio: ""}
+      #=> %Ampule.Eval.Success{value: "/home/ampule", inspected: ~S["/home/ampule"], stdio: ""}
 
   The interface is [Dune](https://hexdocs.pm/dune)'s (`Dune.eval_string/2`, its
   `Success` and `Failure` structs, its limits), the isolation is not: Dune evaluates in
@@ -219,13 +219,29 @@ defmodule Ampule.Eval do
       evaluate(container, request, config)
     after
       Containers.destroy(container)
+      forget_exit(container)
     end
   end
 
   defp pooled(pool, request, config) do
     Ampule.Pool.with_container(pool, fn container ->
-      evaluate(sandbox!(container, :pool), request, config)
+      try do
+        evaluate(sandbox!(container, :pool), request, config)
+      after
+        forget_exit(container)
+      end
     end)
+  end
+
+  # A sandbox of the evaluation's own that ended during it (its memory limit, a halt)
+  # told its owner or holder, this process, already: the failure says it, and a caller
+  # that is a GenServer should not get a message about a sandbox it never held.
+  defp forget_exit(%Container{name: name}) do
+    receive do
+      {:ampule_exit, %Container{name: ^name}, _status} -> :ok
+    after
+      0 -> :ok
+    end
   end
 
   defp evaluate(%Container{} = container, request, config) do

@@ -127,10 +127,13 @@ defmodule Ampule.EvalTest do
 
       assert message =~ "sandbox passed its memory limit"
       refute message =~ "max_heap_size"
+      # The failure says it: the caller is not told again of a sandbox it never held.
+      refute_received {:ampule_exit, _, _}
     end
 
     test "System.halt/0 ends the sandbox: :sandbox_down" do
       assert %Failure{type: :sandbox_down} = Ampule.eval_string("System.halt()")
+      refute_received {:ampule_exit, _, _}
     end
   end
 

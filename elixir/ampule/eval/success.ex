@@ -12,8 +12,9 @@ defmodule Ampule.Eval.Success do
       `:refused` says why
     * `:refused` - `nil` when `:value` is the value; otherwise the reason it is not, an
       `Ampule.Error` reason: `{:result_refused, kind}` (an atom this node lacks, a fun, a
-      pid, a reference, a struct that is not plain data, ...) or
-      `{:result_too_large, max}` (see `Ampule.format_error/1`)
+      pid, a reference, a struct that is not plain data, ...), `{:result_too_large, max}`
+      (see `Ampule.format_error/1`), `:timeout` (decoding it took the evaluation past its
+      timeout) or `{:protocol, :bad_term}` (the sandbox forged it)
     * `:stdio` - everything the evaluation printed, standard output and standard error
       of every process it started, in order, as bytes (not necessarily UTF-8)
 
