@@ -82,8 +82,8 @@ defmodule Ampule.Eval do
       answer (a cold sandbox's boot is `:boot_timeout`'s); past it the evaluating process
       is killed: `:timeout`. Default 5000
     * `:max_heap_size` - the evaluating process's heap limit, in words (as
-      `Process.flag(:max_heap_size, ...)`): `:memory`. Default: none, the sandbox's
-      memory limit being the wall
+      `Process.flag(:max_heap_size, ...)`, 233 to 2^58): `:memory`. Default: none, the
+      sandbox's memory limit being the wall
     * `:memory` (and every other option of `Ampule.start/1`, cold only) - the whole
       sandbox's memory limit: the kernel kills the sandbox past it: `:memory` as well,
       told apart by its message
@@ -358,7 +358,7 @@ defmodule Ampule.Eval do
       stream: pid!(opts[:stream]),
       active: Keyword.get(opts, :active),
       timeout: Ampule.Options.timeout!(Keyword.get(opts, :timeout, 5_000), :timeout),
-      max_heap_size: positive!(opts, :max_heap_size),
+      max_heap_size: heap!(opts[:max_heap_size]),
       max_reductions: positive!(opts, :max_reductions),
       max_output: positive!(opts, :max_output) || Call.default_max_output()
     }
@@ -414,6 +414,16 @@ defmodule Ampule.Eval do
 
   defp pid!(other),
     do: raise(ArgumentError, "expected :stream to be a pid, got: #{inspect(other)}")
+
+  # What the runtime accepts: at least a process's smallest heap, at most 2^58 words.
+  defp heap!(nil), do: nil
+  defp heap!(words) when is_integer(words) and words in 233..0x400000000000000, do: words
+
+  defp heap!(other) do
+    raise ArgumentError,
+          "expected :max_heap_size to be a number of words from 233 to 2^58, got: " <>
+            inspect(other)
+  end
 
   defp positive!(opts, key) do
     case Keyword.get(opts, key) do

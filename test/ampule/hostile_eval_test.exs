@@ -199,6 +199,39 @@ defmodule Ampule.HostileEvalTest do
     assert byte_size(stdio) == 10_000
   end
 
+  test "a process that prints on after the value is not in this evaluation's stdio, nor the next's",
+       ctx do
+    s = make_ref()
+
+    source = ~S"""
+    spawn(fn ->
+      Process.register(self(), :late_printer)
+      Stream.repeatedly(fn -> IO.puts("late"); Process.sleep(1) end) |> Stream.run()
+    end)
+
+    IO.puts("now")
+    :ok
+    """
+
+    assert %Success{value: :ok, stdio: stdio} =
+             Ampule.eval_string(source, container: ctx.sandbox, session: s)
+
+    assert "now" in String.split(stdio, "\n", trim: true)
+    assert Enum.all?(String.split(stdio, "\n", trim: true), &(&1 in ["now", "late"]))
+
+    assert %Success{value: true, stdio: "next\n"} =
+             Ampule.eval_string(
+               ~S[IO.puts("next"); Process.whereis(:late_printer) |> Process.alive?()],
+               container: ctx.sandbox,
+               session: s
+             )
+
+    Ampule.eval_string("Process.exit(Process.whereis(:late_printer), :kill)",
+      container: ctx.sandbox,
+      session: s
+    )
+  end
+
   test "printed bytes that are not UTF-8 reach stdio as they are", ctx do
     assert %Success{stdio: <<"a", 255, 254, "b">>} =
              eval(~S[IO.binwrite(<<"a", 255, 254, "b">>)], ctx)
