@@ -126,11 +126,6 @@ defmodule Bench.Eval do
     %Success{} = result
     us
   end
-
-  def rotate(list, i) do
-    {a, b} = Enum.split(list, rem(i, length(list)))
-    b ++ a
-  end
 end
 
 alias Bench.{Eval, Stats}
@@ -165,7 +160,7 @@ for {name, src} <- Eval.sources(), {side, opts} <- sides, opts != nil do
 end
 
 samples =
-  for i <- 1..reps, {src_name, src} <- Eval.sources(), {side, opts} <- Eval.rotate(sides, i) do
+  for i <- 1..reps, {src_name, src} <- Eval.sources(), {side, opts} <- Stats.rotate(sides, i) do
     Eval.quiet()
     {side, src_name, run.(opts, src)}
   end

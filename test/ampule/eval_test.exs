@@ -10,11 +10,7 @@ defmodule Ampule.EvalTest do
   @moduletag :root
   @moduletag :lxc
 
-  setup_all do
-    sandbox = Ampule.spawn(sandbox: true, owner: false)
-    on_exit(fn -> Ampule.destroy(sandbox) end)
-    %{sandbox: sandbox}
-  end
+  setup_all do: Ampule.Test.Host.module_sandbox()
 
   # Each test its own session in the shared sandbox.
   defp eval(source, %{sandbox: sandbox}, opts \\ []) do
