@@ -71,7 +71,8 @@ defmodule Ampule.Eval do
       (an atom only the sandbox has, such as `:hello_world`, a fun, a pid, a struct that
       is not plain data, more than the sandbox's `:max_result` bytes) comes back as its
       `inspected` text alone, with `value: nil` and the reason in `refused`. However many
-      atoms the source makes, this node's atom table does not grow.
+      atoms the source makes, this node's atom table does not grow: there is no
+      `:atom_leak` failure as in Dune, since the source's atoms are the sandbox's.
 
   ## Limits
 
