@@ -180,6 +180,26 @@ defmodule Ampule.EvalTest do
       assert %Success{value: "hi x"} = eval(~S[Greeter.hi("x")], ctx)
     end
 
+    test "the first evaluations of a sandbox, at once, each make or find the session table" do
+      sandbox = Ampule.spawn(sandbox: true)
+
+      results =
+        1..6
+        |> Task.async_stream(
+          fn i -> Ampule.eval_string("x = #{i}", container: sandbox, session: i) end,
+          max_concurrency: 6
+        )
+        |> Enum.map(fn {:ok, result} -> result end)
+
+      assert Enum.map(results, & &1.value) == Enum.to_list(1..6)
+
+      for i <- 1..6,
+          do:
+            assert(%Success{value: ^i} = Ampule.eval_string("x", container: sandbox, session: i))
+
+      :ok = Ampule.destroy(sandbox)
+    end
+
     test "without :session, a held sandbox's evaluations share the default session", ctx do
       assert %Success{} = Ampule.eval_string("shared_x = 41", container: ctx.sandbox)
       assert %Success{value: 42} = Ampule.eval_string("shared_x + 1", container: ctx.sandbox)

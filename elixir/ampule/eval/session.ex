@@ -43,21 +43,22 @@ defmodule Ampule.Eval.Session do
     if :ets.whereis(@table) == :undefined do
       caller = self()
       ref = make_ref()
+      # The node's, not the call's: the owner outlives the call and never prints.
+      leader = Process.whereis(:user) || Process.group_leader()
 
-      owner =
-        spawn(fn ->
-          try do
-            :ets.new(@table, [:named_table, :public, :set])
-          rescue
-            ArgumentError -> send(caller, ref)
-          else
-            _table ->
-              send(caller, ref)
-              Process.sleep(:infinity)
-          end
-        end)
+      spawn(fn ->
+        Process.group_leader(leader, self())
 
-      Process.group_leader(owner, Process.whereis(:user) || Process.group_leader())
+        try do
+          :ets.new(@table, [:named_table, :public, :set])
+        rescue
+          ArgumentError -> send(caller, ref)
+        else
+          _table ->
+            send(caller, ref)
+            Process.sleep(:infinity)
+        end
+      end)
 
       receive do
         ^ref -> :ok
