@@ -367,7 +367,7 @@ pump(#{queue := Queue, total := Total, max := Max, unacked := Unacked} = S) ->
     case queue:out(Queue) of
         {empty, _} ->
             S;
-        {{value, {From, ReplyAs, Reply, <<>>}}, Rest} ->
+        {{value, {From, ReplyAs, Reply, Bytes}}, Rest} when Bytes =:= <<>>; Max < 0 ->
             From ! {io_reply, ReplyAs, Reply},
             pump(S#{queue := Rest});
         {{value, _}, _} when Total >= Max ->
@@ -388,7 +388,8 @@ pump(#{queue := Queue, total := Total, max := Max, unacked := Unacked} = S) ->
                     total := Total + Size, unacked := Unacked + Size})
     end.
 
-%% Past the limit (max -1) every request is answered and dropped.
+%% Answers every request waiting, dropping its bytes (past the limit, max is -1 and every
+%% later request is answered so too).
 drain_queue(Queue) ->
     _ = [From ! {io_reply, ReplyAs, Reply} || {From, ReplyAs, Reply, _} <- queue:to_list(Queue)],
     ok.

@@ -1,6 +1,7 @@
 defmodule Ampule.Call do
   @moduledoc """
-  A call in flight, made by `Ampule.async_call/2` and awaited with `Ampule.yield/2`.
+  A call in flight, made by `Ampule.async_call/2,3` and awaited with `Ampule.yield/2`;
+  and `capture/3`, a sandbox call with what it printed.
 
   Only the process that made the call can await it (the reply is a message to that
   process). The struct is opaque.
@@ -217,25 +218,21 @@ defmodule Ampule.Call do
     {timeout, opts} = Keyword.pop(opts, :timeout, @default_timeout)
     timeout = Ampule.Options.timeout!(timeout, :timeout)
 
-    output =
-      case Keyword.pop(opts, :stream) do
-        {nil, opts} -> output!([output: :capture] ++ opts)
-        {pid, opts} -> output!([output: {:stream, pid, opts[:active]}, capture: true] ++ opts)
-      end
-
+    {stream, opts} = Keyword.pop(opts, :stream)
+    {active, opts} = Keyword.pop(opts, :active)
+    mode = if stream, do: {:stream, stream, active}, else: :capture
+    output = %{output!([output: mode] ++ opts) | capture?: true}
     call = async(container, what, output)
     Sandbox.await_output(call, deadline(timeout))
   end
 
   @doc false
-  # The `:output`, `:max_output` (and, from capture/3, `:active`, `:capture`) options of a
-  # call: nil for the log (the default), or where the output goes. Raises on anything else.
+  # The `:output` and `:max_output` options of a call: nil for the log (the default), or
+  # where the output goes. Raises on anything else.
   @spec output!(keyword) :: output | nil
   def output!(opts) do
     {max, opts} = Keyword.pop(opts, :max_output, @default_max_output)
-    {capture, opts} = Keyword.pop(opts, :capture, false)
     {mode, opts} = Keyword.pop(opts, :output, :log)
-    {_active, opts} = Keyword.pop(opts, :active)
 
     if opts != [],
       do:
@@ -254,16 +251,17 @@ defmodule Ampule.Call do
         %{capture?: true, stream: nil, active: false, max: max}
 
       {:stream, pid} when is_pid(pid) ->
-        %{capture?: capture, stream: pid, active: @default_stream_active, max: max}
+        %{capture?: false, stream: pid, active: @default_stream_active, max: max}
 
+      # From capture/3 without `:active`.
       {:stream, pid, nil} when is_pid(pid) ->
-        %{capture?: capture, stream: pid, active: @default_stream_active, max: max}
+        %{capture?: false, stream: pid, active: @default_stream_active, max: max}
 
       {:stream, pid, active}
       when is_pid(pid) and
              (is_boolean(active) or active == :once or
                 (is_integer(active) and active > 0)) ->
-        %{capture?: capture, stream: pid, active: active, max: max}
+        %{capture?: false, stream: pid, active: active, max: max}
 
       other ->
         raise ArgumentError,

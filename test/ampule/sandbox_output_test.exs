@@ -108,9 +108,11 @@ defmodule Ampule.SandboxOutputTest do
     assert byte_size(first) + received(call, 0) == total
   end
 
+  # The bytes of `call`'s output in the mailbox (its passive notices dropped).
   defp received(call, acc) do
     receive do
       {:ampule_output, ^call, data} -> received(call, acc + byte_size(data))
+      {:ampule_output_passive, ^call} -> received(call, acc)
     after
       0 -> acc
     end
@@ -176,6 +178,35 @@ defmodule Ampule.SandboxOutputTest do
     assert Ampule.call({:erlang, :+, [1, 1]}, c) == 2
   end
 
+  test "1 GB printed to a stream: stopped at the bound, the channel's memory flat throughout",
+       %{sandbox: c} do
+    max = 64 * @mib
+    opts = [output: {:stream, self(), 10}, max_output: max]
+    call = Ampule.async_call({Out, :print_bytes, [1024 * @mib]}, c, opts)
+    {bytes, peak} = take_stream(call, c.channel, max, 0, 0)
+    assert Ampule.yield(call, 60_000) == {:error, {:output_limit, max}}
+    assert bytes == max
+    assert peak < 1 * @mib, "the channel's memory reached #{peak} bytes"
+  end
+
+  # Takes `call`'s stream as it comes, re-arming it ten chunks at a time, until `total`
+  # bytes; returns them and the channel's largest memory seen at each chunk.
+  defp take_stream(_call, _channel, total, bytes, peak) when bytes >= total, do: {bytes, peak}
+
+  defp take_stream(call, channel, total, bytes, peak) do
+    receive do
+      {:ampule_output, ^call, data} ->
+        {:memory, memory} = Process.info(channel, :memory)
+        take_stream(call, channel, total, bytes + byte_size(data), max(peak, memory))
+
+      {:ampule_output_passive, ^call} ->
+        :ok = Ampule.output_active(call, 10)
+        take_stream(call, channel, total, bytes, peak)
+    after
+      30_000 -> flunk("the stream stopped at #{bytes} bytes")
+    end
+  end
+
   test "bytes that are not UTF-8 come back exactly", %{sandbox: c} do
     assert Ampule.Call.capture(c, {Out, :print_invalid_utf8, []}, []) ==
              {{:ok, :ok}, <<0xFF, 0xFE, "ok", 0xC3, 0x80, 0, 0xC0, 0xAF, 0xF8>>}
@@ -186,7 +217,7 @@ defmodule Ampule.SandboxOutputTest do
     orphan = name()
     call = Ampule.async_call({Out, :leave_printer, [orphan]}, c, output: {:stream, self()})
     assert Ampule.yield(call) == {:ok, :returned}
-    # What it printed before the answer came before it.
+    # What it printed before the answer came before it (its count may have run out).
     _ = received(call, 0)
 
     captured = name()
