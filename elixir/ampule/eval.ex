@@ -53,8 +53,20 @@ defmodule Ampule.Eval do
   is written when an evaluation succeeds; one that fails leaves the session as it was
   (as iex does). Two evaluations of one session at once both start from the state
   before them, and the one that ends last is kept. The session ends with the sandbox:
-  destroy it to start over, or use another `:session` key. Elixir and Erlang keep their
-  bindings apart. Nothing of a session ever crosses back.
+  destroy it to start over, or use another `:session` key; a sandbox that ends during an
+  evaluation (`:memory` by its memory limit, `:sandbox_down`) ends its sessions too.
+  Elixir and Erlang keep their bindings apart. Nothing of a session ever crosses back.
+
+  ## What the source sees
+
+  A node of its own, `:nonode@nohost`, with `:elixir` started by the evaluation (a
+  sandbox boots without it), the caller's code paths (read-only), its working directory
+  `/home/ampule` (writable, in the sandbox's memory), a loopback interface and nothing
+  else of a network. Standard input is at its end (`IO.gets/1` gives `:eof`). Compiler
+  warnings go to standard error, so to `stdio`, as they would at a terminal. Elixir's
+  protocols are consolidated there, as in a release: a `defimpl` of `Inspect` or
+  `Enumerable` in the source compiles but is not dispatched to, so a struct it defines
+  is inspected by its fields.
 
   ## What crosses back
 

@@ -154,6 +154,13 @@ defmodule Ampule.EvalTest do
     assert Enum.join(streamed) == "first\nsecond\n"
   end
 
+  test "standard input is at its end, and the working directory is writable", ctx do
+    assert %Success{value: :eof} = eval(~S[IO.gets("name? ")], ctx)
+
+    assert %Success{value: "kept"} =
+             eval(~S[File.write!("note.txt", "kept"); File.read!("note.txt")], ctx)
+  end
+
   describe "sessions" do
     test "a held sandbox keeps modules, bindings and aliases from one evaluation to the next",
          ctx do

@@ -72,11 +72,15 @@ defmodule Ampule.HostileEvalTest do
   test "100,000 atoms made by the source do not grow this node's atom table", ctx do
     tag = "eval_atom_#{System.unique_integer([:positive])}"
     source = ~s[for i <- 1..100_000, do: String.to_atom("#{tag}_\#{i}")]
-    # Everything the evaluation needs here is loaded by a first run.
-    %Success{refused: {:result_refused, :atoms}} = eval(source, ctx)
+    # Everything the evaluation needs here is loaded by a first run. (Making 100,000
+    # atoms takes a second or two of a loaded machine: a timeout of its own.)
+    %Success{refused: {:result_refused, :atoms}} = eval(source, ctx, timeout: 60_000)
 
     before = :erlang.system_info(:atom_count)
-    assert %Success{refused: {:result_refused, :atoms}, inspected: inspected} = eval(source, ctx)
+
+    assert %Success{refused: {:result_refused, :atoms}, inspected: inspected} =
+             eval(source, ctx, timeout: 60_000)
+
     assert :erlang.system_info(:atom_count) == before
 
     # Inspected within its limit (50 elements): the rest is elided.
