@@ -321,8 +321,12 @@ defmodule Ampule.Eval do
   defp limit_message(:oom, _config),
     do: "the sandbox passed its memory limit and the kernel killed it; it is gone"
 
+  # As iex shows it: the module and message the sandbox described (Ampule.RemoteError).
+  defp limit_message({:exception, %Ampule.RemoteError{module: m, message: text}, _stack}, _),
+    do: text("** (#{m}) #{text}", @max_message)
+
   defp limit_message({:exception, exception, _stacktrace}, _config),
-    do: text("** " <> Exception.format_banner(:error, exception), @max_message)
+    do: text(Exception.format_banner(:error, exception), @max_message)
 
   defp limit_message({kind, term}, _config) when kind in [:throw, :exit],
     do: text("** (#{kind}) " <> inspect(term, limit: 50, printable_limit: 4096), @max_message)

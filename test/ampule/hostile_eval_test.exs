@@ -145,6 +145,8 @@ defmodule Ampule.HostileEvalTest do
       def eval(%{session: :type}), do: {:error, :badarg, "x"}
       def eval(%{session: :bad_value}), do: {:ok, "1", <<131, 200, 1>>}
       def eval(%{session: :shape}), do: {:ok, 1, 2, 3}
+      def eval(%{session: :raise}), do: raise("forged")
+      def eval(%{session: :throw}), do: throw(:error)
     end
     """
 
@@ -159,6 +161,9 @@ defmodule Ampule.HostileEvalTest do
     assert %Failure{type: :protocol} = run.(:type)
     assert %Success{value: nil, refused: {:protocol, :bad_term}} = run.(:bad_value)
     assert %Failure{type: :protocol} = run.(:shape)
+    # The evaluator itself raised or threw: told as the agent described it.
+    assert %Failure{type: :exception, message: "** (RuntimeError) forged"} = run.(:raise)
+    assert %Failure{type: :throw, message: "** (throw) :error"} = run.(:throw)
     :ok = Ampule.destroy(sandbox)
   end
 
