@@ -255,6 +255,9 @@ defmodule Ampule.EvalTest do
 
       assert message =~ "an error occurred when evaluating an arithmetic expression"
 
+      assert %Failure{type: :throw, message: "exception throw: ball" <> _} =
+               eval("throw(ball).", ctx, language: :erlang)
+
       s = make_ref()
       assert %Success{} = eval("Y = 5.", ctx, language: :erlang, session: s)
       assert %Success{value: 10} = eval("Y * 2.", ctx, language: :erlang, session: s)
