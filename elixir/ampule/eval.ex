@@ -108,7 +108,12 @@ defmodule Ampule.Eval do
 
   The per-process limits are the evaluating process's own, as in Dune: processes the
   source starts are bounded by the sandbox's limits (`:memory`, `:pids`, `:cpus`), not
-  by these.
+  by these. The source killing its own process with `:kill` under `:max_heap_size` looks
+  like the heap limit from outside, and is `:memory`. One long call of a built-in
+  function that does not yield (printing a bignum of millions of bits) holds the
+  sandbox's only scheduler: the evaluation is `:timeout` all the same, and the sandbox,
+  which cannot answer the kill meanwhile, is destroyed as unresponsive (a held one with
+  its sessions).
 
   ## Options
 
