@@ -60,7 +60,7 @@
 %% Output: the most bytes in one frame, and the most sent before the host acknowledges.
 -define(CHUNK, 16384).
 -define(WINDOW, 65536).
-%% How long an io server has to end when its call is answered before it is killed.
+%% How long an io server has to stop sending when its call is answered before it is killed.
 -define(GL_END, 1000).
 %% Retired io servers are swept in batches (see `drain/2`).
 -define(SWEEP_BATCH, 64).
