@@ -31,9 +31,9 @@
 %% order, as it is asked, at most Window bytes ahead of the host's acknowledgements (6):
 %% a process printing faster than the host takes its bytes waits for its io reply, as
 %% at a terminal. Past MaxOutput bytes the call is killed and answered with 8. When a
-%% call is answered, its io server is ended first (so no output frame ever follows an
-%% answer), and the processes that still have it as group leader are handed to a drain
-%% that answers their requests and drops the bytes.
+%% call is answered, its io server stops sending first (so no output frame ever follows
+%% an answer), then hands the processes that still have it as group leader to a drain
+%% that answers their requests and drops the bytes, and exits.
 %%
 %% A raised exception is described here, where its code runs: its module's name and its
 %% message as binaries (the message bounded), so that the host needs neither the module
@@ -60,8 +60,11 @@
 %% Output: the most bytes in one frame, and the most sent before the host acknowledges.
 -define(CHUNK, 16384).
 -define(WINDOW, 65536).
-%% How long an io server has to end when its call is answered before it is killed.
+%% How long an io server has to stop sending when its call is answered before it is killed.
 -define(GL_END, 1000).
+%% Retired io servers are swept in batches (see `drain/2`).
+-define(SWEEP_BATCH, 64).
+-define(SWEEP_AFTER, 1000).
 
 %% `-run ampule_agent start`, and `-run ampule_agent start PATH` (tests run the agent in
 %% a plain local node against their own listener).
@@ -77,8 +80,9 @@ init(Path) ->
         {ok, Socket} ->
             _ = erlang:monitor(port, Socket),
             ok = gen_tcp:send(Socket, <<0, ?VERSION:16>>),
-            Drain = spawn(fun drain/0),
+            Drain = spawn(fun() -> drain() end),
             Router = stderr_router(Drain),
+            Drain ! {router, Router},
             put(ampule_output, {Drain, Router}),
             loop(Socket, #{});
         {error, Reason} ->
@@ -97,11 +101,12 @@ loop(Socket, Calls) ->
             loop(Socket, Calls#{Id => {Pid, Ref, Max}, Ref => Id});
         {tcp, Socket, <<5, Id:64, Max:64, MaxOutput:64, Term/binary>>} ->
             Agent = self(),
+            {Drain, Router} = get(ampule_output),
             Gl = spawn(fun() -> gl(#{socket => Socket, id => Id, agent => Agent,
                                      max => MaxOutput, total => 0, unacked => 0,
-                                     queue => queue:new()}) end),
+                                     queue => queue:new(), drain => Drain,
+                                     router => Router}) end),
             %% The router knows the io server before the call can print to standard_error.
-            {_Drain, Router} = get(ampule_output),
             Router ! {add, Gl},
             {Pid, Ref} = spawn_monitor(fun() ->
                 group_leader(Gl, self()),
@@ -206,36 +211,53 @@ output_limit(Socket, Id, Calls) ->
             Calls
     end.
 
-%% Before call Id is answered, its io server (if it has one) ends, so that no output frame
-%% follows the answer: the processes that still have it as group leader (the call's own
-%% processes, which may outlive it) go to the drain first, then it answers what it holds
-%% and exits; if it does not within ?GL_END (stuck printing a `put_chars` whose function
-%% loops), it is killed. Either way it is gone when this returns.
+%% Before call Id is answered, its io server (if it has one) stops sending, so that no
+%% output frame follows the answer: it answers what it holds and says so, then retires on
+%% its own (`retire/1`, off the answer's path). One that does not say so within ?GL_END
+%% (stuck printing a `put_chars` whose function loops) is killed, and retired from here.
 end_output(Id, Calls) ->
     case maps:take({gl, Id}, Calls) of
         {Gl, Rest} ->
-            {Drain, Router} = get(ampule_output),
-            %% A process may exit between the two looks: group_leader/2 then raises.
-            _ = [catch group_leader(Drain, P) || P <- processes(),
-                                                 process_info(P, group_leader) =:= {group_leader, Gl}],
-            %% Once the router has let it go, nothing more reaches it from there.
-            RouterRef = erlang:monitor(process, Router),
-            Router ! {remove, Gl, self(), RouterRef},
-            receive
-                {RouterRef, removed} -> erlang:demonitor(RouterRef, [flush]);
-                {'DOWN', RouterRef, process, _, _} -> ok
-            end,
             Ref = erlang:monitor(process, Gl),
-            Gl ! ampule_end,
+            Gl ! {ampule_end, self(), Ref},
             receive
-                {'DOWN', Ref, process, _, _} -> ok
+                {Ref, ended} ->
+                    erlang:demonitor(Ref, [flush]);
+                {'DOWN', Ref, process, _, _} ->
+                    retire(Gl, get(ampule_output))
             after ?GL_END ->
                 exit(Gl, kill),
-                receive {'DOWN', Ref, process, _, _} -> ok end
+                receive {'DOWN', Ref, process, _, _} -> ok end,
+                retire(Gl, get(ampule_output))
             end,
             Rest;
         error ->
             Calls
+    end.
+
+%% An io server's call is answered: the router sends the standard error of its processes
+%% to the drain from now on (a request it forwarded to the io server before its
+%% acknowledgement is in the io server's mailbox before that acknowledgement), and the
+%% drain takes it among the retirees it sweeps (`drain/2`). Done by the io server itself,
+%% or for one that is gone, by the agent.
+retire(Gl, {Drain, Router}) ->
+    RouterRef = erlang:monitor(process, Router),
+    Router ! {remove, Gl, self(), RouterRef},
+    removed(RouterRef),
+    Drain ! {retire, Gl},
+    ok.
+
+%% Waits for the router, answering (and dropping) what comes meanwhile.
+removed(RouterRef) ->
+    receive
+        {RouterRef, removed} ->
+            erlang:demonitor(RouterRef, [flush]);
+        {'DOWN', RouterRef, process, _, _} ->
+            ok;
+        {io_request, From, ReplyAs, Request} ->
+            {_, Reply} = io_request(Request),
+            From ! {io_reply, ReplyAs, Reply},
+            removed(RouterRef)
     end.
 
 send(Socket, Frame) ->
@@ -356,8 +378,22 @@ gl(#{queue := Queue} = S) ->
             gl(pump(S#{queue := queue:in({From, ReplyAs, Reply, Bytes}, Queue)}));
         {ampule_ack, N} ->
             gl(pump(S#{unacked := max(maps:get(unacked, S) - N, 0)}));
-        ampule_end ->
+        {ampule_end, Agent, Ref} ->
             drain_queue(Queue),
+            Agent ! {Ref, ended},
+            retire(self(), {maps:get(drain, S), maps:get(router, S)}),
+            retiree()
+    end.
+
+%% A retired io server answers and drops what its call's processes still print, until the
+%% drain has taken them over.
+retiree() ->
+    receive
+        {io_request, From, ReplyAs, Request} ->
+            {_, Reply} = io_request(Request),
+            From ! {io_reply, ReplyAs, Reply},
+            retiree();
+        ampule_retired ->
             drain_mailbox()
     end.
 
@@ -405,16 +441,47 @@ drain_mailbox() ->
     end.
 
 %% The drain: the group leader of a call's processes once it is answered. Their output
-%% goes nowhere; they are answered as if it went.
+%% goes nowhere; they are answered as if it went. It takes them over from the retired io
+%% servers in sweeps, one walk of the node's processes for up to ?SWEEP_BATCH io servers
+%% or what retired within ?SWEEP_AFTER ms: a walk costs about 10 us a process (each
+%% `process_info/2` a signal), too much for every call's answer to wait for. Until its
+%% sweep, a retired io server answers and drops by itself.
 drain() ->
+    receive
+        {router, Router} ->
+            put(router, Router),
+            drain(#{}, false)
+    end.
+
+drain(Retirees, Timer) ->
     receive
         {io_request, From, ReplyAs, Request} ->
             {_, Reply} = io_request(Request),
-            From ! {io_reply, ReplyAs, Reply};
+            From ! {io_reply, ReplyAs, Reply},
+            drain(Retirees, Timer);
+        {retire, Gl} when map_size(Retirees) + 1 >= ?SWEEP_BATCH ->
+            sweep(Retirees#{Gl => true}),
+            drain(#{}, Timer);
+        {retire, Gl} when Timer ->
+            drain(Retirees#{Gl => true}, Timer);
+        {retire, Gl} ->
+            _ = erlang:send_after(?SWEEP_AFTER, self(), ampule_sweep),
+            drain(Retirees#{Gl => true}, true);
+        ampule_sweep ->
+            sweep(Retirees),
+            drain(#{}, false);
         _ ->
-            ok
-    end,
-    drain().
+            drain(Retirees, Timer)
+    end.
+
+sweep(Retirees) ->
+    %% A process may exit between the two looks: group_leader/2 then raises.
+    _ = [catch group_leader(self(), P) || P <- processes(),
+                                         {group_leader, Gl} <- [process_info(P, group_leader)],
+                                         is_map_key(Gl, Retirees)],
+    _ = [Gl ! ampule_retired || Gl <- maps:keys(Retirees)],
+    get(router) ! {forget, Retirees},
+    ok.
 
 %% {Bytes to print, the reply}. Bytes go as they are: a binary unchanged whatever the
 %% encoding it claims (so bytes that are not UTF-8 reach the host as they were written),
@@ -469,30 +536,34 @@ put_chars(_Latin1, Chars) ->
 %% process stays, unregistered, for everything that is not a captured call's.
 stderr_router(Drain) ->
     Original = whereis(standard_error),
-    Router = spawn(fun() -> route_stderr(Original, #{Drain => true}) end),
+    Router = spawn(fun() -> route_stderr(Original, Drain, #{Drain => Drain}) end),
     _ = is_pid(Original) andalso unregister(standard_error),
     true = register(standard_error, Router),
     Router.
 
-route_stderr(Original, Gls) ->
+%% Gls: the io servers of calls (each to itself), retired ones to the drain (their
+%% processes' until the drain's sweep), and the drain.
+route_stderr(Original, Drain, Gls) ->
     receive
         {add, Gl} ->
-            route_stderr(Original, Gls#{Gl => true});
+            route_stderr(Original, Drain, Gls#{Gl => Gl});
         {remove, Gl, From, Ref} ->
             From ! {Ref, removed},
-            route_stderr(Original, maps:remove(Gl, Gls));
+            route_stderr(Original, Drain, Gls#{Gl => Drain});
+        {forget, Retirees} ->
+            route_stderr(Original, Drain, maps:without(maps:keys(Retirees), Gls));
         {io_request, From, _ReplyAs, _Request} = Message ->
             Target =
                 case is_pid(From) andalso node(From) =:= node() andalso
                          process_info(From, group_leader) of
-                    {group_leader, Gl} when is_map_key(Gl, Gls) -> Gl;
+                    {group_leader, Gl} when is_map_key(Gl, Gls) -> map_get(Gl, Gls);
                     _ -> Original
                 end,
             case is_pid(Target) of
                 true -> Target ! Message;
                 false -> From ! {io_reply, element(3, Message), {error, terminated}}
             end,
-            route_stderr(Original, Gls);
+            route_stderr(Original, Drain, Gls);
         _ ->
-            route_stderr(Original, Gls)
+            route_stderr(Original, Drain, Gls)
     end.

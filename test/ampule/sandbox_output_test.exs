@@ -4,7 +4,7 @@ defmodule Ampule.SandboxOutputTest do
   # is in hostile_output_test.exs; the default (the sandbox's log) in sandbox_test.exs.
   use ExUnit.Case, async: true
 
-  import Ampule.Test.Host, only: [wait_until: 1]
+  import Ampule.Test.Host, only: [wait_until: 1, wait_until: 2]
 
   alias Ampule.OutputHelpers, as: Out
 
@@ -236,6 +236,19 @@ defmodule Ampule.SandboxOutputTest do
 
     assert Ampule.call({Out, :alive?, [orphan, true]}, c)
     assert Ampule.call({Out, :alive?, [captured, true]}, c)
+  end
+
+  test "captured calls leave no process behind in the sandbox (their io servers retire)",
+       %{sandbox: c} do
+    count = fn -> Ampule.call({:erlang, :system_info, [:process_count]}, c) end
+    before = count.()
+
+    for i <- 1..150 do
+      assert Ampule.Call.capture(c, {IO, :write, ["#{i}"]}, []) == {{:ok, :ok}, "#{i}"}
+    end
+
+    # Retired io servers go in sweeps (of 64, or within a second).
+    assert wait_until(fn -> count.() <= before end, 5_000)
   end
 
   test "distribution containers refuse output options; bad options are named" do
