@@ -474,8 +474,8 @@ drain(Retirees, Timer) ->
             drain(Retirees, Timer)
     end.
 
+%% A process may exit between the walk and its group_leader/2 (badarg then).
 sweep(Retirees) ->
-    %% A process may exit between the two looks: group_leader/2 then raises.
     _ = [catch group_leader(self(), P) || P <- processes(),
                                          {group_leader, Gl} <- [process_info(P, group_leader)],
                                          is_map_key(Gl, Retirees)],
