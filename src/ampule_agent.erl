@@ -474,10 +474,11 @@ drain(Retirees, Timer) ->
             drain(Retirees, Timer)
     end.
 
+%% A process may exit between the walk and its group_leader/2 (badarg then).
 sweep(Retirees) ->
-    _ = [group_leader(self(), P) || P <- processes(),
-                                   {group_leader, Gl} <- [process_info(P, group_leader)],
-                                   is_map_key(Gl, Retirees)],
+    _ = [catch group_leader(self(), P) || P <- processes(),
+                                         {group_leader, Gl} <- [process_info(P, group_leader)],
+                                         is_map_key(Gl, Retirees)],
     _ = [Gl ! ampule_retired || Gl <- maps:keys(Retirees)],
     get(router) ! {forget, Retirees},
     ok.
