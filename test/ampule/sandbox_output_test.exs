@@ -238,6 +238,20 @@ defmodule Ampule.SandboxOutputTest do
     assert Ampule.call({Out, :alive?, [captured, true]}, c)
   end
 
+  test "calls killed by their timeout while their processes exit: the sandbox goes on",
+       %{sandbox: c} do
+    for _ <- 1..70 do
+      assert {{:error, :timeout}, output} =
+               Ampule.Call.capture(c, {Out, :watched_forever, []}, timeout: 50)
+
+      # The watcher may print between the kill and the answer: then it is the call's too.
+      assert output in ["watched\n", "watched\nwatcher saw the end\n"]
+    end
+
+    assert Ampule.Call.capture(c, {IO, :puts, ["still here"]}, []) ==
+             {{:ok, :ok}, "still here\n"}
+  end
+
   test "captured calls leave no process behind in the sandbox (their io servers retire)",
        %{sandbox: c} do
     count = fn -> Ampule.call({:erlang, :system_info, [:process_count]}, c) end

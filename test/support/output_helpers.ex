@@ -145,4 +145,24 @@ defmodule Ampule.OutputHelpers do
   def stuck_put_chars do
     :io.request(Process.group_leader(), {:put_chars, :unicode, :timer, :sleep, [:infinity]})
   end
+
+  @doc """
+  Starts a watcher that exits when this process does (as an evaluator's guard does),
+  prints, and never returns: killed by its timeout, its processes exit as the agent
+  retires its io server.
+  """
+  def watched_forever do
+    me = self()
+
+    spawn(fn ->
+      ref = Process.monitor(me)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> IO.puts("watcher saw the end")
+      end
+    end)
+
+    IO.puts("watched")
+    Process.sleep(:infinity)
+  end
 end
