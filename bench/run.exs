@@ -123,12 +123,6 @@ defmodule Bench.Sides do
     boots = for _ <- 1..total, do: receive(do: ({:boot_us, b} -> b))
     {total / (us / 1_000_000), boots}
   end
-
-  # Rotates a list of sides by i, so that each side goes first as often as the others.
-  def rotate(list, i) do
-    {a, b} = Enum.split(list, rem(i, length(list)))
-    b ++ a
-  end
 end
 
 defmodule Bench.Machine do
@@ -246,7 +240,7 @@ cold_sides = [dist: &Sides.dist_cold/0, sandbox: &Sides.sandbox_cold/0, peer: &S
 
 cold =
   Enum.reduce(1..n_cold, %{dist: [], sandbox: [], peer: []}, fn i, acc ->
-    Enum.reduce(Sides.rotate(cold_sides, i), acc, fn {side, f}, acc ->
+    Enum.reduce(Stats.rotate(cold_sides, i), acc, fn {side, f}, acc ->
       Map.update!(acc, side, &[f.() | &1])
     end)
   end)
@@ -271,7 +265,7 @@ rtt_sides = [
 # Interleaved in blocks, so that a noisy moment hits every side.
 rtt =
   Enum.reduce(1..10, Map.new(rtt_sides, fn {k, _} -> {k, []} end), fn i, acc ->
-    Enum.reduce(Sides.rotate(rtt_sides, i), acc, fn {side, f}, acc ->
+    Enum.reduce(Stats.rotate(rtt_sides, i), acc, fn {side, f}, acc ->
       Map.update!(acc, side, &(&1 ++ times.(f, div(n_rpc, 10))))
     end)
   end)
@@ -287,7 +281,7 @@ section.("anonymous calls")
 anon =
   Enum.reduce(1..n_cold, %{dist: [], sandbox: []}, fn i, acc ->
     [dist: [], sandbox: [sandbox: true]]
-    |> Sides.rotate(i)
+    |> Stats.rotate(i)
     |> Enum.reduce(acc, fn {kind, opts}, acc ->
       us = Stats.time(fn -> Ampule.call({:erlang, :node, []}, opts) end)
       :ok = Release.wait_no_containers()
@@ -310,7 +304,7 @@ pools = [{:bench_dist_pool, pool_size}, {:bench_sandbox_pool, pool_size}]
 pooled =
   Enum.reduce(1..n_pool, %{dist: [], sandbox: []}, fn i, acc ->
     [dist: :bench_dist_pool, sandbox: :bench_sandbox_pool]
-    |> Sides.rotate(i)
+    |> Stats.rotate(i)
     |> Enum.reduce(acc, fn {kind, pool}, acc ->
       Pools.wait_full(pools, 2 * pool_size)
       us = Stats.time(fn -> Ampule.call({:erlang, :node, []}, pool: pool) end)
@@ -325,7 +319,7 @@ section.("sustained pooled calls")
 sustained =
   Enum.reduce(1..2, %{dist: [], sandbox: []}, fn i, acc ->
     [dist: :bench_dist_pool, sandbox: :bench_sandbox_pool]
-    |> Sides.rotate(i)
+    |> Stats.rotate(i)
     |> Enum.reduce(acc, fn {kind, pool}, acc ->
       Pools.wait_full(pools, 2 * pool_size)
       busy0 = Machine.busy_us()
@@ -356,7 +350,7 @@ tp_sides = [
 samples =
   for round <- 1..n_rounds,
       k <- in_flight,
-      {side, {start, stop}} <- Sides.rotate(tp_sides, round) do
+      {side, {start, stop}} <- Stats.rotate(tp_sides, round) do
     {rate, boots} = Sides.throughput(start, stop, k, 16)
     {side, k, rate, boots}
   end

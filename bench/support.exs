@@ -86,6 +86,12 @@ defmodule Bench.Stats do
     {us, _} = :timer.tc(f)
     us
   end
+
+  # Rotates a list of sides by i, so that each side goes first as often as the others.
+  def rotate(list, i) do
+    {a, b} = Enum.split(list, rem(i, length(list)))
+    b ++ a
+  end
 end
 
 defmodule Bench.Cgroup do

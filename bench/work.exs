@@ -202,11 +202,6 @@ defmodule Bench.Work do
     end
   end
 
-  def rotate(list, i) do
-    {a, b} = Enum.split(list, rem(i, length(list)))
-    b ++ a
-  end
-
   def outcome(%{result: r}), do: Map.take(r, [:total, :failures])
 end
 
@@ -256,7 +251,7 @@ section.("grading, one at a time")
 serial =
   for rep <- 1..reps,
       {p, i} <- Enum.with_index(projects),
-      {side, f} <- Work.rotate(sides, rep + i) do
+      {side, f} <- Stats.rotate(sides, rep + i) do
     Work.quiet(pools)
     {side, p.name, f.(p)}
   end
@@ -275,7 +270,7 @@ section.("grading, in flight")
 flight_sides = Keyword.drop(sides, [:sandbox_stock, :sandbox_cpus2, :dist_stock])
 
 concurrent =
-  for rep <- 1..reps, k <- flight, {side, f} <- Work.rotate(flight_sides, rep) do
+  for rep <- 1..reps, k <- flight, {side, f} <- Stats.rotate(flight_sides, rep) do
     Work.quiet(pools)
     t0 = System.monotonic_time(:microsecond)
 
@@ -321,8 +316,8 @@ first_kinds = [
 
 first =
   for i <- 1..n_first,
-      {kind, f} <- Work.rotate(first_kinds, i),
-      {probe, mfa} <- Work.rotate(probes, i) do
+      {kind, f} <- Stats.rotate(first_kinds, i),
+      {probe, mfa} <- Stats.rotate(probes, i) do
     Work.quiet(pools)
     {kind, probe, f.(mfa)}
   end

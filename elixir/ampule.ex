@@ -43,11 +43,34 @@ defmodule Ampule do
       Ampule.call(fn -> Enum.sum(1..10) end, container)
       #=> 55
 
+  ## Running untrusted source
+
+  Source text from someone you do not trust (a playground, a grader, a bot) goes to
+  `eval_string/2` or `eval_quoted/2`, which evaluate it in a sandbox and hand back data,
+  in the manner of Dune:
+
+      Ampule.eval_string(~S[IO.puts("Hello world!")])
+      #=> %Ampule.Eval.Success{value: :ok, inspected: ":ok", stdio: "Hello world!\\n"}
+
+      Ampule.eval_string("List.duplicate(:spam, 100_000)", max_heap_size: 50_000).type
+      #=> :memory
+
+  A fresh sandbox by default, a pool's with `pool:`, or one you hold with `container:`,
+  which is then a session (bindings and modules kept, as in iex). Each limit passed is a
+  failure type of its own (`:timeout`, `:memory`, `:reductions`, `:output_limit`), beside
+  the source's own (`:parsing`, `:compile_error`, `:exception`, `:throw`, `:exit`).
+  Nothing is refused by name, as Dune must: the isolation is the kernel's (`File.cwd!()`
+  shows the sandbox's directory). What comes back is text made in the sandbox
+  (`inspected`, `message`, `stdio`), bounded and trusted for nothing, and the value only
+  when it may cross under a sandbox's rules: `{:ok, :hello_world}` comes back as its
+  `inspected` text, with `value: nil`, and does not make the atom here. See `Ampule.Eval`.
+
   ## Where to read on
 
     * `Ampule.Container` - what a container is, its node, the code it sees, closures,
       owners and orphan containers, timeouts
     * `Ampule.Sandbox` - sandboxes: containers for code you do not trust
+    * `Ampule.Eval` - untrusted source text evaluated in sandboxes, sessions, limits
     * `Ampule.Pool` and `map/3` - containers booted ahead, and many calls at once
     * `Ampule.Cluster` - containers on other hosts of an Erlang cluster
     * `Ampule.SystemContainer` - whole distributions from LXC templates, and console
@@ -123,7 +146,8 @@ defmodule Ampule do
       reason `:timeout` is raised.
     * `:pool` - take the container from this `Ampule.Pool` instead of making one: it is
       handed out pristine, runs this call alone and is destroyed after it (see
-      `Ampule.Pool`); only `:timeout` may go with it
+      `Ampule.Pool`); only `:timeout`, `:output` and `:max_output` may go with it
+    * `:output`, `:max_output` - what the call prints, in a sandbox (see `call/3`)
     * every option of `start/1` (`:on`, `:sandbox`, `:boot_timeout`, `:memory`, ...).
   """
   @spec call(callable, Container.t() | keyword) :: term
@@ -132,7 +156,7 @@ defmodule Ampule do
 
   @doc """
   Runs `{module, function, args}` in `container`, waiting at most `timeout` milliseconds
-  (or `:infinity`).
+  (or `:infinity`), or with options.
 
   Returns the function's result. If it raises, throws or exits, so does this call (the
   exception keeps the container's stacktrace). If no result comes within `timeout`, the
@@ -142,9 +166,27 @@ defmodule Ampule do
       container = Ampule.spawn()
       Ampule.call({String, :upcase, ["ampule"]}, container, 1_000)
       #=> "AMPULE"
+
+  ## Options (a keyword list instead of `timeout`)
+
+    * `:timeout` - as above (default #{@default_timeout})
+    * `:output` - where what the call prints goes, in a sandbox (see "Output" in
+      `Ampule.Sandbox`): `:log` (the default: the sandbox's log, as always), `:capture`
+      (this returns `{value, output}`, `output` a binary, as `System.cmd/3` returns its
+      output beside the status), `{:stream, pid}` or `{:stream, pid, active}` (`pid` is sent
+      the output while the code runs, see `async_call/3`)
+    * `:max_output` - the most bytes the call may print with `:capture` or `:stream`
+      (default 1 MiB); past it the call is killed with `{:output_limit, max}`
+
+  A failed call raises as above, and its output is lost: `async_call/3` with `yield/2`
+  (or `Ampule.Call.capture/3`) returns the output so far with the failure.
+
+      Ampule.call(fn -> IO.puts("hi"); 42 end, sandbox, output: :capture)
+      #=> {42, "hi\n"}
   """
-  @spec call(callable, Container.t(), timeout) :: term
-  def call(what, %Container{} = container, timeout), do: Call.call!(what, container, timeout)
+  @spec call(callable, Container.t(), timeout | keyword) :: term
+  def call(what, %Container{} = container, timeout_or_opts),
+    do: Call.call!(what, container, timeout_or_opts)
 
   @doc """
   Runs a block of code in a container: the code itself travels, quoted, with the values of
@@ -259,9 +301,26 @@ defmodule Ampule do
 
   The call belongs to the calling process: only it can `yield/2`, and if it exits, the
   remote process is killed.
+
+  In a sandbox, `opts` say where the call's output goes (see "Output" in `Ampule.Sandbox`):
+  `output: :log` (the default), `output: :capture` (then `yield/2` returns `{result,
+  output}`: the output so far, even when the call failed), `output: {:stream, pid}` or
+  `{:stream, pid, active}`; and `max_output:` (bytes, default 1 MiB). A stream's receiver
+  gets `{:ampule_output, call, bytes}` while the code runs, `call` being what this
+  returns, and `{:ampule_output_passive, call}` when its count of chunks (`active`,
+  default 100; `true`, `false`, `:once` or a count, as a socket's) is spent: it re-arms
+  with `output_active/2`. A receiver that does not take its output stops the printing
+  processes (their writes wait), never this node's memory.
+
+      call = Ampule.async_call(fn -> IO.puts("working"); 42 end, sandbox, output: {:stream, self()})
+      receive do: ({:ampule_output, ^call, bytes} -> bytes)
+      #=> "working\n"
+      Ampule.yield(call)
+      #=> {:ok, 42}
   """
-  @spec async_call(callable, Container.t()) :: Call.t()
-  def async_call(what, %Container{} = container), do: Call.async(container, Call.callable!(what))
+  @spec async_call(callable, Container.t(), keyword) :: Call.t()
+  def async_call(what, %Container{} = container, opts \\ []),
+    do: Call.async(container, Call.callable!(what), Call.output!(opts))
 
   @doc """
   Waits at most `timeout` milliseconds (default #{@default_timeout}) for the result of
@@ -270,11 +329,51 @@ defmodule Ampule do
   Returns `{:ok, result}`, or `{:error, reason}` where reason is `:timeout` (the remote
   process was killed), `{:exception, exception, stacktrace}`, `{:throw, value}`,
   `{:exit, reason}` or `:noconnection` (see "Error reasons" in `Ampule.Error`). A call is
-  yielded once.
+  yielded once. A call made with `output: :capture` gives `{that, output}`.
   """
-  @spec yield(Call.t(), timeout) :: {:ok, term} | {:error, reason}
+  @spec yield(Call.t(), timeout) :: {:ok, term} | {:error, reason} | {Call.result(), binary}
   def yield(%Call{} = call, timeout \\ @default_timeout),
     do: Call.await(call, Options.timeout!(timeout, :timeout))
+
+  @doc """
+  Sets how a call's streamed output reaches its receiver (`async_call/3` with `output:
+  {:stream, pid}`), as `:inet.setopts(socket, active: mode)` does: `true`, `false`,
+  `:once`, or an integer added to the count of chunks still to send.
+  """
+  @spec output_active(Call.t(), boolean | :once | integer) :: :ok
+  def output_active(%Call{} = call, mode), do: Call.output_active(call, mode)
+
+  @doc """
+  Evaluates Elixir source text in a sandbox and returns what it gave: an
+  `Ampule.Eval.Success` (the value, its `inspect/2` text made in the sandbox, and what it
+  printed) or an `Ampule.Eval.Failure` (its type, a message as iex shows it, and what it
+  printed until then).
+
+      Ampule.eval_string(~S[IO.puts("Hello world!")])
+      #=> %Ampule.Eval.Success{value: :ok, inspected: ":ok", stdio: "Hello world!\\n"}
+
+      Ampule.eval_string("1 +", timeout: 1_000).type
+      #=> :parsing
+
+  In a fresh sandbox by default (with `start/1`'s options), in a pool's (`pool:`), or in
+  a sandbox you hold (`container:`), which keeps bindings and modules from one
+  evaluation to the next as iex does. Limits: `:timeout`, `:max_heap_size`,
+  `:max_reductions`, `:max_output` and `start/1`'s `:memory`. See `Ampule.Eval` for the
+  options, sessions, and what crosses back.
+  """
+  @spec eval_string(String.t(), keyword) :: Ampule.Eval.Success.t() | Ampule.Eval.Failure.t()
+  def eval_string(source, opts \\ []), do: Ampule.Eval.string(source, opts)
+
+  @doc """
+  As `eval_string/2`, for Elixir's quoted form (`quote do ... end`,
+  `Code.string_to_quoted!/1`): the quoted form travels to the sandbox, which evaluates
+  it there.
+
+      Ampule.eval_quoted(quote(do: Enum.sum(1..10)), pool: MyApp.Sandboxes).value
+      #=> 55
+  """
+  @spec eval_quoted(Macro.t(), keyword) :: Ampule.Eval.Success.t() | Ampule.Eval.Failure.t()
+  def eval_quoted(quoted, opts \\ []), do: Ampule.Eval.quoted(quoted, opts)
 
   @doc """
   Runs `{module, function, args}` in each of `containers` at the same time and returns

@@ -95,9 +95,15 @@ defmodule Ampule.Error do
       not read. The sandbox goes on.
     * `{:result_too_large, max}` - the result takes more than `max` bytes (`:max_result`),
       encoded or decoded; it was not read into this node. The sandbox goes on.
+    * `{:output_limit, max}` - the call printed more than `max` bytes (`:max_output`,
+      with `output: :capture` or `{:stream, pid}`); it was killed, and the output holds
+      its first `max` bytes. The sandbox goes on.
     * `{:protocol, detail}` - the sandbox broke the agent protocol and was destroyed
       before this was returned: `:bad_frame` (a frame of no known kind), `:unexpected_id`
-      (a result for a call never made, or made twice), `:unexpected_frame` (any byte
+      (a result or output for a call never made, or answered already), `:unexpected_output`
+      (output for a call that did not ask for it), `:output_too_large` (output past the
+      call's `:max_output`), `:output_window` (more output than the host acknowledged
+      room for), `:unexpected_frame` (any byte
       while no call was waiting), `:frame_too_large` (a frame over the
       limit, refused before it was read), `:bad_term` (a result that is not a well-formed
       term), `:closed` (the agent closed the channel, maybe in the middle of a frame, while
@@ -198,6 +204,7 @@ defmodule Ampule.Error do
           | {:result_refused, Ampule.Sandbox.Decode.refusal()}
           | {:result_too_large, pos_integer}
           | {:result_budget, pos_integer}
+          | {:output_limit, pos_integer}
           | {:protocol, atom}
           | :sandbox_unsupported
           | {:agent_socket, atom}
@@ -314,6 +321,11 @@ defmodule Ampule.Error do
   def format_error({:result_too_large, max}) do
     "the sandbox's result is larger than #{max} bytes (encoded or decoded); it was refused " <>
       "before this node held it (see the :max_result option)"
+  end
+
+  def format_error({:output_limit, max}) do
+    "the call printed more than #{max} bytes (see the :max_output option); it was killed " <>
+      "after its first #{max}"
   end
 
   def format_error({:protocol, detail}) do
@@ -500,6 +512,9 @@ defmodule Ampule.Error do
   defp protocol_detail(:bad_frame), do: "a frame of no known kind"
   defp protocol_detail(:unexpected_id), do: "a result for a call it was not asked"
   defp protocol_detail(:unexpected_frame), do: "bytes sent while no call was waiting"
+  defp protocol_detail(:unexpected_output), do: "output for a call that did not ask for it"
+  defp protocol_detail(:output_too_large), do: "output past the call's :max_output"
+  defp protocol_detail(:output_window), do: "more output than the host had room for"
   defp protocol_detail(:frame_too_large), do: "a frame over the result limit"
   defp protocol_detail(:bad_term), do: "a result that is not a well-formed term"
 

@@ -24,9 +24,9 @@ defmodule Ampule.Sandbox do
     * Its node is not distributed (`:erlang.node()` is `:nonode@nohost`) and it has no
       network: no veth, no address, a loopback interface only. `container.nodename`,
       `address` and `cookie` are `nil`; the host need not be distributed either.
-    * The host reaches it through a small agent (`ampule_agent`, 9 KB of Erlang, on the
+    * The host reaches it through a small agent (`ampule_agent`, 21 KB of Erlang, on the
       sandbox's code path whatever `:host_code_paths` says) over a Unix socket: one frame
-      per call, no process of Ampule's in between. `call/1,2,3`, `cast/3`, `async_call/2`,
+      per call, no process of Ampule's in between. `call/1,2,3`, `cast/3`, `async_call/2,3`,
       `yield/2`, `multicall/3`, timeouts, owners and `{:ampule_exit, ...}` work as for any
       container. What needs a node name does not: `Node.spawn(nil, ...)`, `:erpc.call(nil,
       ...)` and `GenServer.call({name, nil}, ...)` fail (`:badarg`, or an exit), as with any
@@ -65,11 +65,55 @@ defmodule Ampule.Sandbox do
   for such names. Funs cannot come back; pids in a closure you send mean nothing there
   (they name the sandbox's processes, never yours).
 
-  The sandbox's standard output and error (`IO.puts/1`, `:io.format/2`, crash reports)
-  go to its node's output, `~/boot.log` inside the sandbox, which counts against its
-  memory limit and goes with it; a boot that fails carries its last lines. They never
+  ## Output
+
+  By default the sandbox's standard output and error (`IO.puts/1`, `:io.format/2`, crash
+  reports) go to its node's output, `~/boot.log` inside the sandbox, which counts against
+  its memory limit and goes with it; a boot that fails carries its last lines. They never
   reach your console. (A distribution container's calls print to the caller's group
   leader, as remote processes do.)
+
+  A call can have what it prints instead, with `output:` (`Ampule.call/3` with options,
+  `Ampule.async_call/3`, the anonymous `Ampule.call/2`, `Ampule.Call.capture/3`):
+
+      Ampule.call(fn -> IO.puts("hi"); IO.puts(:stderr, "oops"); 42 end, sandbox, output: :capture)
+      #=> {42, "hi\noops\n"}
+
+      call = Ampule.async_call({MyApp.Job, :run, []}, sandbox, output: {:stream, self()})
+      # {:ampule_output, ^call, bytes} messages while it runs, then:
+      Ampule.yield(call, 60_000)
+
+    * `:log` (the default) - as above; nothing changes.
+    * `:capture` - `Ampule.call/3` returns `{value, output}` (as `System.cmd/3` returns
+      its output beside the status, and `ExUnit.CaptureIO.with_io/1` beside the result),
+      `Ampule.yield/2` `{result, output}`, the output so far even when the call failed,
+      timed out or its sandbox died (`{:error, :oom}`); `Ampule.Call.capture/3` is the
+      same in one call.
+    * `{:stream, pid}`, `{:stream, pid, active}` - `pid` gets `{:ampule_output, call,
+      bytes}` while the code runs (`call` is what `Ampule.async_call/3` returned), with
+      the console's flow control: `active` is `true`, `false`, `:once` or a count of
+      chunks (default 100), `{:ampule_output_passive, call}` says a count is spent, and
+      `Ampule.output_active/2` re-arms. A receiver that does not take its chunks stops
+      the printing processes (their writes wait for their io reply, as at a terminal that
+      is not read), not your node's memory: a sandbox sends at most 64 KiB of a call's
+      output ahead of what the receiver took. When the call answers, what its receiver
+      has not taken yet (at most those 64 KiB) is sent first, then the answer. A receiver
+      that exits drops the rest of that call's output; the call runs on.
+
+  What is captured: every io request of the call's process and of every process it
+  starts (they inherit its group leader, one the agent makes for the call), standard
+  output and standard error (`IO.puts(:stderr, ...)`, `:io.format(:standard_error,
+  ...)`: the agent routes each standard error request by its sender's group leader), in
+  the order the requests came. Output is bytes: what the code wrote, exactly (a binary
+  passes unchanged, even when it is not UTF-8; a list of characters goes as UTF-8); never
+  decoded here. Reading standard input gives `eof`.
+
+  `:max_output` bounds it: bytes per call, 1 MiB by default. Past it the call is killed
+  and answers `{:error, {:output_limit, max}}`, with its first `max` bytes delivered; the
+  sandbox goes on. Processes the call started that go on printing after its answer print
+  into nothing: their requests are answered and the bytes dropped, never reaching a later
+  call, the caller's mailbox or the log. A distribution container refuses `output:` with
+  `ArgumentError` (its calls print to your group leader already).
 
   Which to choose: a distribution container when you trust the code and want a real node
   (`Node.spawn/2`, registered names, links and monitors across nodes); a sandbox when you

@@ -243,6 +243,10 @@ defmodule Ampule.OptionsTest do
           {:protocol, :unresponsive},
           {:protocol, :bad_hello},
           {:protocol, :peer},
+          {:protocol, :unexpected_output},
+          {:protocol, :output_too_large},
+          {:protocol, :output_window},
+          {:output_limit, 1024},
           {:boot_timeout, :agent, "last words"},
           :sandbox_unsupported,
           {:agent_socket, :eacces}

@@ -278,6 +278,59 @@ defmodule Ampule.SandboxChannelTest do
       assert_receive {:DOWN, ^ref, _, _, {:shutdown, {:protocol, :unresponsive}}}, 10_000
     end
 
+    test "output: captured bytes are acknowledged as taken, and come back with the result",
+         context do
+      {socket, :ok} = as_agent(context)
+
+      task =
+        Task.async(fn ->
+          Ampule.Call.capture(context.container, {:erlang, :node, []}, max_output: 100)
+        end)
+
+      assert {:ok, <<5, id::64, _max::64, 100::64, _term::binary>>} =
+               :gen_tcp.recv(socket, 0, 5_000)
+
+      :ok = :gen_tcp.send(socket, <<7, id::64, 0xFF, "abc">>)
+      assert {:ok, <<6, ^id::64, 4::32>>} = :gen_tcp.recv(socket, 0, 5_000)
+      :ok = :gen_tcp.send(socket, [<<4, id::64, 0>> | :erlang.term_to_binary(:done)])
+      assert Task.await(task) == {{:ok, :done}, <<0xFF, "abc">>}
+    end
+
+    test "output for a call made without it: {:protocol, :unexpected_output}", context do
+      {socket, :ok} = as_agent(context)
+      task = call_in_task(fn -> Ampule.call({:erlang, :node, []}, context.container) end)
+      assert {:ok, <<1, id::64, _max::64, _term::binary>>} = :gen_tcp.recv(socket, 0, 5_000)
+      :ok = :gen_tcp.send(socket, <<7, id::64, "forged">>)
+      assert Task.await(task) == {:ampule_error, {:protocol, :unexpected_output}}
+    end
+
+    test "streamed output past the window the host acknowledged: {:protocol, :output_window}",
+         context do
+      {socket, :ok} = as_agent(context)
+      receiver = self()
+
+      task =
+        Task.async(fn ->
+          call =
+            Ampule.async_call({:erlang, :node, []}, context.container,
+              output: {:stream, receiver, false}
+            )
+
+          Ampule.yield(call)
+        end)
+
+      assert {:ok, <<5, id::64, _::binary>>} = :gen_tcp.recv(socket, 0, 5_000)
+      chunk = :binary.copy("w", 16_384)
+      # A passive receiver: the host holds what comes, and acknowledges none of it.
+      for _ <- 1..div(Frame.window(), 16_384),
+          do: :ok = :gen_tcp.send(socket, [<<7, id::64>> | chunk])
+
+      assert {:error, :timeout} = :gen_tcp.recv(socket, 0, 100)
+      :ok = :gen_tcp.send(socket, <<7, id::64, "w">>)
+      assert Task.await(task) == {:error, {:protocol, :output_window}}
+      refute_received {:ampule_output, _, _}
+    end
+
     test "a result that is not a term: {:protocol, :bad_term}", context do
       {socket, :ok} = as_agent(context)
       task = call_in_task(fn -> Ampule.call({:erlang, :node, []}, context.container) end)

@@ -18,6 +18,16 @@ defmodule Ampule.Test.Host do
 
   def root?, do: match?({"0\n", 0}, System.cmd("id", ["-u"]))
 
+  @doc """
+  For `setup_all`: one sandbox for a whole test module
+  (`%{sandbox: sandbox}`), owned by no process, destroyed once the module's tests are done.
+  """
+  def module_sandbox do
+    sandbox = Ampule.spawn(sandbox: true, owner: false)
+    ExUnit.Callbacks.on_exit(fn -> Ampule.destroy(sandbox) end)
+    %{sandbox: sandbox}
+  end
+
   def state_dir, do: Application.get_env(:ampule, :state_dir, "/var/lib/ampule")
   def bridge, do: Application.get_env(:ampule, :bridge, "ampule0")
 

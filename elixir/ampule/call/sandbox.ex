@@ -32,10 +32,10 @@ defmodule Ampule.Call.Sandbox do
   # See above: how long a call to a channel on another host waits before it monitors it.
   @watch_after 2
 
-  @spec async(Container.t(), Call.callable()) :: Call.t()
-  def async(%Container{channel: channel, max_result: max, name: name}, what) do
+  @spec async(Container.t(), Call.callable(), Call.output() | nil) :: Call.t()
+  def async(%Container{channel: channel, max_result: max, name: name}, what, output \\ nil) do
     id = :erlang.unique_integer([:positive])
-    frame = Frame.call(id, max, :erlang.term_to_binary(what))
+    term = :erlang.term_to_binary(what)
     # Here, the alias of a monitor (`mon` = `ref`); on another host, an alias alone.
     {ref, mon} =
       if node(channel) == node() do
@@ -45,9 +45,7 @@ defmodule Ampule.Call.Sandbox do
         {:erlang.alias(), nil}
       end
 
-    send(channel, {:ampule_call, ref, id, self(), frame})
-
-    %Call{
+    call = %Call{
       transport: __MODULE__,
       ref: ref,
       mon: mon,
@@ -55,8 +53,56 @@ defmodule Ampule.Call.Sandbox do
       target: channel,
       id: id,
       max: max,
-      name: name
+      name: name,
+      output: output
     }
+
+    case output do
+      nil ->
+        send(channel, {:ampule_call, ref, id, self(), Frame.call(id, max, term)})
+
+      %{max: max_output} ->
+        # The handle in stream messages is the call as async_call/3 returned it.
+        watch = Map.put(output, :handle, call)
+        frame = Frame.call_output(id, max, max_output, term)
+        send(channel, {:ampule_call, ref, id, self(), frame, watch})
+    end
+
+    call
+  end
+
+  @doc """
+  Awaits a call made with captured output: `{result, output}`, `output` everything the
+  call printed until its answer (or its end: a timeout, the sandbox gone).
+  """
+  @spec await_output(Call.t(), integer | :infinity) :: {Call.result(), binary}
+  def await_output(%Call{ref: ref} = call, deadline) do
+    Process.put({__MODULE__, ref}, [])
+
+    try do
+      result = await(call, deadline)
+      {result, IO.iodata_to_binary(late_output(ref, Process.get({__MODULE__, ref})))}
+    after
+      Process.delete({__MODULE__, ref})
+    end
+  end
+
+  # Captured output arrives on the call's alias before its answer (the channel sends
+  # both, in order); it is gathered here while the answer is awaited.
+  defp captured(call, ref, data) do
+    key = {__MODULE__, ref}
+    Process.put(key, [Process.get(key, []) | data])
+    call
+  end
+
+  # Output that came after a timeout stopped waiting, before the alias went: the output
+  # so far, and not left in the mailbox.
+  defp late_output(ref, acc) do
+    receive do
+      {^ref, {:output, data}} -> late_output(ref, [acc | data])
+    after
+      0 -> acc
+    end
   end
 
   @spec cast(Container.t(), Call.callable(), timeout) :: :ok
@@ -73,6 +119,7 @@ defmodule Ampule.Call.Sandbox do
   @spec await(Call.t(), integer | :infinity) :: Call.result()
   def await(%Call{ref: ref, mon: nil} = call, deadline) do
     receive do
+      {^ref, {:output, data}} -> await(captured(call, ref, data), deadline)
       {^ref, answer} -> answer(call, answer, deadline)
     after
       min(@watch_after, Call.remaining(deadline)) -> await(watch(call), deadline)
@@ -81,6 +128,7 @@ defmodule Ampule.Call.Sandbox do
 
   def await(%Call{ref: ref, mon: mon} = call, deadline) do
     receive do
+      {^ref, {:output, data}} -> await(captured(call, ref, data), deadline)
       {^ref, answer} -> answer(call, answer, deadline)
       {:DOWN, ^mon, :process, _, reason} -> gone(call, {:error, down_reason(call.target, reason)})
     after
@@ -96,10 +144,16 @@ defmodule Ampule.Call.Sandbox do
   # The agent kills the call and answers it (as exited with `killed`, or with the result
   # that beat the kill): within a moment, the work is over when this returns.
   defp kill(%Call{target: channel, id: id} = call) do
-    %Call{ref: ref, mon: mon} = call = watch(call)
+    call = watch(call)
     send(channel, {:ampule_kill, id})
+    killed(call, System.monotonic_time(:millisecond) + @confirm)
+  end
 
+  defp killed(%Call{ref: ref, mon: mon} = call, confirm) do
     receive do
+      {^ref, {:output, data}} ->
+        killed(captured(call, ref, data), confirm)
+
       {^ref, answer} ->
         case answer(call, answer, System.monotonic_time(:millisecond) + @confirm) do
           {:error, {:exit, :killed}} -> {:error, :timeout}
@@ -109,7 +163,7 @@ defmodule Ampule.Call.Sandbox do
       {:DOWN, ^mon, :process, _, _} ->
         gone(call, {:error, :timeout})
     after
-      @confirm -> done(call, {:error, :timeout})
+      Call.remaining(confirm) -> done(call, {:error, :timeout})
     end
   end
 
@@ -160,6 +214,9 @@ defmodule Ampule.Call.Sandbox do
 
   defp answer(call, {:budget_refused, size}, _deadline),
     do: done(call, {:error, {:result_budget, size}})
+
+  defp answer(call, {:output_limit, max}, _deadline),
+    do: done(call, {:error, {:output_limit, max}})
 
   # The call is over: no answer may arrive after this (the alias goes), nor a :DOWN.
   defp done(%Call{mon: mon} = call, result) do

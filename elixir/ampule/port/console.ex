@@ -1,7 +1,9 @@
 defmodule Ampule.Port.Console do
   @moduledoc false
   # Console flow control of one system container: the owner's `:active` mode and the
-  # chunks that wait for it (see "Console flow control" in Ampule's docs).
+  # chunks that wait for it (see "Console flow control" in Ampule's docs). The same flow
+  # paces a sandbox call's streamed output (Ampule.Sandbox.Channel, "Output" in
+  # Ampule.Sandbox), whose window is the agent's instead of the port's.
   #
   # Pure: every function returns what the owner is to get now, in order, as a list of
   # `{:data, bytes}` and `:passive`, and the new flow. Ampule.Port sends them with

@@ -20,6 +20,16 @@ defmodule Ampule.Sandbox.Channel do
   #   takes as many again to decode it).
   #   It parses frame headers with binary patterns only: the terms are decoded by the
   #   caller, in a throwaway process (Ampule.Sandbox.Decode).
+  # - Output (a call made with `output:`, see Ampule.Call.Sandbox): the agent sends what
+  #   the call prints as output frames, at most a window (Frame.window/0) ahead of this
+  #   process's acknowledgements. Captured bytes go to the caller's alias at once and are
+  #   acknowledged; streamed bytes go to the receiver as its `:active` mode allows
+  #   (Ampule.Port.Console's flow, as a console's) and are acknowledged once sent, so a
+  #   receiver that stops taking them stops the printer after one window, and this
+  #   process never holds more than that per call. Bytes over the window or over the
+  #   call's `max_output`, or for a call that did not ask for output, are violations.
+  #   When the call is answered, streamed bytes still held go to the receiver first
+  #   (at most a window), then the answer goes to the caller.
   # - Killing: on a caller's timeout or exit it writes a kill frame; the agent answers
   #   every call exactly once, so a kill not answered within 5 s is a broken sandbox.
   # - Ending: it stops when the sandbox ends (Ampule.Port tells it: `:ampule_sandbox_exit`);
@@ -32,6 +42,7 @@ defmodule Ampule.Sandbox.Channel do
   use GenServer, restart: :temporary
   require Logger
 
+  alias Ampule.Port.Console
   alias Ampule.Sandbox.{Budget, Frame}
 
   # After the connection closes, how long to wait for the port's exit event before the
@@ -137,7 +148,12 @@ defmodule Ampule.Sandbox.Channel do
            # and the one being sent ({id, size}).
            announced: %{},
            granted: :queue.new(),
-           sending: nil
+           sending: nil,
+           # Calls whose output comes here: id => %{capture?, stream, handle, flow,
+           # total, unacked, max}.
+           outputs: %{},
+           # Monitors of stream receivers: monitor => id.
+           streams: %{}
          }}
 
       {:error, reason} ->
@@ -157,9 +173,13 @@ defmodule Ampule.Sandbox.Channel do
   end
 
   @impl GenServer
-  def handle_info({:ampule_call, ref, id, caller, frame}, %{socket: socket} = state)
+  def handle_info({:ampule_call, ref, id, caller, frame}, state),
+    do: handle_info({:ampule_call, ref, id, caller, frame, nil}, state)
+
+  def handle_info({:ampule_call, ref, id, caller, frame, output}, %{socket: socket} = state)
       when socket != nil and not state.closed do
     state = bound_next_frame(%{state | pending: Map.put(state.pending, id, {ref, nil})})
+    state = if output, do: watch_output(id, output, state), else: state
 
     if node(caller) == node() do
       monitor = Process.monitor(caller)
@@ -186,7 +206,7 @@ defmodule Ampule.Sandbox.Channel do
     end
   end
 
-  def handle_info({:ampule_call, _ref, _id, _caller, _frame}, state) do
+  def handle_info({:ampule_call, _ref, _id, _caller, _frame, _output}, state) do
     # Not connected (yet, or any more): the caller's monitor on this process tells it why
     # once this process stops.
     {:noreply, state}
@@ -197,6 +217,17 @@ defmodule Ampule.Sandbox.Channel do
       do: send_frame(frame, state)
 
   def handle_info({:ampule_kill, id}, state), do: kill(id, state)
+
+  def handle_info({:ampule_output_active, id, mode}, state) do
+    case state.outputs do
+      %{^id => %{stream: stream} = out} when stream != nil ->
+        {outs, flow} = Console.set_active(out.flow, mode)
+        ack(id, stream_out(outs, out), %{out | flow: flow}, state)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
 
   def handle_info({:ampule_violation, detail}, state), do: violation(detail, state)
 
@@ -210,6 +241,8 @@ defmodule Ampule.Sandbox.Channel do
       {:result, id, outcome, term} -> route(id, {:result, outcome, term}, state)
       {:too_large, id, size} -> route(id, {:too_large, size}, state)
       {:ready, id, size} -> announced(id, size, state)
+      {:output, id, data} -> output(id, data, state)
+      {:output_limit, id} -> output_limit(id, state)
       {:error, detail} -> violation(detail, state)
     end
   end
@@ -293,6 +326,23 @@ defmodule Ampule.Sandbox.Channel do
   def handle_info({:DOWN, ref, :process, _pid, _reason}, %{starter: ref} = state),
     do: {:stop, :normal, state}
 
+  def handle_info({:DOWN, monitor, :process, _pid, _reason}, state)
+      when is_map_key(state.streams, monitor) do
+    # A stream's receiver exited: the rest of that output is discarded (acknowledged as it
+    # comes, as a console's without an owner); the call runs on.
+    {id, streams} = Map.pop(state.streams, monitor)
+    state = %{state | streams: streams}
+
+    case state.outputs do
+      %{^id => out} ->
+        {_count, held} = Console.waiting(out.flow)
+        ack(id, held, %{out | stream: nil, flow: Console.new(false)}, state)
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info({:DOWN, monitor, :process, _pid, _reason}, state) do
     # A caller exited with its call in flight: kill the call; its answer goes nowhere.
     case Map.pop(state.callers, monitor) do
@@ -324,6 +374,8 @@ defmodule Ampule.Sandbox.Channel do
 
       {{ref, monitor}, pending} ->
         if monitor, do: Process.demonitor(monitor, [:flush])
+        {out, outputs} = Map.pop(state.outputs, id)
+        streams = if out, do: flush_stream(out, state.streams), else: state.streams
         if ref, do: send(ref, {ref, answer})
         # A large result's bytes are the caller's now (it counts them again to decode).
         {budgeted, announced} = Map.pop(state.announced, id)
@@ -332,6 +384,8 @@ defmodule Ampule.Sandbox.Channel do
         state = %{
           state
           | pending: pending,
+            outputs: outputs,
+            streams: streams,
             callers: Map.delete(state.callers, monitor),
             announced: announced,
             granted: :queue.filter(&(&1 != id), state.granted),
@@ -341,6 +395,113 @@ defmodule Ampule.Sandbox.Channel do
         if state.sending == nil and not :queue.is_empty(state.granted),
           do: send_next(state),
           else: {:noreply, rearm(state)}
+    end
+  end
+
+  ## Output
+
+  defp watch_output(id, output, state) do
+    monitor = if output.stream, do: Process.monitor(output.stream)
+
+    out = %{
+      capture?: output.capture?,
+      stream: output.stream,
+      monitor: monitor,
+      handle: output.handle,
+      flow: Console.new(output.active),
+      total: 0,
+      unacked: 0,
+      max: output.max
+    }
+
+    streams = if monitor, do: Map.put(state.streams, monitor, id), else: state.streams
+    %{state | outputs: Map.put(state.outputs, id, out), streams: streams}
+  end
+
+  # Output of call `id`, from the agent (untrusted: see the module's comment).
+  defp output(id, data, state) do
+    size = byte_size(data)
+
+    case {state.pending, state.outputs} do
+      {%{^id => {ref, _monitor}}, %{^id => out}} ->
+        cond do
+          out.total + size > out.max ->
+            violation(:output_too_large, state)
+
+          out.unacked + size > Frame.window() ->
+            violation(:output_window, state)
+
+          true ->
+            out = %{out | total: out.total + size, unacked: out.unacked + size}
+            if ref && out.capture?, do: send(ref, {ref, {:output, data}})
+
+            cond do
+              # Abandoned (its caller gone): nobody takes it.
+              ref == nil ->
+                ack(id, size, %{out | stream: nil}, state)
+
+              out.stream ->
+                {outs, flow} = Console.push(out.flow, data)
+                ack(id, stream_out(outs, out), %{out | flow: flow}, state)
+
+              true ->
+                ack(id, size, out, state)
+            end
+        end
+
+      {%{^id => _}, _} ->
+        violation(:unexpected_output, state)
+
+      _ ->
+        violation(:unexpected_id, state)
+    end
+  end
+
+  defp output_limit(id, state) do
+    case state.outputs do
+      %{^id => out} -> route(id, {:output_limit, out.max}, state)
+      _ -> violation(:unexpected_id, state)
+    end
+  end
+
+  # Acknowledges `bytes` of call `id`'s output to the agent (the socket stays as it is:
+  # a frame read is re-armed here).
+  defp ack(id, bytes, out, state) do
+    state = %{state | outputs: Map.put(state.outputs, id, %{out | unacked: out.unacked - bytes})}
+
+    if bytes > 0 do
+      case send_frame(Frame.ack(id, bytes), state) do
+        {:noreply, state} -> {:noreply, rearm(state)}
+        stop -> stop
+      end
+    else
+      {:noreply, rearm(state)}
+    end
+  end
+
+  defp stream_out(outs, %{stream: stream, handle: handle}) do
+    for out <- outs do
+      case out do
+        {:data, data} -> send(stream, {:ampule_output, handle, data})
+        :passive -> send(stream, {:ampule_output_passive, handle})
+      end
+    end
+
+    Console.bytes(outs)
+  end
+
+  # The call is answered: what its receiver has not taken yet goes now (at most a window).
+  defp flush_stream(%{stream: stream, flow: flow, handle: handle} = out, streams) do
+    if stream do
+      {outs, _flow} = Console.set_active(flow, true)
+      for {:data, data} <- outs, do: send(stream, {:ampule_output, handle, data})
+    end
+
+    if out.monitor do
+      Process.demonitor(out.monitor, [:flush])
+      Map.delete(streams, out.monitor)
+    else
+      streams
     end
   end
 
