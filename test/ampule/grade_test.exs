@@ -293,6 +293,20 @@ defmodule Ampule.GradeTest do
     assert huge =~ ~r/\[\.\.\. \d+ more bytes\]\z/
   end
 
+  test "hostile: a test that kills the grading's capture (its group leader) crashes the run, as data, with nothing left" do
+    test = """
+    defmodule KillerTest do
+      use ExUnit.Case
+      test "kills its group leader", do: Process.exit(Process.group_leader(), :kill)
+      test "after", do: :ok
+    end
+    """
+
+    {:ok, grade} = leaves_nothing(fn -> Grade.run(test: [{"killer_test.exs", test}]) end)
+    assert %Grade{status: :crashed, tests: []} = grade
+    assert grade.error.message =~ "capture process was killed"
+  end
+
   test "hostile: test modules and atoms made in the sandbox stay there; names come back as strings" do
     modules =
       for i <- 1..200 do

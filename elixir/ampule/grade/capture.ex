@@ -57,6 +57,12 @@ defmodule Ampule.Grade.Capture do
 
   defp text, do: %{kept: [], size: 0, bytes: 0}
 
+  @doc "The result of a run whose capture is gone."
+  def nothing do
+    {:ok, state} = init(%{total: 0})
+    summary(state)
+  end
+
   @impl true
   def handle_call({:runner, pid}, _from, state), do: {:reply, :ok, %{state | runner: pid}}
 

@@ -31,14 +31,25 @@ defmodule Ampule.Grade.Runner do
         restore_stderr(stderr, capture)
       end
 
-    gathered = Capture.result(capture, outcome == :timeout)
-    GenServer.stop(capture)
+    {outcome, gathered} = gathered(capture, outcome)
 
     Map.merge(gathered, %{
       status: status(outcome),
       error: error(outcome, limits),
       time: System.monotonic_time(:microsecond) - started
     })
+  end
+
+  # The capture is in reach of the tested code (it is its group leader): if it was killed,
+  # what it gathered went with it.
+  defp gathered(capture, outcome) do
+    gathered = Capture.result(capture, outcome == :timeout)
+    GenServer.stop(capture)
+    {outcome, gathered}
+  catch
+    :exit, _ ->
+      {{:crashed, "the grading's capture process was killed: no test's result was kept"},
+       Capture.nothing()}
   end
 
   defp status(:ran), do: :ok
