@@ -43,7 +43,8 @@ defmodule Ampule.Grade do
 
   In the sandbox, ExUnit is started with `autorun: false`, one test at a time
   (`max_cases: 1`, so `async: true` changes nothing but the order), `seed: 0` unless you
-  pass one (tests run in the order they are defined, modules in the order compiled),
+  pass one (tests run in the order they are defined; modules in the order compiled, those
+  with `async: true` first, as ExUnit runs them),
   `capture_log: true`, and its per-test `timeout:` from `:test_timeout`. A module's
   `setup_all` failing makes its tests `:invalid`, with the failure as their message.
 

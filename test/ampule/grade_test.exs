@@ -347,6 +347,20 @@ defmodule Ampule.GradeTest do
     assert :ok = Ampule.destroy(sandbox)
   end
 
+  test "the options of Ampule.start/1 hold: a grading over its sandbox's memory limit is :oom, and leaves nothing" do
+    test = """
+    defmodule HogTest do
+      use ExUnit.Case
+      test "hog", do: assert(byte_size(:binary.copy("x", 400 * 1024 * 1024)) > 0)
+    end
+    """
+
+    assert {:error, :oom} =
+             leaves_nothing(fn ->
+               Grade.run([test: [{"hog_test.exs", test}]], memory: 128 * 1024 * 1024)
+             end)
+  end
+
   test "bad arguments raise ArgumentError naming what is wrong, before any sandbox starts" do
     before = containers()
 
