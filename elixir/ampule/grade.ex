@@ -76,7 +76,7 @@ defmodule Ampule.Grade do
 
   The run as a whole has `:timeout` milliseconds, from the moment the sandbox starts on
   it (a fresh sandbox's boot has its `:boot_timeout` besides): when they pass, the tests
-  and every process they started are killed, and the result is `status: :timeout`, with
+  and every process they started are killed (as they are when a run ends), and the result is `status: :timeout`, with
   the tests that finished, and the one that was running as a test of status `:timeout`
   with its output so far. A test that loops, or prints without end, ends so, or earlier
   by its `:test_timeout` (then it is `:failed`, with ExUnit's "test timed out" message).
@@ -106,8 +106,9 @@ defmodule Ampule.Grade do
     * `:pool` - grade in a sandbox of this `Ampule.Pool` (a pool of sandboxes; see
       `prepare/0` for its `prepare:`), given back after
     * `:container` - grade in this sandbox of yours, which stays yours: the project's
-      modules and whatever its tests left stay loaded there, and a run that timed out may
-      have left processes behind (destroy it)
+      modules stay loaded there (a second grading redefines them, with warnings in the
+      grade's `:output`), and so does whatever the tests left but processes: those whose
+      group leader is still the grading's are killed when it ends
     * otherwise, every option of `Ampule.start/1` for the fresh sandbox (`:memory`,
       `:cpus`, `:boot_timeout`, ...); `sandbox: true` is implied, and `sandbox: false`
       refused: a distribution container is not for code you do not trust

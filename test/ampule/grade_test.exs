@@ -330,7 +330,7 @@ defmodule Ampule.GradeTest do
     end
   end
 
-  test "a pool's sandbox (prepared with prepare/0), and a sandbox of yours, which stays" do
+  test "a pool's sandbox (prepared with prepare/0), and a sandbox of yours, which stays, without the processes its tests left" do
     pool = :"grade_pool_#{System.unique_integer([:positive])}"
 
     start_supervised!({Ampule.Pool, name: pool, size: 1, sandbox: true, prepare: Grade.prepare()})
@@ -343,6 +343,20 @@ defmodule Ampule.GradeTest do
     assert {:ok, %Grade{failed: 1, total: 6}} =
              Grade.run(corpus("buggy_template"), container: sandbox)
 
+    # A second grading in the same sandbox: what its tests started does not outlive it.
+    leaver = """
+    defmodule LeaverTest do
+      use ExUnit.Case
+      test "leaves a process" do
+        Process.register(spawn(fn -> Process.sleep(:infinity) end), :left_behind)
+      end
+    end
+    """
+
+    assert {:ok, %Grade{passed: 1}} =
+             Grade.run([test: [{"leaver_test.exs", leaver}]], container: sandbox)
+
+    assert Ampule.call({Process, :whereis, [:left_behind]}, sandbox) == nil
     assert sandbox.name in containers()
     assert :ok = Ampule.destroy(sandbox)
   end

@@ -10,9 +10,10 @@ defmodule Ampule.Grade.Runner do
   # and the node's `:standard_error`; in a worker, `ExUnit.start/1` (one test at a time,
   # our formatter, logs captured per test), compile the modules, then the tests, in the
   # order given, then `ExUnit.run/0`. The worker has the run's time (`timeout`); when it
-  # passes, the worker and every process whose group leader is the capture (the tests and
-  # whatever they started, unless they changed it) are killed, and what was gathered so
-  # far is returned with the tests still running marked `:timeout`.
+  # passes, it is killed, and what was gathered so far is returned with the tests still
+  # running marked `:timeout`. Either way, every process whose group leader is the
+  # capture (the tests and whatever they started, unless they changed it) is killed at the
+  # end.
 
   alias Ampule.Grade.{Capture, Formatter, Text}
 
@@ -72,15 +73,20 @@ defmodule Ampule.Grade.Runner do
         exit({:graded, fun.()})
       end)
 
-    receive do
-      {:DOWN, ^ref, :process, ^pid, {:graded, outcome}} -> outcome
-      {:DOWN, ^ref, :process, ^pid, reason} -> {:crashed, Exception.format_exit(reason)}
-    after
-      timeout ->
-        Process.exit(pid, :kill)
-        kill_below(capture)
-        :timeout
-    end
+    outcome =
+      receive do
+        {:DOWN, ^ref, :process, ^pid, {:graded, outcome}} -> outcome
+        {:DOWN, ^ref, :process, ^pid, reason} -> {:crashed, Exception.format_exit(reason)}
+      after
+        timeout ->
+          Process.exit(pid, :kill)
+          :timeout
+      end
+
+    # As a `mix test` ends with its VM: nothing the run started goes on printing into a
+    # sandbox that is kept (`container:`), or delays the result.
+    kill_below(capture)
+    outcome
   end
 
   # Everything the run started prints to the capture, unless it chose another leader.
