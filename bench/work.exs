@@ -14,6 +14,13 @@
 # flight for the concurrent rounds; "" for none), BENCH_WORK_FIRST (samples of each first
 # call, 10). AMPULE_BRIDGE, AMPULE_SUBNET and AMPULE_STATE_DIR as for the suite;
 # BENCH_CPU_SHARES (bench/support.exs) for a machine that other work shares.
+#
+# BENCH_WORK_GRADE=1 adds two sides that grade through `Ampule.Grade.run/2` (a cold
+# sandbox, and a pool prepared with `Ampule.Grade.prepare/0`) in the same sandboxes as
+# the other sides, so that the helper's cost shows beside the bare grader's. Off by
+# default: the report's other figures stay comparable with earlier runs either way, but
+# the helper does more (one test at a time, each test's output captured, failures
+# formatted), so its rows are its own and it has no phases.
 
 Code.require_file("support.exs", __DIR__)
 Bench.Env.apply()
@@ -27,13 +34,32 @@ defmodule Bench.Work do
   @grade_timeout 300_000
   @pool :bench_work_pool
   @prepared_pool :bench_work_pool_prepared
+  @grade_pool :bench_work_pool_grade
 
   def pool, do: @pool
   def prepared_pool, do: @prepared_pool
+  def grade_pool, do: @grade_pool
 
   def corpus(n), do: Bench.Grading.corpus(n)
 
   defp mfa(p), do: Bench.Grading.mfa(p)
+
+  # How a side grades project `p` in sandbox or container `c`: the bench's own grader, or
+  # Ampule.Grade (its result cut to what the grader reports: ExUnit's failures count the
+  # invalid tests too).
+  def by_grader(p, c), do: Ampule.call(mfa(p), c, @grade_timeout)
+
+  def by_helper(p, c) do
+    project = [lib: [{"lib.ex", p.lib}], test: [{"lib_test.exs", p.test}]]
+
+    case Ampule.Grade.run(project, container: c, timeout: @grade_timeout) do
+      {:ok, %Ampule.Grade{status: :ok} = g} ->
+        %{total: g.total, failures: g.failed + g.invalid, phases: nil}
+
+      other ->
+        raise "Ampule.Grade could not grade #{p.name}: #{inspect(other, limit: 20)}"
+    end
+  end
 
   # Each side grades project `p` and returns %{result, wall (µs), cpu (µs)}.
 
@@ -114,10 +140,10 @@ defmodule Bench.Work do
 
   # A cold container: spawn, grade, destroy timed; its release awaited untimed. CPU is its
   # cgroup's, boot included, as for the local and :peer sides.
-  def container(p, opts) do
+  def container(p, opts, grade \\ &by_grader/2) do
     t0 = System.monotonic_time(:microsecond)
     c = Ampule.spawn(opts ++ Bench.Env.spawn_opts())
-    result = Ampule.call(mfa(p), c, @grade_timeout)
+    result = grade.(p, c)
     cpu = Cgroup.cpu_us(c.name)
     Ampule.destroy(c)
     wall = System.monotonic_time(:microsecond) - t0
@@ -139,11 +165,11 @@ defmodule Bench.Work do
 
   # A container from a pool: the call alone is timed (the boot was paid ahead); CPU is what
   # the container used during the call (its cgroup before and after).
-  def pooled(p, pool) do
+  def pooled(p, pool, grade \\ &by_grader/2) do
     Ampule.Pool.with_container(pool, fn c ->
       cpu0 = Cgroup.cpu_us(c.name)
       t0 = System.monotonic_time(:microsecond)
-      result = Ampule.call(mfa(p), c, @grade_timeout)
+      result = grade.(p, c)
       wall = System.monotonic_time(:microsecond) - t0
       %{result: result, wall: wall, cpu: Cgroup.cpu_us(c.name) - cpu0}
     end)
@@ -173,7 +199,7 @@ defmodule Bench.Work do
     ]
   end
 
-  def start_pools do
+  def start_pools(grade?) do
     shares = Bench.Env.spawn_opts()
     {:ok, _} = Ampule.Pool.start_link([name: @pool, size: 2, sandbox: true] ++ shares)
 
@@ -182,7 +208,17 @@ defmodule Bench.Work do
         [name: @prepared_pool, size: 2, sandbox: true, prepare: prepare_opts()] ++ shares
       )
 
-    [@pool, @prepared_pool]
+    if grade? do
+      {:ok, _} =
+        Ampule.Pool.start_link(
+          [name: @grade_pool, size: 2, sandbox: true, prepare: Ampule.Grade.prepare()] ++
+            shares
+        )
+
+      [@pool, @prepared_pool, @grade_pool]
+    else
+      [@pool, @prepared_pool]
+    end
   end
 
   # Until every pool holds its 2 idle containers and nothing else is being released:
@@ -210,6 +246,7 @@ alias Bench.{Stats, Work}
 n_projects = String.to_integer(System.get_env("BENCH_WORK_PROJECTS", "1000"))
 reps = String.to_integer(System.get_env("BENCH_WORK_REPS", "3"))
 n_first = String.to_integer(System.get_env("BENCH_WORK_FIRST", "10"))
+grade? = System.get_env("BENCH_WORK_GRADE", "") == "1"
 
 flight =
   System.get_env("BENCH_WORK_FLIGHT", "2,4")
@@ -228,7 +265,7 @@ Work.container(warm, sandbox: true)
 Work.peer(warm)
 Work.local(warm, ebin)
 
-pools = Work.start_pools()
+pools = Work.start_pools(grade?)
 
 sides = [
   local: fn p -> Work.local(p, ebin) end,
@@ -241,6 +278,16 @@ sides = [
   pool: &Work.pooled(&1, Work.pool()),
   pool_prepared: &Work.pooled(&1, Work.prepared_pool())
 ]
+
+sides =
+  if grade?,
+    do:
+      sides ++
+        [
+          grade: fn p -> Work.container(p, [sandbox: true], &Work.by_helper/2) end,
+          grade_prepared: fn p -> Work.pooled(p, Work.grade_pool(), &Work.by_helper/2) end
+        ],
+    else: sides
 
 side_names = Keyword.keys(sides)
 
@@ -353,7 +400,9 @@ side_label = %{
   dist: "cold distribution container",
   dist_stock: "cold distribution container, `lean_boot: false`",
   pool: "pooled sandbox (pool of 2, no preparation)",
-  pool_prepared: "prepared pooled sandbox (pool of 2, `prepare:`)"
+  pool_prepared: "prepared pooled sandbox (pool of 2, `prepare:`)",
+  grade: "`Ampule.Grade.run/2`, cold sandbox",
+  grade_prepared: "`Ampule.Grade.run/2`, pooled sandbox prepared with `Ampule.Grade.prepare/0`"
 }
 
 serial_rows =
@@ -376,8 +425,9 @@ flight_rows =
 
 phases = [:start, :module, :tests, :run]
 
+# Ampule.Grade times no phases.
 phase_rows =
-  Enum.map_join(side_names, "\n", fn s ->
+  Enum.map_join(side_names -- [:grade, :grade_prepared], "\n", fn s ->
     cells =
       Enum.map_join(phases, " | ", fn ph ->
         "#{ms.(phase.(s, ph))} (#{ratio.(phase.(s, ph), phase.(:local, ph))})"
@@ -414,7 +464,7 @@ Each project graded in a fresh node (`ExUnit.start`, `Code.compile_string` of th
 |---|---|---|---|---|
 #{serial_rows}
 
-CPU: a local `elixir`'s as bash's `times` reports it once it has exited; a `:peer`'s, its threads' schedstat; a container's, its cgroup's (`cpuacct`/`cpu.stat`), boot included; a pooled container's, its cgroup's during the call alone.
+#{if grade?, do: "The `Ampule.Grade.run/2` rows grade the same project in the same kind of sandbox through the helper, which runs one test at a time, captures each test's output and log, and formats each failure inside: its own figures, not the bare grader's.\n\n", else: ""}CPU: a local `elixir`'s as bash's `times` reports it once it has exited; a `:peer`'s, its threads' schedstat; a container's, its cgroup's (`cpuacct`/`cpu.stat`), boot included; a pooled container's, its cgroup's during the call alone.
 
 ### Grading, in flight
 

@@ -72,6 +72,7 @@ defmodule Ampule do
     * `Ampule.Sandbox` - sandboxes: containers for code you do not trust
     * `Ampule.Eval` - untrusted source text evaluated in sandboxes, sessions, limits
     * `Ampule.Pool` and `map/3` - containers booted ahead, and many calls at once
+    * `Ampule.Grade` - a project's ExUnit tests run in a sandbox, per-test results as data
     * `Ampule.Cluster` - containers on other hosts of an Erlang cluster
     * `Ampule.SystemContainer` - whole distributions from LXC templates, and console
       flow control

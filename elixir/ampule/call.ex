@@ -177,9 +177,12 @@ defmodule Ampule.Call do
     end)
   end
 
+  @doc false
   # The fresh container's node went away during the call. Its owner (this process) hears
   # why from the port; when it was the memory limit, say so rather than `:noconnection`.
-  defp node_gone_reason(:noconnection, %Container{name: name}) do
+  # (Ampule.Grade's fresh sandboxes too.)
+  @spec node_gone_reason(Ampule.Error.reason(), Container.t()) :: Ampule.Error.reason()
+  def node_gone_reason(:noconnection, %Container{name: name}) do
     receive do
       {:ampule_exit, %Container{name: ^name}, :oom} -> :oom
       {:ampule_exit, %Container{name: ^name}, _status} -> :noconnection
@@ -190,7 +193,7 @@ defmodule Ampule.Call do
     end
   end
 
-  defp node_gone_reason(reason, _container), do: reason
+  def node_gone_reason(reason, _container), do: reason
 
   @doc false
   @spec default_max_output() :: pos_integer

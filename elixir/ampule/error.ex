@@ -113,6 +113,11 @@ defmodule Ampule.Error do
   Pools (`Ampule.Pool`, `call/2` with `:pool`): `:checkout_timeout` - no container of the
   pool came within its `:checkout_timeout`.
 
+  Grading (`Ampule.Grade.run/2`), besides: `{:bad_grade, detail}` - the sandbox answered
+  with something that is not a grade (its tested code can reach the grading's own
+  processes): `detail` names the part that was wrong (`:shape`, `:test`, `:error`,
+  `:text`, `:count`).
+
   System containers (`create/1`, `console/2`, `stop/1`, `restart/1`):
 
     * `{:template_unavailable, template, why}` - the template downloads images from the
@@ -241,6 +246,7 @@ defmodule Ampule.Error do
           | {:unknown_request, term}
           | {:bad_request, term}
           | {:bad_reply, term}
+          | {:bad_grade, atom}
           | {:template_unavailable, String.t(), String.t()}
           | {:unknown_template, String.t()}
           | {:create_failed, String.t()}
@@ -506,6 +512,11 @@ defmodule Ampule.Error do
 
   def format_error({:bad_reply, reply}),
     do: "the port answered #{inspect(reply)}, which this library does not know (rebuild both)"
+
+  def format_error({:bad_grade, detail}),
+    do:
+      "the grading's sandbox answered with something that is not a grade " <>
+        "(#{inspect(detail)} was wrong); its tested code may have tampered with the grading"
 
   def format_error(reason), do: "unexpected reason: " <> inspect(reason)
 
