@@ -133,7 +133,7 @@ mod tests {
     fn a_long_line_is_refused_and_held_to_its_bound() {
         let mut l = Lines::default();
         let mut long = ME.as_bytes().to_vec();
-        long.extend(std::iter::repeat(b'x').take(10 * MAX_LINE));
+        long.extend(std::iter::repeat_n(b'x', 10 * MAX_LINE));
         assert_eq!(l.push(&long, ME), vec![]);
         assert!(l.line.len() <= MAX_LINE);
         let v = l.push(b"\n", ME);
