@@ -70,105 +70,109 @@ defmodule Bench.Cold do
 
   defp now, do: System.monotonic_time(:microsecond)
 
-  # What `Ampule.spawn/0` does for a distribution container, each step timed
-  # (Ampule.Containers.start/1 → Ampule.Distribution.start_container/2).
-  def dist do
-    t0 = now()
+  # The port's spawn of a distribution container as `Ampule.spawn/0` asks for it
+  # (Ampule.Containers.start/1 → Ampule.Distribution.start_container/2); `polled` as
+  # before issue 21's cut: no announcement, so the port polls the container's EPMD and
+  # completes a handshake of its own before it answers.
+  defp port_spawn(polled) do
     {owner, request, :distribution} = Ampule.Options.spawn!([])
+
+    request =
+      if polled,
+        do: %{Map.delete(request, :announce) | args: request.args -- ["-s", "ampule_announce"]},
+        else: request
+
     {:ok, hello} = Ampule.Port.hello()
     :ok = Ampule.Distribution.ensure_started(hello.host_address)
     {:ok, c} = Ampule.Port.spawn(request, owner)
+    c
+  end
+
+  # A first call into the node, timed, and the node's age then by its own clock (its
+  # start time asked after, untimed): {sent, answered, age}.
+  defp first_call(call) do
+    t0 = now()
+    mono = call.(:erlang, :monotonic_time, [])
+    t1 = now()
+    start = call.(:erlang, :system_info, [:start_time])
+    {t0, t1, :erlang.convert_time_unit(mono - start, :native, :microsecond)}
+  end
+
+  # The container's CPU (untimed), `destroy` (timed), then (untimed) its release and the
+  # port's phases: {cpu, destroy µs, phases}.
+  defp finish(c) do
+    cpu = Cgroup.cpu_us(c.name)
+    t0 = now()
+    Ampule.destroy(c)
+    t1 = now()
+    :ok = Release.wait(c)
+    {cpu, t1 - t0, Bench.Cold.Log.take(c.name)}
+  end
+
+  # A distribution container, each step of `Ampule.spawn/0` timed.
+  def dist do
+    t0 = now()
+    c = port_spawn(false)
     t_spawn = now()
     cpu_answer = Cgroup.cpu_us(c.name)
-    t_spawn_read = now()
+    t_read = now()
     Ampule.Distribution.set_cookie(c.nodename, c.cookie)
     true = :net_kernel.connect_node(c.nodename)
     t_connect = now()
-    t_remote = t_connect
-    mono = :rpc.call(c.nodename, :erlang, :monotonic_time, [])
-    t_rpc = now()
-    start = :rpc.call(c.nodename, :erlang, :system_info, [:start_time])
-    age = :erlang.convert_time_unit(mono - start, :native, :microsecond)
-    cpu = Cgroup.cpu_us(c.name)
-    t_cpu = now()
-    Ampule.destroy(c)
-    t_end = now()
-    :ok = Release.wait(c)
-    port = Bench.Cold.Log.take(c.name)
+    {sent, t_rpc, age} = first_call(&:rpc.call(c.nodename, &1, &2, &3))
+    {cpu, destroy, port} = finish(c)
 
     %{
-      total: t_end - t0 - (t_cpu - t_rpc) - (t_spawn_read - t_spawn),
+      total: t_rpc - t0 - (t_read - t_spawn) + destroy,
       spawn: t_spawn - t0,
-      connect: t_connect - t_spawn_read,
       cpu_answer: cpu_answer,
-      remote: t_remote - t_connect,
-      rpc: t_rpc - t_remote,
-      destroy: t_end - t_cpu,
+      connect: t_connect - t_read,
+      rpc: t_rpc - sent,
+      destroy: destroy,
       # When the node's BEAM started, from the spawn's start (its age at the first call).
-      beam_start: t_remote + div(t_rpc - t_remote, 2) - age - t0,
+      beam_start: sent + div(t_rpc - sent, 2) - age - t0,
       cpu: cpu,
       port: port
     }
   end
 
-  # The readiness of before issue 21's cut, for an A/B in the same run: no announcement,
-  # so the port polls the container's EPMD and completes a handshake of its own before it
-  # answers; then this node's connection and `Ampule.Remote` made sure of over `:erpc`.
+  # The readiness of before, for an A/B in the same run: then this node's connection and
+  # `Ampule.Remote` made sure of over `:erpc`, as `Ampule.spawn/0` did.
   def dist_polled do
     t0 = now()
-    {owner, request, :distribution} = Ampule.Options.spawn!([])
-    request = %{Map.delete(request, :announce) | args: request.args -- ["-s", "ampule_announce"]}
-    {:ok, hello} = Ampule.Port.hello()
-    :ok = Ampule.Distribution.ensure_started(hello.host_address)
-    {:ok, c} = Ampule.Port.spawn(request, owner)
+    c = port_spawn(true)
     t_spawn = now()
     Ampule.Distribution.set_cookie(c.nodename, c.cookie)
     {:module, _} = :erpc.call(c.nodename, :code, :ensure_loaded, [Ampule.Remote])
     _ = :rpc.call(c.nodename, :erlang, :node, [])
     t_rpc = now()
-    cpu = Cgroup.cpu_us(c.name)
-    t_cpu = now()
-    Ampule.destroy(c)
-    t_end = now()
-    :ok = Release.wait(c)
-    port = Bench.Cold.Log.take(c.name)
-    %{total: t_end - t0 - (t_cpu - t_rpc), spawn: t_spawn - t0, cpu: cpu, port: port}
+    {cpu, destroy, port} = finish(c)
+    %{total: t_rpc - t0 + destroy, spawn: t_spawn - t0, cpu: cpu, port: port}
   end
 
-  # The same through the front door, for the ratio the issue quotes.
+  # Through the front door, for the ratio the issue quotes.
   def dist_front do
     t0 = now()
     c = Ampule.spawn()
     _ = :rpc.call(c.nodename, :erlang, :node, [])
-    t1 = now()
-    Ampule.destroy(c)
-    t2 = now()
-    :ok = Release.wait(c)
-    _ = Bench.Cold.Log.take(c.name)
-    %{total: t2 - t0, spawn: t1 - t0}
+    t_rpc = now()
+    {_cpu, destroy, _port} = finish(c)
+    %{total: t_rpc - t0 + destroy, spawn: t_rpc - t0}
   end
 
   def sandbox do
     t0 = now()
     c = Ampule.spawn(sandbox: true)
     t_spawn = now()
-    mono = Ampule.call({:erlang, :monotonic_time, []}, c)
-    t_call = now()
-    start = Ampule.call({:erlang, :system_info, [:start_time]}, c)
-    age = :erlang.convert_time_unit(mono - start, :native, :microsecond)
-    cpu = Cgroup.cpu_us(c.name)
-    t_cpu = now()
-    Ampule.destroy(c)
-    t_end = now()
-    :ok = Release.wait(c)
-    port = Bench.Cold.Log.take(c.name)
+    {sent, t_call, age} = first_call(&Ampule.call({&1, &2, &3}, c))
+    {cpu, destroy, port} = finish(c)
 
     %{
-      total: t_end - t0 - (t_cpu - t_call),
+      total: t_call - t0 + destroy,
       spawn: t_spawn - t0,
-      beam_start: t_spawn + div(t_call - t_spawn, 2) - age - t0,
-      rpc: t_call - t_spawn,
-      destroy: t_end - t_cpu,
+      beam_start: sent + div(t_call - sent, 2) - age - t0,
+      rpc: t_call - sent,
+      destroy: destroy,
       cpu: cpu,
       port: port
     }
@@ -176,16 +180,7 @@ defmodule Bench.Cold do
 
   def peer do
     t0 = now()
-    name = :"bench_peer_#{System.unique_integer([:positive])}"
-
-    {:ok, pid, node} =
-      :peer.start(%{
-        name: name,
-        host: Bench.Env.host_address(),
-        longnames: true,
-        args: [~c"-hidden"]
-      })
-
+    {pid, node} = Bench.Peer.start()
     t_start = now()
     _ = :rpc.call(node, :erlang, :node, [])
     t_rpc = now()
