@@ -79,7 +79,7 @@ defmodule Bench.Cold do
 
     request =
       if polled,
-        do: %{Map.delete(request, :announce) | args: request.args -- ["-s", "ampule_announce"]},
+        do: %{Map.delete(request, :announce) | args: without_announce(request.args)},
         else: request
 
     {:ok, hello} = Ampule.Port.hello()
@@ -87,6 +87,10 @@ defmodule Bench.Cold do
     {:ok, c} = Ampule.Port.spawn(request, owner)
     c
   end
+
+  defp without_announce(["-s", "ampule_announce" | rest]), do: rest
+  defp without_announce([arg | rest]), do: [arg | without_announce(rest)]
+  defp without_announce([]), do: []
 
   # A first call into the node, timed, and the node's age then by its own clock (its
   # start time asked after, untimed): {sent, answered, age}.

@@ -185,9 +185,11 @@ defmodule Ampule.OptionsTest do
     assert request.args == boot_args ++ promote ++ ["-run", "ampule_agent", "start", "+S", "1"]
     assert request.code_paths == [agent_dir | boot_paths]
 
-    # A distribution node promotes its code paths too, from the same ebin.
+    # A distribution node promotes its code paths too, from the same ebin, then announces
+    # itself.
     {_, request, :distribution} = Options.spawn!(host_code_paths: false, args: ["+S", "1"])
-    assert request.args == boot_args ++ promote ++ ["-hidden", "+S", "1"]
+    announce = ["-s", "ampule_announce"]
+    assert request.args == boot_args ++ promote ++ announce ++ ["-hidden", "+S", "1"]
     assert request.code_paths == [agent_dir | boot_paths]
 
     assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)
