@@ -76,19 +76,7 @@ defmodule Bench.Sides do
     {us, cpu}
   end
 
-  def peer_start do
-    name = :"bench_peer_#{System.unique_integer([:positive])}"
-    # Hidden, like Ampule's nodes: otherwise `global` meshes every peer with the others.
-    {:ok, pid, node} =
-      :peer.start(%{
-        name: name,
-        host: Bench.Env.host_address(),
-        longnames: true,
-        args: [~c"-hidden"]
-      })
-
-    {pid, node}
-  end
+  def peer_start, do: Bench.Peer.start()
 
   def dist_start, do: Ampule.spawn(owner: false)
   def sandbox_start, do: Ampule.spawn(owner: false, sandbox: true)

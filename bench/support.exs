@@ -1,4 +1,4 @@
-# Helpers shared by the benches (bench/run.exs, boot.exs, work.exs).
+# Helpers shared by the benches (bench/run.exs, boot.exs, cold.exs, work.exs).
 
 defmodule Bench.Env do
   # `script/bench` runs with MIX_ENV=prod, which reads no test configuration: honour the
@@ -62,6 +62,24 @@ defmodule Bench.Env do
       "#{mem_gib} GiB, OTP #{System.otp_release()}, Elixir #{System.version()}, " <>
       "#{String.trim(to_string(:os.cmd(~c"lxc-start --version")))} (liblxc), " <>
       "cgroup #{Bench.Cgroup.layout()}, #{Date.utc_today()}"
+  end
+end
+
+defmodule Bench.Peer do
+  # A `:peer` node on the host's address on the bridge: {pid, node}. Hidden, like
+  # Ampule's nodes: otherwise `global` meshes every peer with the others.
+  def start do
+    name = :"bench_peer_#{System.unique_integer([:positive])}"
+
+    {:ok, pid, node} =
+      :peer.start(%{
+        name: name,
+        host: Bench.Env.host_address(),
+        longnames: true,
+        args: [~c"-hidden"]
+      })
+
+    {pid, node}
   end
 end
 

@@ -57,7 +57,7 @@ hello(Port) ->
     receive
         {Port, {data, Bin}} ->
             case binary_to_term(Bin, [safe]) of
-                {event, hello, #{protocol := 2} = Hello} -> {ok, Hello};
+                {event, hello, #{protocol := 3} = Hello} -> {ok, Hello};
                 {event, hello, #{protocol := V}} -> {error, {unsupported_protocol, V}};
                 {event, fatal, #{reason := R, message := M}} -> {error, {fatal, R, M}}
             end;

@@ -127,8 +127,8 @@ defmodule Ampule.Container do
     * `:cookie` - the node's distribution cookie (an atom; not shown by `inspect/2`); `nil`
       for a sandbox
     * `:init_pid` - the host's PID of the container's init process
-    * `:boot_ms` - milliseconds from the spawn request to a completed handshake (for a
-      sandbox: to its init running; the agent's hello comes after)
+    * `:boot_ms` - milliseconds from the spawn request to the node's announcement that it
+      is up (for a sandbox: to its init running; the agent's hello comes after)
     * `:owner` - the process whose exit destroys the container, or `nil`
     * `:sandbox` - `true` for a sandbox
     * `:max_result` - a sandbox's result limit in bytes (`nil` otherwise)

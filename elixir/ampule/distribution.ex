@@ -16,7 +16,7 @@ defmodule Ampule.Distribution do
     with {:ok, hello} <- Ampule.Port.hello(),
          :ok <- ensure_started(hello.host_address),
          {:ok, container} <- Ampule.Port.spawn(request, owner) do
-      case connect(container, request.boot_timeout) do
+      case connect(container, request) do
         :ok ->
           {:ok, container}
 
@@ -27,10 +27,28 @@ defmodule Ampule.Distribution do
     end
   end
 
-  # Sets the container's cookie and connects to its node; makes sure the code Ampule runs
-  # there (Ampule.Remote) is loaded, sending it if the node cannot load it from its path.
-  defp connect(%Ampule.Container{nodename: node, cookie: cookie}, timeout) do
+  # Sets the container's cookie and connects to its node. A node that announced itself
+  # (see `ampule_announce`): this connection is the one handshake of its boot, and the
+  # check that the node is what it said; the code Ampule runs there (Ampule.Remote) is on
+  # its path (Ampule's own ebin, see Ampule.Options) and loads on the first call.
+  defp connect(%Ampule.Container{nodename: node, cookie: cookie}, %{announce: true} = request) do
     set_cookie(node, cookie)
+    # `:net_kernel.connect_node/1` is bounded by `net_setuptime` (7 s), not by the boot
+    # timeout: a task holds it to the boot timeout.
+    task = Task.async(fn -> :net_kernel.connect_node(node) end)
+
+    case Task.yield(task, request.boot_timeout) || Task.shutdown(task, :brutal_kill) do
+      {:ok, true} -> :ok
+      {:ok, false} -> {:error, {:connect_failed, node, :noconnection}}
+      nil -> {:error, {:connect_failed, node, :timeout}}
+    end
+  end
+
+  # A node without Ampule's ebin (Ampule in an archive): the port handshaked with it;
+  # make sure Ampule.Remote is loaded there, sending it if the node cannot load it.
+  defp connect(%Ampule.Container{nodename: node, cookie: cookie}, request) do
+    set_cookie(node, cookie)
+    timeout = request.boot_timeout
 
     case :erpc.call(node, :code, :ensure_loaded, [Ampule.Remote], timeout) do
       {:module, _} ->

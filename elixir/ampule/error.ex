@@ -17,7 +17,9 @@ defmodule Ampule.Error do
   Making a container (`start/1`, `spawn/1`, the anonymous `call/1,2`):
 
     * `{:boot_timeout, phase, log_tail}` - the container was not ready within
-      `:boot_timeout`; `phase` is `:create`, `:start`, `:epmd` or `:handshake`, or for a
+      `:boot_timeout`; `phase` is `:create`, `:start` or `:announce` (the node did not say
+      it was up: a distribution container's node announces itself once its distribution
+      runs, under its own name), or for a
       sandbox `:agent` (its node ran, but its agent did not connect and say hello), and
       `log_tail` the node's last output lines (a string). The container was destroyed.
     * `{:boot_failed, status, log_tail}` - the node's `erl` exited with `status` (an

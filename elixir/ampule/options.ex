@@ -60,7 +60,8 @@ defmodule Ampule.Options do
         env: :checked,
         config: :checked,
         seccomp: :checked,
-        sandbox: :checked
+        sandbox: :checked,
+        announce: :checked
       }),
     create:
       Map.merge(@limits, %{
@@ -116,8 +117,9 @@ defmodule Ampule.Options do
 
   Ampule's own ebin is always on a container's code path (even with `host_code_paths:
   false`): after its boot, every node puts its own code directories before OTP's
-  (`-s ampule_code_path promote`), and a sandbox's node then starts its agent
-  (`-run ampule_agent start`).
+  (`-s ampule_code_path promote`); a sandbox's node then starts its agent (`-run
+  ampule_agent start`), and a distribution container's node announces itself (`-s
+  ampule_announce`, with `announce: true` in the request).
   """
   @spec spawn!(keyword) :: {pid | nil, map, :distribution | {:sandbox, pos_integer}}
   def spawn!(opts) do
@@ -144,14 +146,21 @@ defmodule Ampule.Options do
     {boot_paths, boot_args} = Ampule.Boot.args(opts[:cpus], opts[:args])
 
     # Ampule's ebin: the agent must be there; a distribution node does without it (and
-    # without the promotion) when Ampule runs from an archive, as in an escript.
-    {ampule_paths, promote} =
+    # without the promotion and the announcement: the port then finds it in its EPMD and
+    # handshakes, as before issue 21) when Ampule runs from an archive, as in an escript.
+    # After the boot, the promotion first (nothing of the caller's runs before it), then
+    # a distribution node's announcement (`ampule_announce`: the port answers when it
+    # comes), then the caller's own `-s`, `-run` and `-eval`, in that order.
+    {ampule_paths, after_boot, announce} =
       case {kind, ampule_ebin()} do
-        {_, {:ok, dir}} ->
-          {[dir], ["-s", "ampule_code_path", "promote"]}
+        {:distribution, {:ok, dir}} ->
+          {[dir], ["-s", "ampule_code_path", "promote", "-s", "ampule_announce"], true}
+
+        {_sandbox, {:ok, dir}} ->
+          {[dir], ["-s", "ampule_code_path", "promote"], false}
 
         {:distribution, :error} ->
-          {[], []}
+          {[], [], false}
 
         {_sandbox, :error} ->
           raise "Ampule's ebin, where the sandbox agent lives, is not a directory"
@@ -163,7 +172,7 @@ defmodule Ampule.Options do
 
     args =
       boot_args ++
-        promote ++
+        after_boot ++
         case {kind, opts[:hidden]} do
           {{:sandbox, _}, _hidden} -> ["-run", "ampule_agent", "start" | opts[:args]]
           {:distribution, true} -> ["-hidden" | opts[:args]]
@@ -186,12 +195,13 @@ defmodule Ampule.Options do
       }
       |> Enum.reject(fn {_key, value} -> value == nil end)
       |> Map.new()
+      |> then(&if(announce, do: Map.put(&1, :announce, true), else: &1))
 
     {opts[:owner], request, kind}
   end
 
   # Ampule's own ebin, where the modules that run in every container live (the agent,
-  # ampule_code_path).
+  # ampule_code_path, the announcer).
   defp ampule_ebin do
     with path when is_list(path) <- :code.which(:ampule_code_path),
          dir = path |> Path.dirname() |> Path.expand(),

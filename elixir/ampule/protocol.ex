@@ -3,7 +3,7 @@ defmodule Ampule.Protocol do
   # The Elixir mirror of the port's protocol.rs: the only module that knows how terms are
   # framed on the wire (docs/protocol.md). Framing itself ({packet, 4}) is the port driver's.
 
-  @version 2
+  @version 3
 
   @doc "The protocol version this client speaks."
   def version, do: @version
@@ -111,6 +111,7 @@ defmodule Ampule.Protocol do
     :start,
     :epmd,
     :handshake,
+    :announce,
     :unknown_request,
     :bad_request,
     :bad_term,

@@ -109,12 +109,40 @@ defmodule Ampule.ContainersTest do
   test "a boot timeout: {:boot_timeout, phase, log_tail}, the container destroyed" do
     name = unique("slow")
     assert {:error, {:boot_timeout, phase, log}} = Ampule.start(name: name, boot_timeout: 1)
-    assert phase in [:create, :start, :epmd, :handshake]
+    assert phase in [:create, :start, :announce]
     assert is_binary(log)
     assert {:error, :not_found} = info(name)
 
     error = assert_raise Ampule.Error, fn -> Ampule.spawn(boot_timeout: 1) end
     assert Exception.message(error) =~ "boot timeout"
+  end
+
+  test "a node that announces a name not its own is refused: a boot timeout, nothing left" do
+    # Without distribution its node is nonode@nohost, which its announcement says: the
+    # port counts only the container's own name (docs/protocol.md, `announce`).
+    name = unique("nodist")
+
+    assert {:error, {:boot_timeout, :announce, _log}} =
+             Ampule.start(
+               name: name,
+               boot_timeout: 3_000,
+               args: ["-kernel", "start_distribution", "false"]
+             )
+
+    assert {:error, :not_found} = info(name)
+  end
+
+  test "the node said it was up; this node's connection is the check" do
+    # Ready is the node's word (its announcement), so a node this host cannot reach (it
+    # listens on its own loopback only) boots, and the connection fails: a clear error,
+    # the container destroyed.
+    name = unique("unreachable")
+
+    assert {:error, {:connect_failed, node, _}} =
+             Ampule.start(name: name, args: ["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
+
+    assert Atom.to_string(node) =~ name
+    assert {:error, :not_found} = info(name)
   end
 
   test "a name in use" do

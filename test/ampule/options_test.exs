@@ -61,19 +61,25 @@ defmodule Ampule.OptionsTest do
     {boot_paths, boot_args} = Ampule.Boot.args(nil, ["-kernel", "foo"])
     ampule_ebin = :code.which(:ampule_code_path) |> Path.dirname() |> Path.expand()
     promote = ["-s", "ampule_code_path", "promote"]
+    announce = ["-s", "ampule_announce"]
 
+    # Once booted, the node promotes its own code paths, then announces itself
+    # (ampule_announce, from Ampule's own ebin), before the caller's arguments run.
     assert request == %{
              name: "box_1",
              boot_timeout: 5_000,
              env: [{"LANG", "C.UTF-8"}],
-             args: boot_args ++ promote ++ ["-hidden", "-kernel", "foo"],
+             args: boot_args ++ promote ++ announce ++ ["-hidden", "-kernel", "foo"],
              code_paths: ["/tmp", ampule_ebin] ++ boot_paths,
              config: [],
-             memory: 64 * 1024 * 1024
+             memory: 64 * 1024 * 1024,
+             announce: true
            }
 
     assert {nil, %{args: args}, :distribution} = Options.spawn!(owner: false, hidden: false)
-    assert args == boot_args ++ promote
+    assert args == boot_args ++ promote ++ announce
+    assert {_, request, _} = Options.spawn!(sandbox: true)
+    refute Map.has_key?(request, :announce)
   end
 
   test "nodes boot lean: flags before the caller's arguments, which override them" do
@@ -109,8 +115,9 @@ defmodule Ampule.OptionsTest do
     try do
       assert {[], []} = Ampule.Boot.args(nil, [])
 
-      assert {_, %{args: ["-s", "ampule_code_path", "promote", "-hidden"]}, _} =
-               Options.spawn!(host_code_paths: false)
+      assert {_,
+              %{args: ["-s", "ampule_code_path", "promote", "-s", "ampule_announce", "-hidden"]},
+              _} = Options.spawn!(host_code_paths: false)
     after
       Application.delete_env(:ampule, :lean_boot)
     end
@@ -178,9 +185,11 @@ defmodule Ampule.OptionsTest do
     assert request.args == boot_args ++ promote ++ ["-run", "ampule_agent", "start", "+S", "1"]
     assert request.code_paths == [agent_dir | boot_paths]
 
-    # A distribution node promotes its code paths too, from the same ebin.
+    # A distribution node promotes its code paths too, from the same ebin, then announces
+    # itself.
     {_, request, :distribution} = Options.spawn!(host_code_paths: false, args: ["+S", "1"])
-    assert request.args == boot_args ++ promote ++ ["-hidden", "+S", "1"]
+    announce = ["-s", "ampule_announce"]
+    assert request.args == boot_args ++ promote ++ announce ++ ["-hidden", "+S", "1"]
     assert request.code_paths == [agent_dir | boot_paths]
 
     assert {_, _, {:sandbox, 1024}} = Options.spawn!(sandbox: true, max_result: 1024)

@@ -143,10 +143,10 @@ defmodule Ampule.PoolTest do
   end
 
   test "a checkout that waits longer than the checkout timeout gives up" do
-    # A pool whose containers never boot in time: their nodes listen on their loopback
-    # only, so the handshake that makes them ready never reaches them, and every boot
-    # takes its whole timeout. (An `-eval` that sleeps does not hold a node back: init
-    # runs it after the boot, and a lean boot is ready within the 200 ms.)
+    # A pool whose containers never become usable: their nodes listen on their loopback
+    # only, so the connection that makes them ready never reaches them, and every boot
+    # fails. (An `-eval` that sleeps does not hold a node back: init runs it after the
+    # node has announced itself, and a lean boot is ready within the 200 ms.)
     pool =
       start_pool(
         size: 1,

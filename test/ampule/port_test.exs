@@ -34,7 +34,7 @@ defmodule Ampule.PortTest do
 
   test "waits for the hello and returns it", context do
     port = start_port(context)
-    assert {:ok, %{protocol: 2, host_address: "127.0.0.1"}} = Port.hello(port)
+    assert {:ok, %{protocol: 3, host_address: "127.0.0.1"}} = Port.hello(port)
   end
 
   test "refuses a protocol version it does not know", context do

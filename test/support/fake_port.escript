@@ -4,7 +4,7 @@
 %% tests use it: tag routing, hello and version refusal, fatal events, port death,
 %% ownership bookkeeping. Tests that claim to test containers use the real port.
 %%
-%% Arguments: --protocol N (hello's version, default 2), --fatal (fatal event, exit 78),
+%% Arguments: --protocol N (hello's version, default 3), --fatal (fatal event, exit 78),
 %% --silent (never says hello).
 %%
 %% Requests besides the protocol's: {echo, Term, DelayMs}, {log, Level, Msg, Container},
@@ -25,7 +25,7 @@ main(Args) ->
             hello(Port, list_to_integer(N)),
             loop(Port, []);
         _ ->
-            hello(Port, 2),
+            hello(Port, 3),
             loop(Port, [])
     end.
 

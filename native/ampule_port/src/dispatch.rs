@@ -85,7 +85,7 @@ impl Server {
             Sorted::Answer(out) => self.ctx.out.send(&out),
             Sorted::Run { tag, request } => {
                 tokio::spawn(async move {
-                    let result = self.execute(request).await;
+                    let result = self.execute(*request).await;
                     self.ctx.out.send(&protocol::reply(&tag, result));
                 });
             }
@@ -202,7 +202,8 @@ pub enum Sorted {
     /// Send this at once: a `bad_frame` event, or the error reply to a bad request.
     Answer(Out),
     /// Run `request`; its result goes back with `tag`, byte for byte as the caller sent it.
-    Run { tag: Vec<u8>, request: Request },
+    /// (Boxed: a spawn's options are large beside an answer.)
+    Run { tag: Vec<u8>, request: Box<Request> },
 }
 
 /// Checks, decodes and parses one frame, without side effects: every frame gets exactly
@@ -230,7 +231,7 @@ pub fn sort_frame(bytes: &[u8]) -> Sorted {
         Err(e) => Sorted::Answer(protocol::reply(env.tag, e.to_reply(env.body))),
         Ok(request) => Sorted::Run {
             tag: env.tag.to_vec(),
-            request,
+            request: Box::new(request),
         },
     }
 }

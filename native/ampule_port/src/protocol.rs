@@ -9,7 +9,7 @@ use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 use crate::etf::Out;
 
 /// Version announced in the hello event; a client refuses one it does not know.
-pub const PROTOCOL_VERSION: i32 = 2;
+pub const PROTOCOL_VERSION: i32 = 3;
 
 /// One decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,9 @@ pub struct SpawnOpts {
     /// A sandbox: no distribution, no network; the client's agent socket to mount.
     pub sandbox: Option<SandboxOpts>,
     pub seccomp: Seccomp,
+    /// A distributed node that announces itself (`announce => true`): ready when it writes
+    /// its name on its own FIFO, not when its EPMD knows it and a handshake completes.
+    pub announce: bool,
 }
 
 /// Options of a sandbox (`sandbox => #{socket => Path}`).
@@ -139,6 +142,7 @@ pub const SPAWN_OPTIONS: &[(&str, Option<Bounds>)] = &[
     ("env", None),
     ("config", None),
     ("seccomp", None),
+    ("announce", None),
     ("memory", Some(MEMORY)),
     ("pids", Some(PIDS)),
     ("cpu_shares", Some(CPU_SHARES)),
@@ -549,6 +553,7 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
         limits: Limits::app(),
         sandbox: None,
         seccomp: Seccomp::Ampule,
+        announce: false,
     };
     for (k, v) in opts_map(t)? {
         match known(SPAWN_OPTIONS, &k)? {
@@ -560,8 +565,13 @@ fn spawn_opts(t: &Term) -> Result<SpawnOpts, RequestError> {
             "env" => o.env = pairs(&k, v, valid_env)?,
             "config" => o.config = config_items(&k, v)?,
             "seccomp" => o.seccomp = seccomp(&k, v)?,
+            "announce" => o.announce = boolean(&k, v)?,
             other => o.limits.set(other, v)?,
         }
+    }
+    // A sandbox is not distributed: it has no name to announce.
+    if o.announce && o.sandbox.is_some() {
+        return Err(bad("announce", &atom("true")));
     }
     Ok(o)
 }

@@ -18,7 +18,7 @@ fn hello_is_the_first_frame_and_names_the_versions() {
     assert_eq!(t.elements[0], atom("event"));
     assert_eq!(t.elements[1], atom("hello"));
     let m = &t.elements[2];
-    assert_eq!(get(m, "protocol"), &int(2));
+    assert_eq!(get(m, "protocol"), &int(3));
     assert_eq!(text(get(m, "lxc_version")), "5.0.2");
     assert_eq!(text(get(m, "version")), env!("CARGO_PKG_VERSION"));
     assert_eq!(text(get(m, "host_address")), host_address());
@@ -698,4 +698,134 @@ fn a_node_gets_its_open_files_whatever_soft_limit_the_port_inherited() {
         );
     }
     drop(port);
+}
+
+/// `args` that make a node announce `what` on its ready FIFO (the Elixir library's nodes
+/// run `ampule_announce` instead; an `-eval` needs nothing on the node's code path).
+fn announcing(what: &str) -> Term {
+    let expr = format!("ok = file:write_file(\"/run/ampule/ready\", [{what}, $\\n]).");
+    list(vec![bin("-eval"), bin(expr)])
+}
+
+/// `{boot_timeout, announce, _}`, and nothing of `name` left.
+fn assert_announce_timeout(port: &mut Port, tag: i32, name: &str, reply: Term) {
+    let reason = unwrap_err(reply);
+    let Term::Tuple(t) = &reason else {
+        panic!("{reason}")
+    };
+    assert_eq!(t.elements[0], atom("boot_timeout"), "{reason}");
+    assert_eq!(t.elements[1], atom("announce"), "{reason}");
+    assert_eq!(leftovers(name, None, None), Vec::<String>::new());
+    let Term::List(names) = unwrap_ok(port.call(tag, atom("list"))) else {
+        panic!("list")
+    };
+    assert!(!names.elements.contains(&bin(name)), "{names:?}");
+}
+
+#[test]
+fn a_node_that_announces_itself_is_answered_then_reached_with_its_cookie() {
+    let mut port = Port::start();
+    let n = port.spawn_node(
+        1,
+        map(vec![
+            ("announce", atom("true")),
+            ("args", announcing("atom_to_list(node())")),
+        ]),
+    );
+    // The port did not handshake: the answer came on the node's word. The client's own
+    // connection, with the container's cookie, is the check.
+    assert_eq!(n.rpc("erlang", "node", "[]"), format!("'{}'", n.nodename));
+    assert_eq!(
+        port.call(2, tuple(vec![atom("destroy"), bin(&n.name)])),
+        atom("ok")
+    );
+    let left = eventually_empty(Duration::from_secs(10), || n.leftovers());
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[test]
+fn a_node_that_never_announces_itself_times_out_in_the_announce_phase_and_leaves_nothing() {
+    let mut port = Port::start();
+    let name = format!("mute-{}", std::process::id());
+    let reply = port.call(
+        1,
+        tuple(vec![
+            atom("spawn"),
+            map(vec![
+                ("name", bin(&name)),
+                ("announce", atom("true")),
+                ("boot_timeout", int(3_000)),
+            ]),
+        ]),
+    );
+    assert_announce_timeout(&mut port, 2, &name, reply);
+}
+
+/// A container can only ever announce itself: its FIFO is its own, and a line naming any
+/// other node (a sibling's name, `nonode@nohost`, a long line) is refused.
+#[test]
+fn a_forged_announcement_is_refused_and_the_boot_times_out() {
+    let mut port = Port::start();
+    let sibling = port.spawn_node(
+        1,
+        map(vec![
+            ("announce", atom("true")),
+            ("args", announcing("atom_to_list(node())")),
+        ]),
+    );
+    let forgeries = [
+        format!("\"{}\"", sibling.nodename),
+        "\"nonode@nohost\"".to_string(),
+        format!(
+            "lists:duplicate(100000, $x), $\\n, \"{}\"",
+            sibling.nodename
+        ),
+    ];
+    for (i, forged) in forgeries.iter().enumerate() {
+        let name = format!("forger-{}-{i}", std::process::id());
+        let reply = port.call(
+            10 + i as i32,
+            tuple(vec![
+                atom("spawn"),
+                map(vec![
+                    ("name", bin(&name)),
+                    ("announce", atom("true")),
+                    ("args", announcing(forged)),
+                    ("boot_timeout", int(3_000)),
+                ]),
+            ]),
+        );
+        assert_announce_timeout(&mut port, 20 + i as i32, &name, reply);
+    }
+    // The sibling whose name was used is untouched.
+    assert_eq!(
+        sibling.rpc("erlang", "node", "[]"),
+        format!("'{}'", sibling.nodename)
+    );
+}
+
+#[test]
+fn announce_is_for_distributed_nodes_only() {
+    let mut port = Port::start();
+    let reply = port.call(
+        1,
+        tuple(vec![
+            atom("spawn"),
+            map(vec![
+                ("announce", atom("true")),
+                (
+                    "sandbox",
+                    map(vec![("socket", bin("/nonexistent/agent.sock"))]),
+                ),
+            ]),
+        ]),
+    );
+    assert_eq!(
+        unwrap_err(reply),
+        tuple(vec![
+            atom("bad_option_value"),
+            atom("announce"),
+            atom("true")
+        ])
+    );
 }

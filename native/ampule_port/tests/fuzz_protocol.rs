@@ -179,7 +179,7 @@ fn answer(bytes: &[u8]) -> Answer {
     let sent = match dispatch::sort_frame(bytes) {
         Sorted::Answer(out) => etf::encode(&out),
         Sorted::Run { tag, request } => {
-            let result = match request {
+            let result = match *request {
                 Request::Ping => protocol::ok_value(atom("pong")),
                 _ => protocol::ok(),
             };

@@ -1,6 +1,9 @@
 //! "Ready means ready": a node is up when the container's EPMD knows its name and a
 //! distribution handshake with its cookie completes. Both are polled on the real signals,
-//! each attempt bounded, the whole wait bounded by the boot deadline.
+//! each attempt bounded, the whole wait bounded by the boot deadline. For a client that
+//! does not ask its nodes to announce themselves (`announce.rs`, what the Elixir library
+//! does): the port's handshake is the first incoming connection of a node still booting,
+//! and costs it `string` and `unicode_util` loaded (docs/benchmarks.md).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Application containers reached over Erlang distribution (`Kind::App`): a node with an
 //! address of its own on the bridge and a cookie, answered for only once it is really
-//! reachable ([`boot`]: registered in its EPMD, then a handshake with its cookie).
+//! reachable ([`boot`]: registered in its EPMD, then a handshake with its cookie), or, for
+//! a client that asks (`announce => true`), once it says it is up on a FIFO of its own
+//! ([`announce`]; the client's connection is then the handshake).
 //!
 //! - States: `Booting` until the handshake, then `Running`, then `Destroying` while it is
 //!   released (`node/release.rs`).
@@ -12,6 +14,7 @@
 //! Its own: the address lease (kept in the registry entry, released with the container)
 //! and the port's node name for handshakes.
 
+pub mod announce;
 pub mod boot;
 
 use std::io;
@@ -71,6 +74,7 @@ impl Apps {
         let reach = Reach::Dist {
             lease: lease.clone(),
             cookie: cookie.clone(),
+            announce: opts.announce,
         };
         let spec = NodeSpec { name, reach, opts };
         let launched = start::launch(&self.ctx, reservation, &spec, began, deadline).await?;
@@ -92,8 +96,9 @@ impl Apps {
         Ok(lease)
     }
 
-    /// Waits until a distributed node is ready (found in its EPMD, handshake done), then
-    /// answers; a node that exits or does not get there in time is destroyed.
+    /// Waits until a distributed node is ready (found in its EPMD, handshake done; or it
+    /// announced itself), then answers; a node that exits or does not get there in time is
+    /// destroyed.
     async fn await_node(
         &self,
         spec: &NodeSpec,
@@ -110,14 +115,45 @@ impl Apps {
             mut exited,
             oom,
         } = launched;
-        phase.set(Phase::Epmd);
         enum Outcome {
             Ready,
             Exited,
             Timeout,
         }
+        let announce = matches!(spec.reach, Reach::Dist { announce: true, .. });
+        let mut fifo = None;
+        if announce {
+            phase.set(Phase::Announce);
+            match announce::open(&node::ready_fifo(&self.ctx.host, &spec.name)) {
+                Ok(f) => fifo = Some(f),
+                Err(e) => {
+                    log::error!(container = spec.name.as_str(); "cannot open the ready FIFO: {e}");
+                    let failure = Failure::Rootfs(format!("ready FIFO: {e}"));
+                    return Err(release::fail_boot(&self.ctx, spec, failure).await);
+                }
+            }
+        } else {
+            phase.set(Phase::Epmd);
+        }
+        let nodename = spec.nodename().unwrap_or_default();
+        let ready = async {
+            match fifo.as_mut() {
+                Some(f) => announce::wait(f, &spec.name, &nodename, &timeline).await,
+                None => {
+                    boot::wait_ready(
+                        lease.address,
+                        &spec.name,
+                        cookie,
+                        &self.local,
+                        &phase,
+                        &timeline,
+                    )
+                    .await
+                }
+            }
+        };
         let outcome = tokio::select! {
-            _ = boot::wait_ready(lease.address, &spec.name, cookie, &self.local, &phase, &timeline) => Outcome::Ready,
+            _ = ready => Outcome::Ready,
             _ = exited.wait_for(|e| *e) => Outcome::Exited,
             _ = tokio::time::sleep_until(deadline) => Outcome::Timeout,
         };

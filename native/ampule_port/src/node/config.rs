@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{dir, rootfs, NodeSpec, Reach, AGENT_SOCKET, DIST_PORT, HOME, NODE_UID};
+use super::{
+    dir, ready_fifo, rootfs, NodeSpec, Reach, AGENT_SOCKET, DIST_PORT, HOME, NODE_UID, READY_FIFO,
+};
 use crate::config::{base_config, seccomp_items};
 use crate::host::Host;
 use crate::leases::Lease;
@@ -44,6 +46,9 @@ pub fn node_config(host: &Host, spec: &NodeSpec) -> Items {
         c.extend(seccomp_items(&p));
     }
     c.extend(code_mounts(host, spec));
+    if let Some(erts) = erts() {
+        c.extend(erts.environment());
+    }
     for (k, v) in &spec.opts.env {
         c.push(("lxc.environment".into(), format!("{k}={v}")));
     }
@@ -54,16 +59,28 @@ pub fn node_config(host: &Host, spec: &NodeSpec) -> Items {
 /// A distributed node's address on the bridge, or a sandbox's agent socket.
 fn reach_items(host: &Host, spec: &NodeSpec) -> Items {
     match &spec.reach {
-        Reach::Dist { lease, .. } => vec![
-            (
-                "lxc.net.0.ipv4.address".into(),
-                format!("{}/{}", lease.address, host.subnet.prefix),
-            ),
-            (
-                "lxc.net.0.ipv4.gateway".into(),
-                host.subnet.host().to_string(),
-            ),
-        ],
+        Reach::Dist {
+            lease, announce, ..
+        } => {
+            let mut items = vec![
+                (
+                    "lxc.net.0.ipv4.address".into(),
+                    format!("{}/{}", lease.address, host.subnet.prefix),
+                ),
+                (
+                    "lxc.net.0.ipv4.gateway".into(),
+                    host.subnet.host().to_string(),
+                ),
+            ];
+            if *announce {
+                items.push(bind_mount(
+                    &ready_fifo(host, &spec.name).to_string_lossy(),
+                    READY_FIFO,
+                    "bind,nodev,nosuid,noexec",
+                ));
+            }
+            items
+        }
         Reach::Agent { socket } => vec![bind_mount(
             &socket.to_string_lossy(),
             AGENT_SOCKET,
@@ -179,16 +196,20 @@ pub const SIGPENDING: u32 = 32;
 /// (see `exits.rs`). The shell stays as the container's init, reaping orphans. The cookie
 /// is in `~/.erlang.cookie`, never here: this command line is visible to every host user.
 pub fn argv(spec: &NodeSpec) -> Vec<String> {
+    let erl = match erts() {
+        Some(erts) => erts.erlexec(),
+        None => "/usr/bin/erl".to_string(),
+    };
     let mut argv: Vec<String> = [
         "/bin/sh",
         "-c",
         "\"$@\" >boot.log 2>&1; exit $?",
         "ampule-init",
-        "/usr/bin/erl",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    argv.push(erl);
     argv.extend(distribution_args(spec));
     let code: Vec<&String> = spec
         .opts
@@ -202,6 +223,62 @@ pub fn argv(spec: &NodeSpec) -> Vec<String> {
     }
     argv.extend(spec.opts.args.iter().cloned());
     argv
+}
+
+/// The host's Erlang runtime system, which every node runs (the host's `/usr` is theirs):
+/// its `erlexec` is started directly, with the four variables `/usr/bin/erl` would set.
+/// That script runs `dirname` three times, `basename` and `dyn_erl --realpath` before it
+/// execs `erlexec`: five processes on every boot's path, in the container's one CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erts {
+    root: String,
+    version: String,
+}
+
+/// Where Debian's (and OTP's `make install`'s) `erl` puts the runtime.
+const ERLANG_ROOT: &str = "/usr/lib/erlang";
+
+impl Erts {
+    /// The runtime `ROOT/releases/start_erl.data` names (`ERTS_VSN OTP_VSN`), if its
+    /// `erlexec` is there.
+    pub fn find(root: &str) -> Option<Erts> {
+        let data = std::fs::read_to_string(Path::new(root).join("releases/start_erl.data")).ok()?;
+        let version = data.split_whitespace().next()?.to_string();
+        let valid = version.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let erts = Erts {
+            root: root.to_string(),
+            version,
+        };
+        (valid && Path::new(&erts.erlexec()).is_file()).then_some(erts)
+    }
+
+    fn bindir(&self) -> String {
+        format!("{}/erts-{}/bin", self.root, self.version)
+    }
+
+    pub fn erlexec(&self) -> String {
+        format!("{}/erlexec", self.bindir())
+    }
+
+    /// What `erl` exports before it execs `erlexec`.
+    fn environment(&self) -> Items {
+        [
+            ("ROOTDIR", self.root.clone()),
+            ("BINDIR", self.bindir()),
+            ("EMU", "beam".to_string()),
+            ("PROGNAME", "erl".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| ("lxc.environment".to_string(), format!("{k}={v}")))
+        .collect()
+    }
+}
+
+/// The host's runtime, looked up once; `None` (nodes start through `/usr/bin/erl`) when it
+/// is not where `erl` keeps it.
+fn erts() -> Option<&'static Erts> {
+    static ERTS: std::sync::OnceLock<Option<Erts>> = std::sync::OnceLock::new();
+    ERTS.get_or_init(|| Erts::find(ERLANG_ROOT)).as_ref()
 }
 
 /// A distributed node's name and its one listening port; a sandbox's node has neither.
@@ -248,6 +325,27 @@ mod tests {
             s(&tmp.join("missing")),
         ]);
         assert_eq!(got, vec![s(&a)]);
+        fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn the_runtime_is_found_from_start_erl_data_and_refused_without_erlexec() {
+        let tmp = std::env::temp_dir().join(format!("ampule-erts-{}", std::process::id()));
+        let bin = tmp.join("erts-13.1.5/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::create_dir_all(tmp.join("releases")).unwrap();
+        let root = tmp.to_string_lossy().into_owned();
+        fs::write(tmp.join("releases/start_erl.data"), "13.1.5 25\n").unwrap();
+        assert_eq!(Erts::find(&root), None, "no erlexec yet");
+        fs::write(bin.join("erlexec"), b"").unwrap();
+        let erts = Erts::find(&root).unwrap();
+        assert_eq!(erts.erlexec(), format!("{root}/erts-13.1.5/bin/erlexec"));
+        assert!(erts.environment().contains(&(
+            "lxc.environment".into(),
+            format!("BINDIR={root}/erts-13.1.5/bin")
+        )));
+        fs::write(tmp.join("releases/start_erl.data"), "../../x 25\n").unwrap();
+        assert_eq!(Erts::find(&root), None, "a version that is a path");
         fs::remove_dir_all(&tmp).unwrap();
     }
 

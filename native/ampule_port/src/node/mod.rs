@@ -38,11 +38,19 @@ pub const DIST_PORT: u16 = 9100;
 /// Where the socket of a sandbox's agent appears inside it.
 pub const AGENT_SOCKET: &str = "/run/ampule/agent.sock";
 
+/// Where an announcing node's FIFO appears inside its container (`app/announce.rs`).
+pub const READY_FIFO: &str = "/run/ampule/ready";
+
 /// How the client reaches the node of an application container.
 #[derive(Debug, Clone)]
 pub enum Reach {
-    /// Erlang distribution: a veth on the bridge with this address, and this cookie.
-    Dist { lease: Lease, cookie: String },
+    /// Erlang distribution: a veth on the bridge with this address, and this cookie; with
+    /// `announce`, the node says it is up on its own FIFO, mounted at [`READY_FIFO`].
+    Dist {
+        lease: Lease,
+        cookie: String,
+        announce: bool,
+    },
     /// A sandbox: no network but loopback; the client's agent socket, mounted at
     /// [`AGENT_SOCKET`].
     Agent { socket: PathBuf },
@@ -73,6 +81,12 @@ impl NodeSpec {
 /// A node container's directory (under [`Host::apps`]).
 pub fn dir(host: &Host, name: &str) -> PathBuf {
     host.apps.join(name)
+}
+
+/// An announcing node's FIFO on the host: in the container's directory, which is the
+/// port's (root's, mode 0711), outside the rootfs, which is the container's to change.
+pub fn ready_fifo(host: &Host, name: &str) -> PathBuf {
+    dir(host, name).join("ready")
 }
 
 pub fn rootfs(host: &Host, name: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 //! The step a node's boot is in, shared between the boot and whoever reports its timeout
 //! (`{boot_timeout, Phase, Log}`): `create` and `start` here, `epmd` and `handshake` while
-//! a distributed node is awaited (`app/boot.rs`).
+//! a distributed node is awaited (`app/boot.rs`), `announce` while an announcing one is
+//! (`app/announce.rs`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -13,6 +14,7 @@ pub enum Phase {
     Start = 1,
     Epmd = 2,
     Handshake = 3,
+    Announce = 4,
 }
 
 impl Phase {
@@ -22,6 +24,7 @@ impl Phase {
             Phase::Start => "start",
             Phase::Epmd => "epmd",
             Phase::Handshake => "handshake",
+            Phase::Announce => "announce",
         }
     }
 }
@@ -46,7 +49,8 @@ impl PhaseCell {
             0 => Phase::Create,
             1 => Phase::Start,
             2 => Phase::Epmd,
-            _ => Phase::Handshake,
+            3 => Phase::Handshake,
+            _ => Phase::Announce,
         }
     }
 }
@@ -59,7 +63,7 @@ mod tests {
     fn phase_cell_round_trips() {
         let c = PhaseCell::default();
         assert_eq!(c.get(), Phase::Create);
-        for p in [Phase::Start, Phase::Epmd, Phase::Handshake] {
+        for p in [Phase::Start, Phase::Epmd, Phase::Handshake, Phase::Announce] {
             c.set(p);
             assert_eq!(c.get(), p);
         }

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 
-use super::{dir, rootfs, NodeSpec, Reach, HOME, NODE_UID};
+use super::{dir, ready_fifo, rootfs, NodeSpec, Reach, HOME, NODE_UID};
 use crate::host::Host;
 use crate::instance::OWNER_FILE;
 
@@ -66,13 +66,21 @@ pub fn prepare(host: &Host, spec: &NodeSpec) -> io::Result<()> {
     fs::create_dir(&home)?;
     fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
     match &spec.reach {
-        Reach::Dist { cookie, .. } => write_file(
-            &home.join(".erlang.cookie"),
-            cookie.as_bytes(),
-            0o400,
-            node_ids,
-        )?,
-        Reach::Agent { .. } => agent_mount_point(&root, root_ids)?,
+        Reach::Dist {
+            cookie, announce, ..
+        } => {
+            write_file(
+                &home.join(".erlang.cookie"),
+                cookie.as_bytes(),
+                0o400,
+                node_ids,
+            )?;
+            if *announce {
+                make_ready_fifo(&ready_fifo(host, &spec.name), node_ids)?;
+                mount_point(&root, "ready", root_ids)?;
+            }
+        }
+        Reach::Agent { .. } => mount_point(&root, "agent.sock", root_ids)?,
     }
     chown(&home, node_ids)?;
     for sub in ["etc", "home", "usr", "proc", "sys", "dev", "tmp", "run"] {
@@ -133,11 +141,22 @@ fn write_etc(host: &Host, spec: &NodeSpec, etc: &Path, ids: (u32, u32)) -> io::R
     Ok(())
 }
 
-/// The mount point of the agent's socket, the container root's like the rest.
-fn agent_mount_point(root: &Path, ids: (u32, u32)) -> io::Result<()> {
+/// The mount point of what the port hands the node under `/run/ampule` (the agent's
+/// socket, the ready FIFO), the container root's like the rest.
+fn mount_point(root: &Path, file: &str, ids: (u32, u32)) -> io::Result<()> {
     let run = root.join("run/ampule");
     fs::create_dir(&run)?;
-    fs::write(run.join("agent.sock"), b"")?;
-    chown(&run.join("agent.sock"), ids)?;
+    fs::write(run.join(file), b"")?;
+    chown(&run.join(file), ids)?;
     chown(&run, ids)
+}
+
+/// An announcing node's FIFO: the node's uid may only write to it (it never reads what
+/// the port reads), and it lives where the container cannot replace it.
+fn make_ready_fifo(path: &Path, node_ids: (u32, u32)) -> io::Result<()> {
+    use nix::sys::stat::Mode;
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o200))?;
+    // mkfifo's mode is masked by the umask: set it exactly.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o200))?;
+    chown(path, node_ids)
 }
