@@ -15,6 +15,15 @@
 -define(FIFO, "/run/ampule/ready").
 
 start() ->
+    case init:get_argument(dist_listen) of
+        %% A node that does not listen cannot be reached: it says nothing, and the port
+        %% waits for it as for any node that never comes up (its own handshake used to
+        %% find that out).
+        {ok, [["false"] | _]} -> ok;
+        _ -> announce()
+    end.
+
+announce() ->
     case file:write_file(?FIFO, [atom_to_list(node()), $\n], [raw]) of
         ok ->
             ok;

@@ -36,7 +36,7 @@ defmodule Ampule.ErlangExampleTest do
       )
 
     assert status == 0, output
-    assert output =~ ~r/^hello: protocol 2/m
+    assert output =~ ~r/^hello: protocol 3/m
     assert [_, name] = Regex.run(~r/^spawned: (\S+) /m, output)
     net = Regex.escape(Ampule.Test.Host.subnet_prefix())
     assert output =~ ~r/^rpc: erlang:node\(\) in the container is '#{name}@#{net}\d+'/m
